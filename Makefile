@@ -1,0 +1,33 @@
+# The README's commands. `make up` runs the platform, `make test` runs every check CI runs.
+SHELL := /bin/bash
+UV ?= uv
+
+.PHONY: up down test lint typecheck pytest bench sync help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+sync: ## install the locked environment (.venv) from uv.lock
+	$(UV) sync --locked
+
+up: sync ## run the platform (Docker compose when an engine answers, else local processes)
+	@if docker info >/dev/null 2>&1; then docker compose up --build; \
+	else $(UV) run bookify up; fi
+
+down: ## stop what `make up` / `bookify infra up` started locally
+	$(UV) run bookify infra down
+
+lint: sync ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: sync ## mypy, strict on shared, services and the CLI
+	$(UV) run mypy
+
+pytest: sync ## every test layer on real Kafka and FerretDB, with coverage
+	$(UV) run pytest --cov --cov-report=term --cov-report=xml tests
+
+test: lint typecheck pytest ## everything CI runs
+
+bench: sync ## pipeline benchmark against a local stack (prints figures; not a test)
+	$(UV) run bookify bench pipeline

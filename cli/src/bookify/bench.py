@@ -1,0 +1,187 @@
+"""`bookify bench pipeline`: the booking pipeline under a fixed arrival rate, beside its ceiling.
+
+Not a test: it prints figures. The ceiling is a bare FastAPI endpoint that answers 202 and
+does nothing else, served by uvicorn in its own process and driven by the same generator in
+the same run, so the ratio between the two is what the pipeline costs on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from hdrh.histogram import HdrHistogram
+
+from bookify.infra.process import free_port, spawn, terminate
+from loadtests.openmodel import OpenModelResult, new_histogram, run_open_model
+from shared.auth import AuthSettings, Scope, mint_token
+from shared.settings import Topics
+
+PRINCIPALS = 2_000  # spread over many principals so the per-principal rate limit never bites
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    gateway: str
+    kafka_bootstrap: str
+    rate: float
+    duration: float
+    topic_prefix: str = ""
+
+
+@dataclass
+class PipelineFigures:
+    accept: OpenModelResult
+    confirm_latency_us: HdrHistogram
+    confirmed: int
+    rejected: int
+    missing: int
+
+
+def _tokens(count: int) -> list[str]:
+    auth = AuthSettings()
+    return [
+        mint_token(auth, f"bench-{i}", [Scope.BOOKINGS_WRITE, Scope.BOOKINGS_READ])
+        for i in range(count)
+    ]
+
+
+async def _create_resource(client: httpx.AsyncClient, capacity: int) -> str:
+    admin = mint_token(AuthSettings(), "bench-admin", [Scope.RESOURCES_ADMIN, Scope.BOOKINGS_READ])
+    response = await client.post(
+        "/v1/resources",
+        json={"name": "bench", "capacity": capacity},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    response.raise_for_status()
+    return str(response.headers["location"].rsplit("/", 1)[-1])
+
+
+async def bench_pipeline(config: BenchConfig, progress: Any = print) -> PipelineFigures:
+    tokens = _tokens(PRINCIPALS)
+    accepted_at: dict[str, float] = {}
+    outcome_at: dict[str, tuple[str, float]] = {}
+    consumer = AIOKafkaConsumer(
+        Topics(config.topic_prefix).events,
+        bootstrap_servers=config.kafka_bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    accepting_done = asyncio.Event()
+    all_decided = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for records in batches.values():
+                for record in records:
+                    ce_type = dict(record.headers).get("ce_type", b"").decode()
+                    if ce_type.startswith("bookify.booking."):
+                        booking = json.loads(record.value)["booking_id"]
+                        outcome_at.setdefault(booking, (ce_type.split(".")[2], now))
+            if accepting_done.is_set() and accepted_at.keys() <= outcome_at.keys():
+                all_decided.set()
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=config.gateway, timeout=30, limits=limits) as client:
+        capacity = int(config.rate * config.duration) + 1
+        resource = await _create_resource(client, min(capacity, 100_000))
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(1.0)  # let the watcher's partition assignment settle
+
+        async def book(i: int) -> int:
+            response = await client.post(
+                "/v1/bookings",
+                json={"resource_id": resource, "quantity": 1},
+                headers={"Authorization": f"Bearer {tokens[i % PRINCIPALS]}"},
+            )
+            if response.status_code == 202:
+                accepted_at[response.json()["id"]] = time.time()
+            return response.status_code
+
+        progress(f"pipeline: {config.rate:g}/s for {config.duration:g} s against {config.gateway}")
+        accept = await run_open_model(book, rate=config.rate, duration=config.duration)
+        accepting_done.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_decided.wait(), timeout=30)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await consumer.stop()
+
+    confirm = new_histogram()
+    counts = {"confirmed": 0, "rejected": 0}
+    for booking, t_accept in accepted_at.items():
+        if booking in outcome_at:
+            kind, t_outcome = outcome_at[booking]
+            counts[kind] = counts.get(kind, 0) + 1
+            confirm.record_value(max(1, int((t_outcome - t_accept) * 1e6)))
+    missing = len(accepted_at.keys() - outcome_at.keys())
+    return PipelineFigures(accept, confirm, counts["confirmed"], counts["rejected"], missing)
+
+
+async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
+    port = free_port()
+    proc = spawn(
+        [
+            sys.executable, "-m", "uvicorn", "bookify.bench_ceiling:app",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        ],
+        log_path=run_dir / "bench-ceiling.log",
+        attached=True,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=30,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+        ) as client:
+            for _ in range(100):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            body = {"resource_id": "00000000-0000-0000-0000-000000000000", "quantity": 1}
+
+            async def post(_: int) -> int:
+                return (await client.post("/v1/bookings", json=body)).status_code
+
+            return await run_open_model(post, rate=rate, duration=duration)
+    finally:
+        terminate(proc.pid, timeout=5, popen=proc)
+
+
+def report(pipeline: PipelineFigures, ceiling: OpenModelResult) -> str:
+    def ms(h: HdrHistogram, p: float) -> str:
+        return f"{h.get_value_at_percentile(p) / 1000:8.1f}" if h.get_total_count() else "     n/a"
+
+    a = pipeline.accept
+    lines = [
+        f"{'':28}{'pipeline':>12}{'ceiling':>12}",
+        f"{'offered rate (req/s)':28}{a.rate:12.1f}{ceiling.rate:12.1f}",
+        f"{'completed/s':28}{a.throughput:12.1f}{ceiling.throughput:12.1f}",
+        f"{'accepted (202)':28}{a.statuses.get(202, 0):12d}{ceiling.statuses.get(202, 0):12d}",
+        f"{'dropped / failed':28}{f'{a.dropped} / {a.failed}':>12}"
+        f"{f'{ceiling.dropped} / {ceiling.failed}':>12}",
+        f"{'accept latency p50 (ms)':28}{ms(a.latency_us, 50):>12}{ms(ceiling.latency_us, 50):>12}",
+        f"{'accept latency p99 (ms)':28}{ms(a.latency_us, 99):>12}{ms(ceiling.latency_us, 99):>12}",
+        f"{'generator lag p99 (ms)':28}{ms(a.schedule_lag_us, 99):>12}"
+        f"{ms(ceiling.schedule_lag_us, 99):>12}",
+        f"{'accepted→decided p50 (ms)':28}{ms(pipeline.confirm_latency_us, 50):>12}",
+        f"{'accepted→decided p99 (ms)':28}{ms(pipeline.confirm_latency_us, 99):>12}",
+        f"{'confirmed / rejected / none':28}"
+        f"{f'{pipeline.confirmed} / {pipeline.rejected} / {pipeline.missing}':>12}",
+    ]
+    if ceiling.throughput:
+        lines.append(f"pipeline throughput = {a.throughput / ceiling.throughput:.2f} x the ceiling")
+    return "\n".join(lines)

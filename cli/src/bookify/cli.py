@@ -1,0 +1,24 @@
+"""The `bookify` command: one Typer app, one sub-app or command per area."""
+
+from __future__ import annotations
+
+import typer
+
+from bookify.commands import bench, infra, platform, schemas, tokens
+
+app = typer.Typer(
+    name="bookify",
+    help="Run, inspect and exercise the Bookify platform on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(infra.app, name="infra")
+app.add_typer(schemas.app, name="schemas")
+app.add_typer(bench.app, name="bench")
+app.command()(platform.up)
+app.command()(platform.seed)
+app.command()(tokens.token)
+
+
+def main() -> None:
+    app()

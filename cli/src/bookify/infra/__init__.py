@@ -1,0 +1,50 @@
+"""Local infrastructure without Docker: Apache Kafka as a JVM from Maven Central jars and
+FerretDB (MongoDB wire protocol on SQLite) built with Go. Used by `bookify infra` and by
+the test fixtures' `local` provider.
+"""
+
+from bookify.infra.errors import (
+    InfraError,
+    InstallError,
+    MissingPrerequisiteError,
+    PortInUseError,
+    StartupError,
+    StateFileError,
+)
+from bookify.infra.local import (
+    ALL_SERVICES,
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_KAFKA_PORT,
+    DEFAULT_MONGO_PORT,
+    InfraEndpoints,
+    InfraStatus,
+    LocalInfra,
+    Service,
+    ServiceStatus,
+)
+from bookify.infra.paths import cache_dir, default_run_dir, repo_root
+from bookify.infra.process import free_port, free_ports, port_is_free
+
+__all__ = [
+    "ALL_SERVICES",
+    "DEFAULT_CONTROLLER_PORT",
+    "DEFAULT_KAFKA_PORT",
+    "DEFAULT_MONGO_PORT",
+    "InfraEndpoints",
+    "InfraError",
+    "InfraStatus",
+    "InstallError",
+    "LocalInfra",
+    "MissingPrerequisiteError",
+    "PortInUseError",
+    "Service",
+    "ServiceStatus",
+    "StartupError",
+    "StateFileError",
+    "cache_dir",
+    "default_run_dir",
+    "free_port",
+    "free_ports",
+    "port_is_free",
+    "repo_root",
+]

@@ -1,0 +1,45 @@
+"""The port the handlers write views through; Mongo in production, a fake in unit tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from consumer.domain import BookingView, Notification, ResourceChange, ResourceView
+
+
+class ViewRepository(Protocol):
+    """Idempotent writes: each returns whether it changed anything, and repeating it is harmless.
+
+    Implementations enforce the rules of :mod:`consumer.domain.projection` at write time,
+    not by reading first, so a replayed or out-of-order event cannot regress a view even
+    when two consumers briefly share a partition.
+    """
+
+    async def is_processed(self, event_id: str) -> bool:
+        """Whether :meth:`mark_processed` already recorded this event."""
+        ...
+
+    async def mark_processed(self, event_id: str, event_type: str, at: datetime) -> bool:
+        """Record the event as fully applied; False when it already was (the dedupe point)."""
+        ...
+
+    async def apply_resource(self, change: ResourceChange) -> bool:
+        """Take ``change`` if its version is newer (and fill missing details); True if taken."""
+        ...
+
+    async def apply_booking(self, view: BookingView) -> bool:
+        """Store ``view`` unless the stored status must not be replaced; True if stored."""
+        ...
+
+    async def add_notification(self, notification: Notification) -> bool:
+        """Insert once per event id; False when it was already there."""
+        ...
+
+    async def get_resource(self, resource_id: str) -> ResourceView | None: ...
+
+    async def get_booking(self, booking_id: str) -> BookingView | None: ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached (readiness)."""
+        ...

@@ -1,0 +1,22 @@
+"""The consumer's settings: environment variables prefixed ``BOOKIFY_CONSUMER_``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class ConsumerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKIFY_CONSUMER_", extra="ignore", frozen=True)
+
+    service_name: str = "bookify-consumer"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8002, ge=0, le=65535)
+    views_db: str = "bookify_views"
+    group_id: str = "bookify-consumer"
+    lag_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often consumer lag is sampled for /metrics."
+    )
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -1,0 +1,45 @@
+"""The gateway's domain errors. They know nothing of HTTP; problem.py maps each to a status."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFoundError(GatewayError):
+    """Unknown id, or owned by another principal (which must look the same to the caller)."""
+
+
+class UnknownResourceError(GatewayError):
+    """A booking names a resource that neither the read model nor the gateway has seen."""
+
+
+class IdempotencyKeyReusedError(GatewayError):
+    """The same Idempotency-Key came back with a different request body."""
+
+
+class NotCancellableError(GatewayError):
+    """The booking is already rejected or cancelled."""
+
+
+class AuthenticationError(GatewayError):
+    """Missing or invalid bearer token."""
+
+    def __init__(self, detail: str, *, error: str | None = None) -> None:
+        super().__init__(detail)
+        self.error = error  # RFC 6750 error code for WWW-Authenticate, when there was a token
+
+
+class InsufficientScopeError(GatewayError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this operation needs the {scope!r} scope")
+        self.scope = scope
+
+
+class RateLimitedError(GatewayError):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many requests for this principal; slow down")
+        self.retry_after = retry_after

@@ -1,0 +1,235 @@
+"""RFC 9457 ``application/problem+json`` for every error the gateway returns.
+
+Each handler answers with ``type``, ``title``, ``status`` and ``detail``; validation
+problems add an ``errors`` list naming the offending fields. Nothing here ever puts a
+stack trace or an exception's repr into a response.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    IdempotencyKeyReusedError,
+    InsufficientScopeError,
+    NotCancellableError,
+    NotFoundError,
+    RateLimitedError,
+    UnknownResourceError,
+)
+from gateway.ports import DependencyUnavailableError, UnsafeDocumentError
+from shared.logging import get_logger
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://bookify.dev/problems/"
+
+log = get_logger(__name__)
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where the error is, e.g. ['body', 'quantity'].")
+    field: str = Field(description="The dotted field name without its location.")
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    type: str = Field(examples=[f"{PROBLEM_BASE}validation-error"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="For validation problems: the offending fields."
+    )
+    retry_after: int | None = Field(
+        default=None, description="Seconds to wait before retrying (429, 503)."
+    )
+
+
+_TITLES: dict[int, tuple[str, str]] = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Insufficient scope"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Request validation failed"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("service-unavailable", "Service temporarily unavailable"),
+}
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    default_slug, default_title = _TITLES.get(status, ("http-error", "HTTP error"))
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or default_slug),
+        "title": title or default_title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting each status as a problem+json Problem."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _TITLES.get(status, ("", "Error"))[1],
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+        }
+        for status in statuses
+    }
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        field_path = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+        out.append(
+            {
+                "loc": loc,
+                "field": ".".join(str(p) for p in field_path),
+                # Never echo "input"/"ctx": they may carry the whole (large, hostile) body.
+                "message": str(err.get("msg", "invalid")),
+                "type": str(err.get("type", "value_error")),
+            }
+        )
+    return out
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc)
+    fields = ", ".join(sorted({e["field"] or e["loc"][0] for e in errors if e["loc"]}))
+    return problem_response(
+        422,
+        f"invalid request: {fields}" if fields else "invalid request",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    fallback = _TITLES.get(exc.status_code, ("", "HTTP error"))[1]
+    detail = exc.detail if isinstance(exc.detail, str) else fallback
+    return problem_response(
+        exc.status_code, detail, instance=request.url.path, headers=dict(exc.headers or {})
+    )
+
+
+async def _on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    path = request.url.path
+    match exc:
+        case AuthenticationError():
+            challenge = "Bearer" if exc.error is None else f'Bearer error="{exc.error}"'
+            return problem_response(
+                401, exc.detail, instance=path, headers={"WWW-Authenticate": challenge}
+            )
+        case InsufficientScopeError():
+            challenge = f'Bearer error="insufficient_scope", scope="{exc.scope}"'
+            return problem_response(
+                403, exc.detail, instance=path, headers={"WWW-Authenticate": challenge}
+            )
+        case RateLimitedError():
+            retry = retry_after_header(exc.retry_after)
+            return problem_response(
+                429,
+                exc.detail,
+                instance=path,
+                headers={"Retry-After": retry},
+                retry_after=int(retry),
+            )
+        case NotFoundError():
+            return problem_response(404, exc.detail, instance=path)
+        case NotCancellableError():
+            return problem_response(
+                409, exc.detail, slug="booking-not-cancellable", title="Booking not cancellable",
+                instance=path,
+            )  # fmt: skip
+        case UnknownResourceError():
+            return problem_response(
+                422, exc.detail, slug="unknown-resource", title="Unknown resource", instance=path
+            )
+        case IdempotencyKeyReusedError():
+            return problem_response(
+                422, exc.detail, slug="idempotency-key-reused",
+                title="Idempotency-Key reused with a different request", instance=path,
+            )  # fmt: skip
+    return await _on_unexpected(request, exc)
+
+
+def make_unavailable_handler(retry_after: float) -> Any:
+    async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DependencyUnavailableError)
+        log.warning("dependency unavailable", dependency=exc.dependency, error=exc.detail)
+        retry = retry_after_header(retry_after)
+        return problem_response(
+            503,
+            f"{exc.dependency} is unavailable; nothing was accepted, retry later",
+            instance=request.url.path,
+            headers={"Retry-After": retry},
+            retry_after=int(retry),
+        )
+
+    return _on_unavailable
+
+
+async def _on_unsafe_document(request: Request, exc: Exception) -> JSONResponse:
+    # Second guard behind extra="forbid": operator-like keys never reach MongoDB.
+    return problem_response(
+        422, "keys starting with '$' or containing '.' are not allowed", instance=request.url.path
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return problem_response(500, "an unexpected error occurred", instance=request.url.path)
+
+
+def install_problem_handlers(app: FastAPI, *, retry_after_seconds: float) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(
+        DependencyUnavailableError, make_unavailable_handler(retry_after_seconds)
+    )
+    app.add_exception_handler(UnsafeDocumentError, _on_unsafe_document)
+    # Starlette's ServerErrorMiddleware calls this for anything unhandled (and then
+    # re-raises so the server logs it); the client only ever sees a generic problem.
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,87 @@
+"""HTTP request and response bodies. Requests forbid unknown fields (422), so no
+client-chosen key (``$where``, ``a.b``) can ride along into a MongoDB document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import MAX_CAPACITY, MAX_QUANTITY
+
+# strict: "2", 2.0 and true are wrong types for a count, not spellings of it.
+Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
+Capacity = Annotated[int, Field(strict=True, ge=1, le=MAX_CAPACITY)]
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+
+MAX_PAGE_SIZE = 100
+
+BookingStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResourceCreate(RequestModel):
+    name: Name
+    capacity: Capacity
+
+
+class BookingCreate(RequestModel):
+    resource_id: UUID
+    quantity: Quantity
+
+
+class ResourceOut(BaseModel):
+    id: UUID
+    name: str
+    capacity: int
+    available: int
+    updated_at: datetime | None = Field(
+        description="When the read model last changed; null while creation is still pending."
+    )
+
+
+class ResourceAccepted(BaseModel):
+    id: UUID
+    status: Literal["pending"] = "pending"
+    name: str
+    capacity: int
+    accepted_at: datetime
+
+
+class ResourcePage(BaseModel):
+    items: list[ResourceOut]
+    next_cursor: UUID | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )
+
+
+class BookingOut(BaseModel):
+    id: UUID
+    resource_id: UUID
+    quantity: int
+    status: BookingStatus
+    reason: str | None = None
+    accepted_at: datetime
+    updated_at: datetime
+
+
+class BookingAccepted(BaseModel):
+    id: UUID
+    status: Literal["pending"] = "pending"
+    resource_id: UUID
+    quantity: int
+    accepted_at: datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, bool]

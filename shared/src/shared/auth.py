@@ -1,0 +1,82 @@
+"""Bearer-token authentication shared by the gateway (verifies) and the CLI (mints dev tokens)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import jwt
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import DEV_ONLY_PREFIX
+
+
+class Scope(StrEnum):
+    BOOKINGS_READ = "bookings:read"
+    BOOKINGS_WRITE = "bookings:write"
+    RESOURCES_ADMIN = "resources:admin"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKIFY_AUTH_", extra="ignore", frozen=True)
+
+    # Development default, refused outside dev by GatewaySettings (see refuse_dev_secret).
+    jwt_secret: SecretStr = SecretStr(f"{DEV_ONLY_PREFIX}insecure-jwt-secret-change-me")
+    jwt_public_key: str | None = Field(
+        default=None, description="PEM public key; when set, tokens are RS256 and verified with it."
+    )
+    audience: str = "bookify"
+    leeway_seconds: int = 5
+
+    @property
+    def algorithm(self) -> str:
+        return "RS256" if self.jwt_public_key else "HS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    scopes: frozenset[str]
+
+
+class InvalidTokenError(Exception):
+    """The token is missing, malformed, expired, or not for this audience."""
+
+
+def mint_token(
+    settings: AuthSettings,
+    sub: str,
+    scopes: list[str],
+    ttl: timedelta = timedelta(hours=12),
+) -> str:
+    """An HS256 development token (the CLI's ``bookify token``)."""
+    now = datetime.now(UTC)
+    claims = {
+        "sub": sub,
+        "aud": settings.audience,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "exp": now + ttl,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def verify_token(settings: AuthSettings, token: str) -> Principal:
+    key = settings.jwt_public_key or settings.jwt_secret.get_secret_value()
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[settings.algorithm],
+            audience=settings.audience,
+            leeway=settings.leeway_seconds,
+            options={"require": ["sub", "exp", "aud", "scope"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub or not isinstance(claims["scope"], str):
+        raise InvalidTokenError("sub and scope must be non-empty strings")
+    return Principal(sub=sub, scopes=frozenset(claims["scope"].split()))

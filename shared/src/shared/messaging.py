@@ -1,0 +1,143 @@
+"""The error policy every Kafka subscriber shares: decode, retry with backoff, dead-letter.
+
+FastStream gives us the broker, acks and telemetry; what it does not give is the policy
+of *which* failures deserve a retry and what "still fails" means, so it lives here, once:
+
+- A record that cannot be decoded (wrong envelope, unknown type, invalid data) goes
+  straight to the dead-letter topic: no retry can fix it.
+- A handler error is retried with exponential backoff and jitter; after
+  ``RetryPolicy.attempts`` tries the record goes to the dead-letter topic with the
+  error and its origin, and the partition moves on.
+- An unreachable dependency (MongoDB down, Kafka leader moving) is not the record's
+  fault: it is retried without limit, so an outage delays bookings but never loses them.
+
+Subscribers use ``AckPolicy.NACK_ON_ERROR``: an offset is committed only after
+:func:`process_record` returns, i.e. after the handler succeeded or the record was
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from pymongo.errors import ConnectionFailure
+
+from shared.events import MalformedMessageError, Message, decode
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+UNAVAILABLE = (
+    ConnectionFailure,  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NotLeaderForPartitionError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.05
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff (AWS architecture blog's recommendation)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the policy needs of a Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+    @property
+    def header_map(self) -> dict[str, bytes]:
+        return dict(self.headers)
+
+
+class Publish(Protocol):
+    async def __call__(
+        self, value: bytes, *, topic: str, key: bytes | None, headers: dict[str, str]
+    ) -> None: ...
+
+
+class DeadLetters:
+    """Sends a record that could not be processed to the DLQ, with why and where from."""
+
+    def __init__(self, publish: Publish, topic: str) -> None:
+        self._publish = publish
+        self.topic = topic
+
+    async def send(self, record: Record, error: BaseException) -> None:
+        headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
+        headers.update(
+            {
+                "dlq_error_type": type(error).__name__,
+                "dlq_error_message": str(error)[:2000],
+                "dlq_source_topic": record.topic,
+                "dlq_source_partition": str(record.partition),
+                "dlq_source_offset": str(record.offset),
+            }
+        )
+        await self._publish(record.value or b"", topic=self.topic, key=record.key, headers=headers)
+        log.warning(
+            "dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_type=type(error).__name__,
+            error=str(error)[:500],
+        )
+
+
+async def process_record(
+    record: Record,
+    handle: Callable[[Message], Awaitable[None]],
+    *,
+    known_types: Mapping[str, type[Message]],
+    dead_letters: DeadLetters,
+    policy: RetryPolicy = RetryPolicy(),
+    on_dead_letter: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Run ``handle`` on the decoded record under the policy in this module's docstring."""
+
+    async def give_up(error: BaseException) -> None:
+        await dead_letters.send(record, error)
+        if on_dead_letter is not None:
+            on_dead_letter(error)
+
+    try:
+        message = decode(record.header_map, record.value, known_types)
+    except MalformedMessageError as exc:
+        await give_up(exc)
+        return
+
+    failures = 0
+    outage = 0
+    while True:
+        try:
+            await handle(message)
+            return
+        except UNAVAILABLE as exc:
+            outage += 1
+            log.warning("dependency_unavailable", error=repr(exc), attempt=outage)
+            await asyncio.sleep(policy.delay(min(outage, 8)) + policy.base_delay)
+        except Exception as exc:
+            failures += 1
+            if failures >= policy.attempts:
+                await give_up(exc)
+                return
+            log.info("handler_retry", error=repr(exc), attempt=failures)
+            await asyncio.sleep(policy.delay(failures))

@@ -1,0 +1,63 @@
+"""The settings base every service inherits: one pydantic-settings class per service.
+
+Each service sets its own ``env_prefix`` (``BOOKIFY_GATEWAY_``, ``BOOKIFY_BOOKING_``, ...).
+Nothing else in the code base reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class Topics:
+    """Topic names, optionally prefixed so tests and tenants can share one broker."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.commands = f"{prefix}bookify.commands"
+        self.events = f"{prefix}bookify.events"
+        self.dlq = f"{prefix}bookify.dlq"
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.commands, self.events, self.dlq)
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKIFY_", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEV
+    service_name: str = "bookify"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    topic_partitions: int = Field(default=3, ge=1)
+    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment in (Environment.DEV, Environment.TEST)
+
+
+DEV_ONLY_PREFIX = "dev-only-"
+
+
+def refuse_dev_secret(settings: ServiceSettings, name: str, value: str) -> None:
+    """Fail fast when a clearly-marked development default reaches a real environment."""
+    if not settings.is_dev and value.startswith(DEV_ONLY_PREFIX):
+        raise ValueError(
+            f"{name} still has its development default; set a real secret for "
+            f"environment={settings.environment.value}"
+        )

@@ -1,0 +1,56 @@
+"""Telemetry built once for every process: OpenTelemetry tracing and Prometheus metrics.
+
+Configuration comes from the standard OpenTelemetry environment variables
+(``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_TRACES_SAMPLER``,
+``OTEL_SDK_DISABLED``, ...), which the SDK reads itself, so any collector or test
+receiver can be pointed at a running process without code changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import CollectorRegistry
+
+# Seconds; from well under a millisecond (in-process work) to tens of seconds (a stuck
+# pipeline), dense around the 10-500 ms where this system's SLOs live.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5,
+    0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
+    """Install the process's tracer provider; export over OTLP/HTTP when an endpoint is set.
+
+    ``env`` is the process environment, passed in so this module reads no globals.
+    """
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    if env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT):
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    if not PymongoInstrumentor().is_instrumented_by_opentelemetry:
+        PymongoInstrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def kafka_middlewares(
+    registry: CollectorRegistry, tracer_provider: TracerProvider | None, app_name: str
+) -> tuple[Any, ...]:
+    """FastStream's own telemetry and Prometheus middlewares: context crosses Kafka in headers."""
+    return (
+        KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+        KafkaPrometheusMiddleware(registry=registry, app_name=app_name),
+    )

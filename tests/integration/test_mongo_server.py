@@ -1,0 +1,55 @@
+"""The MongoDB-wire server the fixtures provide is real: PyMongo's AsyncMongoClient
+round-trips documents and a unique index rejects duplicates."""
+
+from __future__ import annotations
+
+import pytest
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+pytestmark = pytest.mark.integration
+
+
+async def test_each_test_starts_with_an_empty_database_of_its_own(mongo_db):
+    assert mongo_db.name.startswith("t_")
+    assert await mongo_db.list_collection_names() == []
+
+
+async def test_async_client_round_trips_inserted_updated_and_deleted_documents(mongo_db):
+    resources = mongo_db["resources"]
+    await resources.insert_many(
+        [
+            {"_id": "room-1", "name": "Room 1", "capacity": 4, "tags": ["quiet"]},
+            {"_id": "room-2", "name": "Room 2", "capacity": 8, "tags": []},
+            {"_id": "desk-1", "name": "Desk 1", "capacity": 1, "meta": {"floor": 3}},
+        ]
+    )
+
+    big = await resources.find({"capacity": {"$gte": 4}}).sort("capacity", -1).to_list()
+    assert [doc["_id"] for doc in big] == ["room-2", "room-1"]
+    assert big[1]["tags"] == ["quiet"]
+
+    result = await resources.update_one({"_id": "desk-1"}, {"$set": {"meta.floor": 4}})
+    assert result.modified_count == 1
+    desk = await resources.find_one({"_id": "desk-1"})
+    assert desk is not None
+    assert desk["meta"] == {"floor": 4}
+
+    await resources.delete_one({"_id": "room-1"})
+    assert await resources.count_documents({}) == 2
+
+
+async def test_unique_index_rejects_a_second_entry_with_the_same_key(mongo_db):
+    ledger = mongo_db["ledger"]
+    await ledger.create_index([("resource_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+    await ledger.insert_one({"resource_id": "room-1", "seq": 1, "booking": "b-1"})
+
+    with pytest.raises(DuplicateKeyError):
+        await ledger.insert_one({"resource_id": "room-1", "seq": 1, "booking": "b-2"})
+
+    await ledger.insert_one({"resource_id": "room-1", "seq": 2, "booking": "b-2"})
+    entries = await ledger.find({}, {"_id": 0}).sort("seq", ASCENDING).to_list()
+    assert entries == [
+        {"resource_id": "room-1", "seq": 1, "booking": "b-1"},
+        {"resource_id": "room-1", "seq": 2, "booking": "b-2"},
+    ]

@@ -1,0 +1,277 @@
+"""The decide loop against in-memory fakes that enforce the ledger's unique indexes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from uuid import UUID, uuid4
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from booking.domain import ConcurrencyConflict, ContentionError, EntryKind, LedgerEntry
+from booking.metrics import BookingMetrics
+from booking.service_layer import CommandHandler, Outcome
+from shared.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    BookingRejected,
+    Event,
+    Message,
+    RejectionReason,
+    RequestBooking,
+    ResourceCreated,
+)
+from shared.messaging import RetryPolicy
+from tests.unit.booking.fakes import Clock, FakeLedger, FakePublisher, cancel, create, request
+
+NO_WAIT = RetryPolicy(attempts=50, base_delay=0.0, max_delay=0.0)
+
+
+def handler_for(
+    ledger: FakeLedger, publisher: FakePublisher, metrics: BookingMetrics | None = None
+) -> CommandHandler:
+    return CommandHandler(
+        ledger,
+        publisher,
+        metrics or BookingMetrics(CollectorRegistry()),
+        clock=Clock(),
+        backoff=NO_WAIT,
+    )
+
+
+def count(metrics: BookingMetrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value("bookify_bookings_total", {"outcome": outcome})
+    assert value is not None
+    return value
+
+
+def confirmed_seats(ledger: FakeLedger, resource_id: UUID) -> int:
+    entries = [e for e in ledger.entries if e.resource_id == resource_id]
+    held = sum(e.quantity for e in entries if e.kind is EntryKind.CONFIRMED)
+    released = sum(e.quantity for e in entries if e.kind is EntryKind.CANCELLED)
+    return held - released
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+async def test_a_created_resource_takes_bookings_until_it_is_full(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    handle = handler_for(ledger, publisher, metrics).handle
+    rid = uuid4()
+
+    assert await handle(create(rid, 3)) is Outcome.DECIDED
+    for quantity in (2, 1, 1):
+        assert await handle(request(rid, quantity)) is Outcome.DECIDED
+
+    created, *bookings = publisher.published
+    assert isinstance(created, ResourceCreated)
+    assert [e.ce_type for e in bookings] == [
+        BookingConfirmed.ce_type,
+        BookingConfirmed.ce_type,
+        BookingRejected.ce_type,
+    ]
+    assert [getattr(e, "available", None) for e in bookings] == [1, 0, None]
+    assert [e.seq for e in ledger.entries] == [1, 2, 3, 4]
+    assert (count(metrics, "confirmed"), count(metrics, "rejected")) == (2, 1)
+
+
+async def test_a_booking_for_an_unknown_resource_is_rejected_and_recorded(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    await handler_for(ledger, publisher).handle(request(uuid4()))
+    [event] = publisher.published
+    assert isinstance(event, BookingRejected)
+    assert event.reason is RejectionReason.UNKNOWN_RESOURCE
+    assert [e.kind for e in ledger.entries] == [EntryKind.REJECTED]
+
+
+async def test_a_redelivered_command_republishes_the_same_event_without_deciding_again(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    handle = handler_for(ledger, publisher, metrics).handle
+    rid = uuid4()
+    await handle(create(rid, 1))
+    booking = request(rid)
+
+    assert await handle(booking) is Outcome.DECIDED
+    assert await handle(booking) is Outcome.REPLAYED
+
+    first, second = publisher.published[1:]
+    assert first == second  # same event id, same payload: downstream deduplicates
+    assert len(ledger.entries) == 2
+    assert count(metrics, "confirmed") == 1
+
+
+async def test_a_crash_between_append_and_publish_is_healed_by_redelivery(
+    ledger: FakeLedger,
+) -> None:
+    rid = uuid4()
+    await handler_for(ledger, FakePublisher()).handle(create(rid, 5))
+    flaky = FakePublisher(failures=1)
+    metrics = BookingMetrics(CollectorRegistry())
+    handle = handler_for(ledger, flaky, metrics).handle
+    booking = request(rid, 2)
+
+    with pytest.raises(ConnectionError):
+        await handle(booking)
+    assert flaky.published == []
+    assert await handle(booking) is Outcome.REPLAYED
+
+    [event] = flaky.published
+    assert isinstance(event, BookingConfirmed)
+    assert event.available == 3
+    assert count(metrics, "confirmed") == 1
+
+
+async def test_creating_a_resource_twice_republishes_the_first_creation(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handle = handler_for(ledger, publisher).handle
+    rid = uuid4()
+    await handle(create(rid, 5))
+    assert await handle(create(rid, 99)) is Outcome.REPLAYED
+    first, second = publisher.published
+    assert first == second
+    assert isinstance(second, ResourceCreated)
+    assert second.capacity == 5
+
+
+async def test_cancelling_returns_the_seats_to_the_next_booking(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    handle = handler_for(ledger, publisher, metrics).handle
+    rid = uuid4()
+    await handle(create(rid, 2))
+    booking = request(rid, 2)
+    await handle(booking)
+    assert isinstance(await last_event(handle, request(rid), publisher), BookingRejected)
+
+    cancelled = await last_event(handle, cancel(booking), publisher)
+    assert isinstance(cancelled, BookingCancelled)
+    assert (cancelled.quantity, cancelled.available) == (2, 2)
+
+    assert isinstance(await last_event(handle, request(rid, 2), publisher), BookingConfirmed)
+    assert count(metrics, "cancelled") == 1
+
+
+async def last_event(
+    handle: Callable[[Message], Awaitable[Outcome]], command: Message, publisher: FakePublisher
+) -> Event:
+    before = len(publisher.published)
+    await handle(command)
+    assert len(publisher.published) == before + 1
+    return publisher.published[-1]
+
+
+@pytest.mark.parametrize("who", ["another principal", "the owner, again"])
+async def test_a_cancel_that_frees_no_seat_publishes_nothing(
+    ledger: FakeLedger, publisher: FakePublisher, who: str
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    handle = handler_for(ledger, publisher, metrics).handle
+    rid = uuid4()
+    await handle(create(rid, 4))
+    booking = request(rid, 3, principal="alice")
+    await handle(booking)
+    if who == "the owner, again":
+        await handle(cancel(booking))
+    published, entries = len(publisher.published), len(ledger.entries)
+
+    intruder = "mallory" if who == "another principal" else None
+    assert await handle(cancel(booking, principal=intruder)) is Outcome.IGNORED
+
+    assert (len(publisher.published), len(ledger.entries)) == (published, entries)
+    assert confirmed_seats(ledger, rid) == (3 if who == "another principal" else 0)
+
+
+async def test_cancelling_a_rejected_or_unknown_booking_publishes_nothing(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handle = handler_for(ledger, publisher).handle
+    rid = uuid4()
+    await handle(create(rid, 1))
+    rejected = request(rid, 2)
+    await handle(rejected)
+    published = len(publisher.published)
+
+    assert await handle(cancel(rejected)) is Outcome.IGNORED
+    assert await handle(cancel(request(rid))) is Outcome.IGNORED
+    assert len(publisher.published) == published
+
+
+async def test_two_handlers_racing_on_one_resource_never_overbook(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    # Two workers share the ledger, as during a rebalance or with a zombie worker; each one
+    # processes its records one after the other, like a subscriber does.
+    metrics = BookingMetrics(CollectorRegistry())
+    workers = [handler_for(ledger, publisher, metrics) for _ in range(2)]
+    rid = uuid4()
+    await workers[0].handle(create(rid, 10))
+    commands = [request(rid, 1, principal=f"user-{i}") for i in range(30)]
+
+    async def work(handler: CommandHandler, mine: list[RequestBooking]) -> None:
+        for command in mine:
+            await handler.handle(command)
+
+    await asyncio.gather(*(work(w, commands[i::2]) for i, w in enumerate(workers)))
+
+    assert ledger.conflicts > 0, "the workers never raced; this test proves nothing"
+    assert confirmed_seats(ledger, rid) == 10
+    assert count(metrics, "confirmed") == 10
+    assert count(metrics, "rejected") == 20
+    seqs = [e.seq for e in ledger.entries if e.resource_id == rid]
+    assert sorted(seqs) == list(range(1, 32))
+
+
+async def test_two_handlers_on_the_same_command_decide_it_once(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    rid = uuid4()
+    await handler_for(ledger, publisher).handle(create(rid, 10))
+    booking = request(rid, 4)
+
+    outcomes = await asyncio.gather(
+        *(handler_for(ledger, publisher, metrics).handle(booking) for _ in range(3))
+    )
+
+    assert sorted(outcomes) == [Outcome.DECIDED, Outcome.REPLAYED, Outcome.REPLAYED]
+    assert confirmed_seats(ledger, rid) == 4
+    assert count(metrics, "confirmed") == 1
+    events = publisher.published[1:]
+    assert len(events) == 3
+    assert len({e.event_id for e in events}) == 1
+
+
+class AlwaysConflicting(FakeLedger):
+    async def append(self, entry: LedgerEntry) -> None:
+        raise ConcurrencyConflict(str(entry.resource_id), entry.seq)
+
+
+async def test_a_handler_that_keeps_losing_the_race_gives_up_with_an_error(
+    publisher: FakePublisher,
+) -> None:
+    handler = CommandHandler(
+        AlwaysConflicting(),
+        publisher,
+        BookingMetrics(CollectorRegistry()),
+        max_attempts=3,
+        backoff=NO_WAIT,
+    )
+    with pytest.raises(ContentionError):
+        await handler.handle(request(uuid4()))
+    assert publisher.published == []

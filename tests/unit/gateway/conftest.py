@@ -1,0 +1,49 @@
+"""The gateway app over ASGITransport with fakes injected through create_app(deps=...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from gateway.config import GatewaySettings
+from gateway.main import create_app
+from shared.auth import AuthSettings, mint_token
+
+from .fakes import Fakes
+
+SECRET = "unit-test-secret-0123456789abcdef0123456789"  # HS256 wants >= 32 bytes
+AUTH = AuthSettings(jwt_secret=SECRET)
+
+ALL_SCOPES = "bookings:read bookings:write resources:admin"
+
+
+def bearer(sub: str = "alice", scope: str = ALL_SCOPES) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(AUTH, sub, scope.split())}"}
+
+
+def settings(**overrides: Any) -> GatewaySettings:
+    base: dict[str, Any] = {"environment": "test", "auth": AUTH}
+    return GatewaySettings(**(base | overrides))
+
+
+@pytest.fixture
+def fakes() -> Fakes:
+    return Fakes()
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+async def client(fakes: Fakes) -> AsyncIterator[AsyncClient]:
+    app = create_app(settings(), deps=fakes.deps())
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(manager.app), base_url="http://gateway") as http,
+    ):
+        yield http

@@ -1,0 +1,302 @@
+"""POST/GET /v1/bookings and cancel, against fakes (DESIGN section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+
+from gateway.ports import AcceptedKind, IdempotencyState
+from shared.events import CancelBooking, RequestBooking
+
+from .conftest import bearer
+from .fakes import Fakes
+from .problems import assert_problem
+
+
+@pytest.fixture
+def resource_id(fakes: Fakes) -> UUID:
+    rid = uuid4()
+    fakes.views.add_resource(rid)
+    return rid
+
+
+async def book(
+    client: httpx.AsyncClient, resource_id: UUID, quantity: int = 2, *, who: str = "alice",
+    key: str | None = None,
+) -> httpx.Response:  # fmt: skip
+    headers = bearer(who)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await client.post(
+        "/v1/bookings", json={"resource_id": str(resource_id), "quantity": quantity}, headers=headers
+    )
+
+
+async def test_booking_is_accepted_with_location_once_kafka_acked(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    response = await book(client, resource_id, 3)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["resource_id"] == str(resource_id)
+    assert body["quantity"] == 3
+    assert response.headers["location"] == f"/v1/bookings/{body['id']}"
+    [command] = fakes.publisher.published
+    assert isinstance(command, RequestBooking)
+    assert command.booking_id == UUID(body["id"])
+    assert command.partition_key == resource_id
+    assert command.principal == "alice"
+    assert command.quantity == 3
+
+
+async def test_get_right_after_202_says_pending(
+    client: httpx.AsyncClient, resource_id: UUID
+) -> None:
+    accepted = await book(client, resource_id)
+
+    response = await client.get(accepted.headers["location"], headers=bearer())
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    assert response.json()["quantity"] == 2
+
+
+async def test_accepted_record_is_written_for_the_booking(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    body = (await book(client, resource_id)).json()
+
+    record = fakes.accepted.records[UUID(body["id"])]
+    assert record.kind is AcceptedKind.BOOKING
+    assert record.principal == "alice"
+    assert record.command_id == fakes.publisher.published[0].command_id
+
+
+async def test_booking_a_just_created_resource_is_accepted(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    created = await client.post("/v1/resources", json={"name": "Hall", "capacity": 5}, headers=bearer())
+    resource_id = UUID(created.json()["id"])
+
+    response = await book(client, resource_id)
+
+    assert response.status_code == 202
+
+
+async def test_unknown_resource_is_a_422_problem_and_nothing_is_published(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    response = await book(client, uuid4())
+
+    assert_problem(response, 422, "unknown-resource")
+    assert fakes.publisher.published == []
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("confirmed", None), ("rejected", "sold_out"), ("cancelled", None)],
+)
+async def test_get_returns_the_read_model_status(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID, status: str, reason: str | None
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(
+        booking_id, principal="alice", resource_id=resource_id, status=status, reason=reason
+    )
+
+    response = await client.get(f"/v1/bookings/{booking_id}", headers=bearer())
+
+    assert response.status_code == 200
+    assert response.json()["status"] == status
+    assert response.json()["reason"] == reason
+
+
+async def test_unknown_booking_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get(f"/v1/bookings/{uuid4()}", headers=bearer()), 404, "not-found")
+
+
+async def test_another_principals_booking_is_404_in_the_view(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+
+    response = await client.get(f"/v1/bookings/{booking_id}", headers=bearer("mallory"))
+
+    assert_problem(response, 404)
+
+
+async def test_another_principals_pending_booking_is_404(
+    client: httpx.AsyncClient, resource_id: UUID
+) -> None:
+    location = (await book(client, resource_id, who="alice")).headers["location"]
+
+    assert_problem(await client.get(location, headers=bearer("mallory")), 404)
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+async def test_same_key_same_body_returns_the_same_booking_and_response(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    first = await book(client, resource_id, key="k-1")
+    second = await book(client, resource_id, key="k-1")
+
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert first.headers["location"] == second.headers["location"]
+    assert second.headers["idempotent-replayed"] == "true"
+    assert len(fakes.publisher.published) == 1
+
+
+async def test_same_key_different_body_is_a_422_problem(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    await book(client, resource_id, 2, key="k-2")
+
+    response = await book(client, resource_id, 3, key="k-2")
+
+    assert_problem(response, 422, "idempotency-key-reused")
+    assert len(fakes.publisher.published) == 1
+
+
+async def test_the_same_key_from_another_principal_is_a_different_booking(
+    client: httpx.AsyncClient, resource_id: UUID
+) -> None:
+    alice = await book(client, resource_id, key="shared", who="alice")
+    bob = await book(client, resource_id, key="shared", who="bob")
+
+    assert alice.json()["id"] != bob.json()["id"]
+
+
+async def test_concurrent_duplicates_get_one_booking(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    responses = await asyncio.gather(*(book(client, resource_id, key="race") for _ in range(5)))
+
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len({r.text for r in responses}) == 1
+
+
+async def test_retry_after_a_failed_publish_reuses_the_reserved_ids(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.publisher.fail = True
+    assert_problem(await book(client, resource_id, key="retry"), 503)
+    [reservation] = fakes.idempotency.records.values()
+    assert reservation.state is IdempotencyState.FAILED
+
+    fakes.publisher.fail = False
+    response = await book(client, resource_id, key="retry")
+
+    # If the first command did land in Kafka after all, this retry is the same booking.
+    assert response.status_code == 202
+    assert response.json()["id"] == str(reservation.entity_id)
+    assert fakes.publisher.published[0].command_id == reservation.command_id
+
+
+# ------------------------------------------------------------------ Kafka down
+
+
+async def test_publisher_failing_is_503_with_retry_after_and_nothing_accepted(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.publisher.fail = True
+
+    response = await book(client, resource_id)
+
+    body = assert_problem(response, 503, "service-unavailable")
+    assert int(response.headers["retry-after"]) >= 1
+    assert body["retry_after"] >= 1
+    assert fakes.accepted.records == {}
+    assert fakes.idempotency.records == {}
+    assert "location" not in response.headers
+
+
+async def test_publisher_failing_with_a_key_records_no_response_to_replay(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.publisher.fail = True
+
+    await book(client, resource_id, key="down")
+
+    assert fakes.accepted.records == {}
+    assert all(r.response is None for r in fakes.idempotency.records.values())
+
+
+# ------------------------------------------------------------------ cancel
+
+
+async def test_cancelling_a_confirmed_booking_publishes_cancel_and_is_202(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+
+    response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer())
+
+    assert response.status_code == 202
+    assert response.headers["location"] == f"/v1/bookings/{booking_id}"
+    [command] = fakes.publisher.published
+    assert isinstance(command, CancelBooking)
+    assert (command.booking_id, command.resource_id) == (booking_id, resource_id)
+
+
+async def test_cancelling_a_pending_booking_is_accepted(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    location = (await book(client, resource_id)).headers["location"]
+
+    response = await client.post(f"{location}/cancel", headers=bearer())
+
+    assert response.status_code == 202
+    assert isinstance(fakes.publisher.published[-1], CancelBooking)
+
+
+@pytest.mark.parametrize("status", ["rejected", "cancelled"])
+async def test_cancelling_a_finished_booking_is_409(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID, status: str
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status=status)
+
+    response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer())
+
+    assert_problem(response, 409, "booking-not-cancellable")
+    assert fakes.publisher.published == []
+
+
+async def test_cancelling_someone_elses_booking_is_404(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+
+    response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer("mallory"))
+
+    assert_problem(response, 404)
+    assert fakes.publisher.published == []
+
+
+async def test_cancelling_an_unknown_booking_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post(f"/v1/bookings/{uuid4()}/cancel", headers=bearer()), 404)
+
+
+async def test_cancel_while_kafka_is_down_is_503(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    booking_id = uuid4()
+    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+    fakes.publisher.fail = True
+
+    response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer())
+
+    assert_problem(response, 503)
+    assert "retry-after" in response.headers

@@ -1,0 +1,113 @@
+"""The shared subscriber policy: decode, retry with backoff, dead-letter, survive outages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from pymongo.errors import AutoReconnect
+
+from shared.events import ALL_TYPES, Message, encode
+from shared.messaging import DeadLetters, Record, RetryPolicy, process_record
+from tests.messages import sample_messages
+
+FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
+
+
+@dataclass
+class FakePublish:
+    sent: list[tuple[bytes, str, bytes | None, dict[str, str]]] = field(default_factory=list)
+
+    async def __call__(
+        self, value: bytes, *, topic: str, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        self.sent.append((value, topic, key, headers))
+
+
+@dataclass
+class FlakyHandler:
+    """Fails with ``error`` for the first ``failures`` calls, then succeeds."""
+
+    failures: int
+    error: Exception
+    seen: list[Message] = field(default_factory=list)
+
+    async def __call__(self, message: Message) -> None:
+        self.seen.append(message)
+        if len(self.seen) <= self.failures:
+            raise self.error
+
+
+def record_of(message: Message, *, value: bytes | None = None) -> Record:
+    encoded, headers = encode(message, source="test")
+    return Record(
+        topic="bookify.commands",
+        partition=2,
+        offset=41,
+        key=b"k",
+        value=encoded if value is None else value,
+        headers=[(k, v.encode()) for k, v in headers.items()],
+    )
+
+
+async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> list[str]:
+    dead: list[str] = []
+    await process_record(
+        record,
+        handler,
+        known_types=ALL_TYPES,
+        dead_letters=DeadLetters(publish, "bookify.dlq"),
+        policy=FAST,
+        on_dead_letter=lambda e: dead.append(type(e).__name__),
+    )
+    return dead
+
+
+async def test_a_healthy_record_is_handled_once_and_not_dead_lettered() -> None:
+    handler, publish = FlakyHandler(0, RuntimeError()), FakePublish()
+    message = sample_messages()[1]
+    assert await run(record_of(message), handler, publish) == []
+    assert handler.seen == [message]
+    assert publish.sent == []
+
+
+async def test_a_transient_failure_is_retried_until_it_succeeds() -> None:
+    handler, publish = FlakyHandler(2, RuntimeError("blip")), FakePublish()
+    assert await run(record_of(sample_messages()[1]), handler, publish) == []
+    assert len(handler.seen) == 3
+    assert publish.sent == []
+
+
+async def test_a_record_that_keeps_failing_goes_to_the_dlq_with_its_origin() -> None:
+    handler, publish = FlakyHandler(99, ValueError("boom")), FakePublish()
+    record = record_of(sample_messages()[1])
+    assert await run(record, handler, publish) == ["ValueError"]
+    assert len(handler.seen) == FAST.attempts
+    [(value, topic, key, headers)] = publish.sent
+    assert (value, topic, key) == (record.value, "bookify.dlq", b"k")
+    assert headers["dlq_error_type"] == "ValueError"
+    assert headers["dlq_error_message"] == "boom"
+    assert headers["dlq_source_topic"] == "bookify.commands"
+    assert (headers["dlq_source_partition"], headers["dlq_source_offset"]) == ("2", "41")
+    assert headers["ce_type"] == "bookify.booking.request.v1"  # original headers kept
+
+
+async def test_a_malformed_record_is_dead_lettered_without_calling_the_handler() -> None:
+    handler, publish = FlakyHandler(0, RuntimeError()), FakePublish()
+    record = record_of(sample_messages()[1], value=b'{"quantity": "lots"}')
+    assert await run(record, handler, publish) == ["MalformedMessageError"]
+    assert handler.seen == []
+    assert publish.sent[0][0] == b'{"quantity": "lots"}'
+
+
+async def test_an_unreachable_database_is_waited_out_not_dead_lettered() -> None:
+    handler, publish = FlakyHandler(FAST.attempts * 3, AutoReconnect("down")), FakePublish()
+    assert await run(record_of(sample_messages()[1]), handler, publish) == []
+    assert len(handler.seen) == FAST.attempts * 3 + 1
+    assert publish.sent == []
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 5, 30])
+def test_backoff_stays_within_its_cap(attempt: int) -> None:
+    policy = RetryPolicy(attempts=5, base_delay=0.1, max_delay=2.0)
+    assert 0.0 <= policy.delay(attempt) <= min(2.0, 0.1 * 2**attempt)
