@@ -36,6 +36,11 @@ def stack_config(kafka: Any, mongo: Any) -> PlatformConfig:
         topic_prefix=f"e2e-{run}.",
         db_prefix=f"e2e_{run}_",
         environment="test",
+        # Tests drive a few principals far harder than any person would.
+        extra_env={
+            "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": "10000",
+            "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": "10000",
+        },
     )
 
 

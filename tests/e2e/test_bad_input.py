@@ -23,7 +23,7 @@ async def resource(api: Api, holder: dict[str, str]) -> str:
     return holder["id"]
 
 
-def body(resource_id: str, **changes: Any) -> dict[str, Any]:
+def body(resource_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     return {"resource_id": resource_id, "quantity": 1, **changes}
 
 
@@ -53,7 +53,7 @@ async def test_bad_booking_requests_get_a_problem_not_a_5xx(
         response = await api.http.post("/v1/bookings", content=payload, headers=headers)
     else:
         response = await api.http.post(
-            "/v1/bookings", json=body(resource_id, **payload), headers=headers
+            "/v1/bookings", json=body(resource_id, payload), headers=headers
         )
     assert response.status_code == expected, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -22,7 +22,7 @@ async def test_two_hundred_buyers_for_ten_seats_get_exactly_ten(api: Api) -> Non
     started = time.monotonic()
     outcomes = await asyncio.gather(
         *(
-            api.wait_terminal(r.json()["id"], f"buyer-{i}", timeout=30)
+            api.wait_terminal(r.json()["id"], f"buyer-{i}", within=30)
             for i, r in enumerate(responses)
         )
     )

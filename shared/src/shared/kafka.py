@@ -1,15 +1,25 @@
-"""Kafka client factories: one broker per process, topics created idempotently."""
+"""Kafka through FastStream: the broker factory, topic creation, and the one way to subscribe."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from faststream.message import StreamMessage
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from shared.events import Message
+from shared.messaging import DeadLetters, Publish, Record, RetryPolicy, process_record
 from shared.settings import ServiceSettings
 from shared.telemetry import kafka_middlewares
 
@@ -28,6 +38,10 @@ def make_broker(
         client_id=settings.service_name,
         request_timeout_ms=10_000,
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
+        # FastStream's own logger prints coloured lines to stdout; route it through the
+        # stdlib (and so our JSON handler), with its per-message lines at DEBUG.
+        logger=logging.getLogger(f"faststream.{settings.service_name}"),
+        log_level=logging.DEBUG,
     )
 
 
@@ -46,3 +60,100 @@ async def ensure_topics(settings: ServiceSettings) -> None:
                 )
     finally:
         await admin.close()
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    handle: Callable[[Message], Awaitable[None]],
+    *,
+    group_id: str,
+    known_types: Mapping[str, type[Message]],
+    dead_letter_topic: str,
+    policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable dataclass
+    on_dead_letter: Callable[[BaseException], None] | None = None,
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+    title: str | None = None,
+    description: str | None = None,
+) -> DefaultSubscriber:
+    """Subscribe ``handle`` to ``topic`` under the error policy of :mod:`shared.messaging`.
+
+    Ack policy: ``NACK_ON_ERROR`` with auto-commit off, so an offset is committed only after
+    ``process_record`` returned (handled, or dead-lettered); if even the dead-letter publish
+    fails, the record is nacked (the consumer seeks back) and comes again: at-least-once.
+
+    FastStream's JSON decoding is bypassed and its header parsing made lenient on purpose: a
+    failure there happens before our policy runs and would nack a poison record forever.
+    """
+    dead_letters = DeadLetters(publish_through(broker), dead_letter_topic)
+    subscriber = broker.subscriber(
+        topic,
+        group_id=group_id,
+        auto_offset_reset=auto_offset_reset,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=parse_leniently,
+        decoder=raw_body,
+        title=title,
+        description=description,
+    )
+
+    @subscriber
+    async def on_record(_: bytes, message: KafkaMessage) -> None:
+        await process_record(
+            to_record(message.raw_message),
+            handle,
+            known_types=known_types,
+            dead_letters=dead_letters,
+            policy=policy,
+            on_dead_letter=on_dead_letter,
+        )
+
+    return subscriber
+
+
+def publish_through(broker: KafkaBroker) -> Publish:
+    async def publish(
+        value: bytes, *, topic: str, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        await broker.publish(value, topic=topic, key=key, headers=headers)
+
+    return publish
+
+
+def to_record(raw: Any) -> Record:
+    """The library-independent view of an aiokafka ``ConsumerRecord``."""
+    return Record(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key,
+        value=raw.value,
+        headers=readable_headers(raw.headers),
+    )
+
+
+def readable_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes]]:
+    """Header values as valid UTF-8 (undecodable bytes replaced, null values empty)."""
+    return [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers]
+
+
+async def parse_leniently(
+    raw: Any, original: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """FastStream's parser, minus its failure on a non-UTF-8 or null header value.
+
+    A parser error would nack the record forever; a poison record must reach the handler so
+    process_record can dead-letter it. The original record is kept for the dead letter.
+    """
+    try:
+        return await original(raw)
+    except (UnicodeDecodeError, AttributeError):
+        message = await original(dataclasses.replace(raw, headers=readable_headers(raw.headers)))
+        message.raw_message = raw
+        return message
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """Skip FastStream's JSON decoding: shared.events.decode validates the bytes itself."""
+    body: bytes = message.body
+    return body

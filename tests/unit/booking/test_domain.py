@@ -238,3 +238,11 @@ def test_a_redelivered_cancel_is_announced_again_but_a_second_cancel_is_not() ->
     assert (again.event, again.note) == (None, "already_cancelled")
     by_other = replay(cancelled.entry, cancel(command, principal="mallory"))
     assert by_other.event is None
+
+
+def test_entry_times_keep_the_millisecond_precision_the_ledger_can_store() -> None:
+    precise = NOW.replace(microsecond=123456)
+    command = create(uuid4(), 3).model_copy(update={"accepted_at": precise})
+    entry = decide(None, command, precise).entry
+    assert entry is not None
+    assert entry.accepted_at == entry.recorded_at == precise.replace(microsecond=123000)

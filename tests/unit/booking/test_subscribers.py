@@ -19,9 +19,9 @@ from booking.adapters import KafkaEventPublisher
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
 from booking.service_layer import CommandHandler
-from booking.subscribers import parse_leniently, raw_body, register_subscribers
+from booking.subscribers import register_subscribers
 from shared.events import EVENT_TYPES, BookingConfirmed, Message, decode, encode
-from shared.kafka import make_broker
+from shared.kafka import make_broker, parse_leniently, raw_body
 from tests.unit.booking.fakes import Clock, FakeLedger, create, request
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,8 +40,11 @@ class FakePublisher:
 
     published: list[Command] = field(default_factory=list)
     fail: bool = False
+    delay: float = 0.0  # seconds "in flight", so concurrent requests really overlap
 
     async def publish(self, command: Command) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail:
             raise DependencyUnavailableError("kafka", "KafkaTimeoutError")
         self.published.append(command)

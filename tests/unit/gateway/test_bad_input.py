@@ -47,6 +47,32 @@ async def test_malformed_or_non_object_json_is_422(
     assert fakes.publisher.published == []
 
 
+async def test_malformed_json_says_so(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await post_booking(client, '{"quantity": 1,'), 422)
+
+    assert body["detail"] == "the request body is not valid JSON"
+    assert body["errors"][0]["type"] == "json_invalid"
+
+
+async def test_absurdly_nested_json_is_a_4xx_problem_not_a_crash(client: httpx.AsyncClient) -> None:
+    response = await post_booking(client, "[" * 30_000)
+
+    assert_problem(response, response.status_code)
+    assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+async def test_json_sent_with_another_content_type_is_422(
+    client: httpx.AsyncClient, resource_id: UUID, content_type: str | None
+) -> None:
+    headers = bearer() | ({"Content-Type": content_type} if content_type else {})
+    content = f'{{"resource_id": "{resource_id}", "quantity": 1}}'
+
+    response = await client.post("/v1/bookings", content=content, headers=headers)
+
+    assert_problem(response, 422)
+
+
 @pytest.mark.parametrize("quantity", [0, 11, -1])
 async def test_quantity_outside_1_to_10_is_422_naming_the_field(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID, quantity: int
@@ -246,7 +272,9 @@ def _token(**claims: object) -> str:
     ids=["garbage", "wrong-secret", "expired", "no-aud", "no-scope"],
 )
 async def test_invalid_token_is_401(client: httpx.AsyncClient, token: str) -> None:
-    response = await client.get(f"/v1/bookings/{uuid4()}", headers={"Authorization": f"Bearer {token}"})
+    response = await client.get(
+        f"/v1/bookings/{uuid4()}", headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
@@ -283,14 +311,14 @@ async def test_valid_token_without_the_scope_is_403(
 
 
 async def test_a_principal_over_its_rate_gets_429_with_retry_after(fakes: Fakes) -> None:
-    app = create_app(
-        settings(rate_limit_per_second=0.5, rate_limit_burst=2), deps=fakes.deps()
-    )
+    app = create_app(settings(rate_limit_per_second=0.5, rate_limit_burst=2), deps=fakes.deps())
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://g") as c,
     ):
-        statuses = [(await c.get("/v1/resources", headers=bearer("greedy"))).status_code for _ in range(2)]
+        statuses = [
+            (await c.get("/v1/resources", headers=bearer("greedy"))).status_code for _ in range(2)
+        ]
         limited = await c.get("/v1/resources", headers=bearer("greedy"))
         other = await c.get("/v1/resources", headers=bearer("polite"))
 
@@ -315,7 +343,10 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(
     deps.publisher = ExplodingPublisher()
     app = create_app(settings(), deps=deps)
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://g") as c:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=transport, base_url="http://g") as c,
+    ):
         body = {"resource_id": str(resource_id), "quantity": 1}
         response = await c.post("/v1/bookings", json=body, headers=bearer())
 

@@ -31,7 +31,9 @@ async def book(
     if key is not None:
         headers["Idempotency-Key"] = key
     return await client.post(
-        "/v1/bookings", json={"resource_id": str(resource_id), "quantity": quantity}, headers=headers
+        "/v1/bookings",
+        json={"resource_id": str(resource_id), "quantity": quantity},
+        headers=headers,
     )
 
 
@@ -80,7 +82,9 @@ async def test_accepted_record_is_written_for_the_booking(
 async def test_booking_a_just_created_resource_is_accepted(
     client: httpx.AsyncClient, fakes: Fakes
 ) -> None:
-    created = await client.post("/v1/resources", json={"name": "Hall", "capacity": 5}, headers=bearer())
+    created = await client.post(
+        "/v1/resources", json={"name": "Hall", "capacity": 5}, headers=bearer()
+    )
     resource_id = UUID(created.json()["id"])
 
     response = await book(client, resource_id)
@@ -124,7 +128,9 @@ async def test_another_principals_booking_is_404_in_the_view(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     booking_id = uuid4()
-    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+    fakes.views.add_booking(
+        booking_id, principal="alice", resource_id=resource_id, status="confirmed"
+    )
 
     response = await client.get(f"/v1/bookings/{booking_id}", headers=bearer("mallory"))
 
@@ -185,6 +191,22 @@ async def test_concurrent_duplicates_get_one_booking(
     assert len({r.text for r in responses}) == 1
 
 
+async def test_a_duplicate_arriving_mid_flight_waits_for_the_original_instead_of_republishing(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.publisher.delay = 0.05
+
+    responses = await asyncio.gather(*(book(client, resource_id, key="slow") for _ in range(3)))
+
+    assert len({r.text for r in responses}) == 1
+    assert len(fakes.publisher.published) == 1
+    assert sorted(r.headers.get("idempotent-replayed", "") for r in responses) == [
+        "",
+        "true",
+        "true",
+    ]
+
+
 async def test_retry_after_a_failed_publish_reuses_the_reserved_ids(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
@@ -238,7 +260,9 @@ async def test_cancelling_a_confirmed_booking_publishes_cancel_and_is_202(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     booking_id = uuid4()
-    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+    fakes.views.add_booking(
+        booking_id, principal="alice", resource_id=resource_id, status="confirmed"
+    )
 
     response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer())
 
@@ -277,7 +301,9 @@ async def test_cancelling_someone_elses_booking_is_404(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     booking_id = uuid4()
-    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+    fakes.views.add_booking(
+        booking_id, principal="alice", resource_id=resource_id, status="confirmed"
+    )
 
     response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer("mallory"))
 
@@ -293,7 +319,9 @@ async def test_cancel_while_kafka_is_down_is_503(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     booking_id = uuid4()
-    fakes.views.add_booking(booking_id, principal="alice", resource_id=resource_id, status="confirmed")
+    fakes.views.add_booking(
+        booking_id, principal="alice", resource_id=resource_id, status="confirmed"
+    )
     fakes.publisher.fail = True
 
     response = await client.post(f"/v1/bookings/{booking_id}/cancel", headers=bearer())

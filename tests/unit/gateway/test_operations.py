@@ -109,14 +109,12 @@ async def test_each_app_has_its_own_registry(fakes: Fakes) -> None:
 
 
 ROUTES = {
-    ("post", "/v1/resources"): {"202", "401", "403", "413", "422", "429", "503"},
-    ("get", "/v1/resources/{resource_id}"): {"200", "401", "403", "404", "422", "429", "503"},
-    ("get", "/v1/resources"): {"200", "401", "403", "422", "429", "503"},
-    ("post", "/v1/bookings"): {"202", "401", "403", "413", "422", "429", "503"},
-    ("get", "/v1/bookings/{booking_id}"): {"200", "401", "403", "404", "422", "429", "503"},
-    ("post", "/v1/bookings/{booking_id}/cancel"): {
-        "202", "401", "403", "404", "409", "413", "422", "429", "503",
-    },  # fmt: skip
+    ("post", "/v1/resources"): "202 401 403 413 422 429 503",
+    ("get", "/v1/resources/{resource_id}"): "200 401 403 404 422 429 503",
+    ("get", "/v1/resources"): "200 401 403 422 429 503",
+    ("post", "/v1/bookings"): "202 401 403 413 422 429 503",
+    ("get", "/v1/bookings/{booking_id}"): "200 401 403 404 422 429 503",
+    ("post", "/v1/bookings/{booking_id}/cancel"): "202 401 403 404 409 413 422 429 503",
 }
 
 
@@ -127,7 +125,7 @@ async def test_openapi_declares_every_status_the_route_can_answer(
     spec = (await client.get("/openapi.json")).json()
     operation = spec["paths"][path][method]
 
-    assert set(operation["responses"]) == ROUTES[(method, path)]
+    assert set(operation["responses"]) == set(ROUTES[(method, path)].split())
     for status, response in operation["responses"].items():
         if status.startswith(("4", "5")):
             schema = response["content"]["application/problem+json"]["schema"]

@@ -28,7 +28,11 @@ async def test_admin_creates_a_resource_through_kafka_with_202_and_location(
     assert response.headers["location"] == f"/v1/resources/{body['id']}"
     [command] = fakes.publisher.published
     assert isinstance(command, CreateResource)
-    assert (command.resource_id, command.name, command.capacity) == (UUID(body["id"]), "Hall A", 100)
+    assert (command.resource_id, command.name, command.capacity) == (
+        UUID(body["id"]),
+        "Hall A",
+        100,
+    )
 
 
 async def test_a_just_created_resource_reads_as_fully_available(

@@ -31,7 +31,7 @@ async def test_latency_counts_from_the_intended_start_not_the_actual_one() -> No
     # arrivals due meanwhile start late, and that lateness is charged to their latency.
     async def send(i: int) -> int:
         if i == 0:
-            time.sleep(0.1)
+            time.sleep(0.1)  # noqa: ASYNC251 - blocking the loop is the point
         return 200
 
     result = await run_open_model(send, rate=100, duration=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.handlers import GetHandler
@@ -30,6 +31,8 @@ def app_for(service: BookingService) -> AsgiFastStream:
             ("/readyz", readyz(service)),
             ("/metrics", metrics(service.registry)),
         ],
+        # A stdlib logger propagates to the root handler, so lifecycle lines are JSON too.
+        logger=logging.getLogger("booking.app"),
         on_startup=[service.start],
         # After the broker stopped, so in-flight handlers still had their database.
         after_shutdown=[service.close],

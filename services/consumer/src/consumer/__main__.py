@@ -1,32 +1,20 @@
-"""``python -m consumer``: logging, tracing, then the ASGI app under uvicorn."""
+"""``python -m consumer``: the consumer service on uvicorn (see shared.runner)."""
 
 from __future__ import annotations
 
-import os
-
-import uvicorn
-
 from consumer.app import create_app
 from consumer.config import ConsumerSettings
-from shared.logging import configure_logging
-from shared.telemetry import setup_tracing
+from shared.runner import run_service
 
 
 def main() -> None:
     settings = ConsumerSettings()
-    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
-    # The process entrypoint is where the environment is read; OTEL_* go to the SDK as is.
-    provider = setup_tracing(settings.service_name, dict(os.environ))
-    try:
-        uvicorn.run(
-            create_app(settings, tracer_provider=provider),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,  # keep the JSON logging configured above
-            lifespan="on",
-        )
-    finally:
-        provider.shutdown()
+    run_service(
+        settings,
+        lambda tracer_provider: create_app(settings, tracer_provider=tracer_provider),
+        host=settings.host,
+        port=settings.port,
+    )
 
 
 if __name__ == "__main__":

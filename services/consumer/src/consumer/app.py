@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,8 @@ def create_app(
             ("/metrics", _metrics(runtime)),
         ],
         lifespan=lifespan,
+        # Through the root logger, so app lifecycle lines are JSON like everything else.
+        logger=logging.getLogger("consumer.app"),
     )
 
 

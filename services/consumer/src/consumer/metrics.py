@@ -30,6 +30,8 @@ class ConsumerMetrics:
             ["service"],
             registry=registry,
         )
+        # Export 0 from the start, so the first dead letter is an increase alerts can see.
+        self.dlq_messages.labels(service=SERVICE)
         self.consumer_lag = Gauge(
             "bookify_consumer_lag",
             "Records in the partition not yet consumed by the group (high watermark - position).",

@@ -1,27 +1,20 @@
-"""``python -m gateway``: logging, tracing, then uvicorn."""
+"""``python -m gateway``: the gateway service on uvicorn (see shared.runner)."""
 
 from __future__ import annotations
 
-import os
-
-import uvicorn
-
 from gateway.config import GatewaySettings
 from gateway.main import create_app
-from shared.logging import configure_logging
-from shared.telemetry import setup_tracing
+from shared.runner import run_service
 
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
-    provider = setup_tracing(settings.service_name, dict(os.environ))
-    app = create_app(settings, tracer_provider=provider)
-    try:
-        # log_config=None: keep our structlog JSON handler for uvicorn's loggers too.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
-    finally:
-        provider.shutdown()
+    run_service(
+        settings,
+        lambda tracer_provider: create_app(settings, tracer_provider=tracer_provider),
+        host=settings.host,
+        port=settings.port,
+    )
 
 
 if __name__ == "__main__":

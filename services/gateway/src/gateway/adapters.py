@@ -229,6 +229,8 @@ class KafkaCommandPublisher:
     gateway starts and answers 503 instead of hanging.
     """
 
+    RECONNECT_COOLDOWN_SECONDS = 1.0
+
     def __init__(
         self,
         broker: KafkaBroker,
@@ -249,16 +251,18 @@ class KafkaCommandPublisher:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
         self._connected = False
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
+        self._retry_at = 0.0  # loop time before which we do not retry a failed connect
 
     async def connect(self) -> bool:
         """Try once to connect (bounded by connect_timeout); True when connected."""
         async with self._lock:
             if self._connected:
                 return True
+            loop = asyncio.get_running_loop()
+            if loop.time() < self._retry_at:
+                # Fail fast while Kafka is known down: a burst of writes must not queue up
+                # behind one connect attempt each.
+                return False
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     await self._probe()
@@ -267,6 +271,7 @@ class KafkaCommandPublisher:
                 log.warning("kafka connect failed", error=f"{type(exc).__name__}: {exc}")
                 with suppress(Exception):  # drop the half-built producer/admin clients
                     await self._broker.stop()
+                self._retry_at = loop.time() + self.RECONNECT_COOLDOWN_SECONDS
                 return False
             self._connected = True
         if self._on_connect is not None:

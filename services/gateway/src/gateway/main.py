@@ -26,7 +26,7 @@ from gateway.adapters import (
 )
 from gateway.config import GatewaySettings
 from gateway.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
-from gateway.problem import install_problem_handlers
+from gateway.problem import install_problem_handlers, use_problem_media_type
 from gateway.ratelimit import TokenBucketLimiter
 from gateway.routes import bookings, health, resources
 from gateway.service import GatewayDeps
@@ -122,6 +122,7 @@ def create_app(
     app.include_router(resources.router, prefix=API_PREFIX)
     app.include_router(bookings.router, prefix=API_PREFIX)
     app.include_router(health.router)
+    use_problem_media_type(app)
 
     # add_middleware wraps: the last added is the outermost. Metrics see every answer,
     # including the 413s the body limit sends before routing.

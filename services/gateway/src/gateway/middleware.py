@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 
+from fastapi.routing import RouteContext, iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
@@ -126,17 +127,30 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self._contexts: list[RouteContext] | None = None
+        self._templates: dict[int, str] = {}
+
+    def _route_contexts(self) -> list[RouteContext]:
+        # FastAPI includes routers lazily: scope["route"] is the route as declared in its
+        # APIRouter (no /v1 prefix), so map it to the full template once routes are final.
+        if self._contexts is None:
+            self._contexts = list(iter_route_contexts(self.routes))
+            self._templates = {
+                id(c.original_route): c.path_format for c in self._contexts if c.path_format
+            }
+        return self._contexts
 
     def _template(self, scope: Scope) -> str:
+        contexts = self._route_contexts()
         route = scope.get("route")
-        if route is None:  # answered before routing (e.g. 413 by Content-Length)
-            for candidate in self.routes:
-                match, _ = candidate.matches(scope)
-                if match is not Match.NONE:
-                    route = candidate
-                    break
-        path = getattr(route, "path", None)
-        return path if isinstance(path, str) else self.UNMATCHED
+        if route is not None and id(route) in self._templates:
+            return self._templates[id(route)]
+        # Answered before routing (e.g. a 413 by Content-Length): match it ourselves.
+        for context in contexts:
+            match, _ = context.matches(scope)
+            if match is not Match.NONE and context.path_format:
+                return str(context.path_format)
+        return self.UNMATCHED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -103,15 +103,35 @@ def retry_after_header(seconds: float) -> str:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting each status as a problem+json Problem."""
+    """OpenAPI ``responses=`` entries documenting each status as a Problem.
+
+    FastAPI files a response ``model`` under application/json; ``use_problem_media_type``
+    moves error schemas to application/problem+json, which is what is really sent.
+    """
     return {
-        status: {
-            "model": Problem,
-            "description": _TITLES.get(status, ("", "Error"))[1],
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-        }
+        status: {"model": Problem, "description": _TITLES.get(status, ("", "Error"))[1]}
         for status in statuses
     }
+
+
+def use_problem_media_type(app: FastAPI) -> None:
+    """Make the OpenAPI document say application/problem+json for every 4xx/5xx."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in ("4", "5") and "application/json" in content:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -134,10 +154,14 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _field_errors(exc)
-    fields = ", ".join(sorted({e["field"] or e["loc"][0] for e in errors if e["loc"]}))
+    if any(e["type"] == "json_invalid" for e in errors):
+        detail = "the request body is not valid JSON"  # loc holds a byte offset, not a field
+    else:
+        fields = ", ".join(sorted({e["field"] or str(e["loc"][0]) for e in errors if e["loc"]}))
+        detail = f"invalid request: {fields}" if fields else "invalid request"
     return problem_response(
         422,
-        f"invalid request: {fields}" if fields else "invalid request",
+        detail,
         instance=request.url.path,
         errors=errors,
     )

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from loadtests.gates import ExitCode, SloConfig, evaluate
+from loadtests.recorder import Recorder
+from loadtests.report import (
+    REPORT_FILE,
+    SUMMARY_FILE,
+    Series,
+    build_summary,
+    finalize,
+    read_summary,
+    svg_chart,
+    write_report,
+)
+
+T0 = 1_700_000_000.0
+SLO = SloConfig.from_mapping(
+    {
+        "defaults": {"p95_ms": 100, "max_error_ratio": 0.05},
+        "baseline": {"resamples": 500, "percentiles": [50, 95], "phases": ["steady"]},
+    }
+)
+
+
+def synthetic_run(seed: int, *, slow: float = 1.0, seconds: int = 60) -> Recorder:
+    """Two endpoints at ~50 req/s each, a warm-up then a steady phase, e2e samples."""
+    rng = np.random.default_rng(seed)
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    for second in range(seconds):
+        rec.set_phase("warmup" if second < 10 else "steady")
+        rec.set_users(10)
+        for name, median_ms in (("GET /resources", 10.0), ("POST /bookings", 20.0 * slow)):
+            for start in T0 + second + rng.random(50):
+                rec.record(
+                    name, start, median_ms * rng.lognormal(0, 0.3) / 1000, rng.random() > 0.01
+                )
+        for start in T0 + second + rng.random(5):
+            rec.record_e2e(start, 0.3 * rng.lognormal(0, 0.3))
+        rec.tick(T0 + second + 1)
+    rec.stop(T0 + seconds)
+    return rec
+
+
+def test_report_writes_both_files_and_summary_round_trips(tmp_path: Path) -> None:
+    rec = synthetic_run(1)
+    summary = rec.summary()
+    outcome = evaluate(summary, SLO)
+    paths = write_report(tmp_path, rec, summary, outcome, meta={"shape": "steady"})
+    assert paths.summary == tmp_path / SUMMARY_FILE
+    assert paths.report == tmp_path / REPORT_FILE
+    data = read_summary(tmp_path)
+    assert data == build_summary(rec, summary, outcome, meta={"shape": "steady"})
+    assert data["status"] == "PASS"
+    assert data["exit_code"] == 0
+    assert data["total"]["count"] == summary.total.count == 60 * 100
+    assert set(data["endpoints"]) == {"GET /resources", "POST /bookings"}
+    assert data["e2e"]["count"] == 300
+    assert len(data["windows"]) == len(data["series"]["all"]) == 12
+    assert data["windows"][0]["phase"] == "warmup"
+    assert data["series"]["endpoints"]["POST /bookings"][3]["count"] == 250
+    assert data["gates"]
+    assert all(g["passed"] for g in data["gates"])
+
+
+def test_report_html_is_self_contained(tmp_path: Path) -> None:
+    rec = synthetic_run(1)
+    summary = rec.summary()
+    write_report(tmp_path, rec, summary, evaluate(summary, SLO))
+    page = (tmp_path / REPORT_FILE).read_text("utf-8")
+    assert "<script" not in page
+    assert "<link" not in page
+    assert not re.search(r"""(src|href)\s*=""", page)
+    assert set(re.findall(r"https?://[^\s\"')]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert page.count("<svg") >= 5  # latency, per endpoint, throughput, users, e2e
+    assert "PASS" in page
+
+
+def test_a_failing_run_says_why_in_the_headline(tmp_path: Path) -> None:
+    rec = synthetic_run(1)
+    summary = rec.summary()
+    strict = SloConfig.from_mapping({"endpoints": {"POST /bookings": {"p95_ms": 5}}})
+    write_report(tmp_path, rec, summary, evaluate(summary, strict))
+    page = (tmp_path / REPORT_FILE).read_text("utf-8")
+    banner = page[page.index('class="banner') : page.index('class="cards"')]
+    assert "FAIL" in banner
+    assert "POST /bookings p95" in banner
+    assert "SLO 5 ms" in banner
+
+
+def test_endpoint_names_are_escaped(tmp_path: Path) -> None:
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    rec.record("GET /<script>alert(1)</script>", T0 + 1, 0.01)
+    rec.stop(T0 + 5)
+    write_report(tmp_path, rec, rec.summary())
+    page = (tmp_path / REPORT_FILE).read_text("utf-8")
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_finalize_compares_with_a_baseline_folder_and_exits_four_on_regression(
+    tmp_path: Path,
+) -> None:
+    baseline_dir, candidate_dir = tmp_path / "base", tmp_path / "cand"
+    baseline_outcome = finalize(baseline_dir, synthetic_run(1), slo=SLO)
+    assert baseline_outcome.exit_code is ExitCode.PASS
+    outcome = finalize(
+        candidate_dir, synthetic_run(2, slow=1.3), slo=SLO, baseline_dir=baseline_dir
+    )
+    assert outcome.exit_code is ExitCode.REGRESSION
+    data = read_summary(candidate_dir)
+    verdicts = {(c["name"], c["percentile"]): c["verdict"] for c in data["comparisons"]}
+    assert verdicts[("POST /bookings", 95.0)] == "REGRESSION"
+    assert verdicts[("GET /resources", 50.0)] == "EQUIVALENT"
+    assert ("e2e", 95.0) in verdicts
+    # steady phase only: 50 s = 10 windows compared on each side
+    assert {c["baseline_windows"] for c in data["comparisons"]} == {10}
+    assert data["meta"]["baseline"] == str(baseline_dir)
+    assert (candidate_dir / "windows.jsonl").exists()
+    page = (candidate_dir / REPORT_FILE).read_text("utf-8")
+    assert "REGRESSION" in page
+    assert "exit code 4" in page
+
+
+def test_charts_break_lines_at_missing_points() -> None:
+    svg = svg_chart(
+        "p95",
+        [2.5, 7.5, 12.5, 17.5],
+        [Series("a", [1.0, 2.0, None, 4.0], "#000"), Series("empty", [None] * 4, "#111")],
+        unit="ms",
+        phases=[(0.0, 10.0, "warmup"), (10.0, 20.0, "steady")],
+    )
+    assert svg.count("<polyline") == 1
+    assert svg.count("<circle") == 1  # the lone point after the gap
+    assert "warmup" in svg
+    assert not any(math.isnan(float(x)) for x in re.findall(r'y1="([^"]+)"', svg))
+
+
+def test_summary_json_has_no_nan(tmp_path: Path) -> None:
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    rec.record("GET /a", T0 + 1, 0.01)
+    rec.tick(T0 + 11)  # windows 1 and 2 are empty: percentiles are NaN -> null
+    rec.stop(T0 + 15)
+    write_report(tmp_path, rec, rec.summary())
+    text = (tmp_path / SUMMARY_FILE).read_text("utf-8")
+    assert "NaN" not in text
+    assert json.loads(text)["series"]["all"][1]["p95"] is None
