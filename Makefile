@@ -2,13 +2,16 @@
 SHELL := /bin/bash
 UV ?= uv
 
-.PHONY: up down test lint typecheck pytest bench sync help
+.PHONY: up down test lint typecheck pytest bench sync tools help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 sync: ## install the locked environment (.venv) from uv.lock
 	$(UV) sync --locked
+
+tools: ## promtool for the observability tests (Kafka and FerretDB install on first use)
+	@bash observability/install-tools.sh
 
 up: sync ## run the platform (Docker compose when an engine answers, else local processes)
 	@if docker info >/dev/null 2>&1; then docker compose up --build; \
@@ -24,7 +27,7 @@ lint: sync ## ruff lint and format check
 typecheck: sync ## mypy, strict on shared, services and the CLI
 	$(UV) run mypy
 
-pytest: sync ## every test layer on real Kafka and FerretDB, with coverage
+pytest: sync tools ## every test layer on real Kafka and FerretDB, with coverage
 	$(UV) run pytest --cov --cov-report=term --cov-report=xml tests
 
 test: lint typecheck pytest ## everything CI runs

@@ -21,12 +21,20 @@ import pytest
 from bookify.infra.process import free_ports
 from bookify.platform import Platform, PlatformConfig
 from shared.auth import AuthSettings, mint_token
+from tests.otlp import OtlpReceiver
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
 
 
 @pytest.fixture(scope="session")
-def stack_config(kafka: Any, mongo: Any) -> PlatformConfig:
+def otlp() -> Iterator[OtlpReceiver]:
+    """Every span the stack's services export (they point their OTLP exporters here)."""
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
     gateway, booking, consumer = free_ports(3)
     run = uuid.uuid4().hex[:8]
     return PlatformConfig(
@@ -40,6 +48,9 @@ def stack_config(kafka: Any, mongo: Any) -> PlatformConfig:
         extra_env={
             "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": "10000",
             "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": "10000",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fraction of a second
         },
     )
 

@@ -29,6 +29,7 @@ from pymongo.errors import ConnectionFailure
 
 from shared.events import MalformedMessageError, Message, decode
 from shared.logging import get_logger
+from shared.telemetry import annotate_span
 
 log = get_logger(__name__)
 
@@ -123,6 +124,11 @@ async def process_record(
     except MalformedMessageError as exc:
         await give_up(exc)
         return
+    annotate_span(
+        message_type=message.ce_type,
+        booking_id=getattr(message, "booking_id", None),
+        resource_id=getattr(message, "resource_id", None),
+    )
 
     failures = 0
     outage = 0

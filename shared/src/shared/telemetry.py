@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_SERVICE_NAME,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,7 +38,9 @@ def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
 
     ``env`` is the process environment, passed in so this module reads no globals.
     """
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    # OTEL_SERVICE_NAME, when set, wins over the service's own name (the spec's precedence).
+    name = env.get(OTEL_SERVICE_NAME) or service_name
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     if env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT):
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -54,3 +57,13 @@ def kafka_middlewares(
         KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
         KafkaPrometheusMiddleware(registry=registry, app_name=app_name),
     )
+
+
+def annotate_span(**attributes: object) -> None:
+    """Put ``bookify.<name>`` attributes on the current span (booking id, resource id, ...),
+    so a booking's trace can be found by its id in the trace backend."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        for name, value in attributes.items():
+            if value is not None:
+                span.set_attribute(f"bookify.{name}", str(value))

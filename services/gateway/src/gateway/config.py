@@ -14,7 +14,7 @@ from shared.settings import ServiceSettings, refuse_dev_secret
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_GATEWAY_", extra="ignore", frozen=True)
 
-    service_name: str = "gateway"
+    service_name: str = "bookify-gateway"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     db_name: str = "bookify_gateway"
@@ -36,7 +36,7 @@ class GatewaySettings(ServiceSettings):
 
     @property
     def ce_source(self) -> str:
-        return f"/bookify/{self.service_name}"
+        return "bookify/gateway"
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Self:

@@ -46,6 +46,7 @@ from gateway.schemas import (
 from shared.auth import Principal
 from shared.events import CancelBooking, Command, CreateResource, RequestBooking, utcnow
 from shared.logging import get_logger
+from shared.telemetry import annotate_span
 
 log = get_logger(__name__)
 
@@ -146,6 +147,11 @@ async def _accept(
             ids = _Ids(existing.entity_id, existing.command_id, existing.accepted_at)
 
     p = plan(ids)
+    annotate_span(
+        command_id=p.command.command_id,
+        booking_id=getattr(p.command, "booking_id", None),
+        resource_id=getattr(p.command, "resource_id", None),
+    )
     try:
         await deps.publisher.publish(p.command)
     except DependencyUnavailableError:
