@@ -92,9 +92,7 @@ class Api:
     async def wait_resource_visible(self, resource_id: str, within: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + within
         while True:
-            response = await self.http.get(
-                f"/v1/resources/{resource_id}", headers=self.auth("admin")
-            )
+            response = await self.get(f"/v1/resources/{resource_id}", "admin")
             body: dict[str, Any] = response.json()
             if response.status_code == 200 and body.get("updated_at"):
                 return body
@@ -111,11 +109,22 @@ class Api:
             "/v1/bookings", json={"resource_id": resource_id, "quantity": quantity}, headers=headers
         )
 
+    async def get(self, path: str, who: str) -> httpx.Response:
+        """A GET that rides out a dropped keep-alive connection (safe: GET is idempotent)."""
+        for attempt in range(3):
+            try:
+                return await self.http.get(path, headers=self.auth(who))
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def booking(self, booking_id: str, who: str) -> httpx.Response:
-        return await self.http.get(f"/v1/bookings/{booking_id}", headers=self.auth(who))
+        return await self.get(f"/v1/bookings/{booking_id}", who)
 
     async def wait_terminal(self, booking_id: str, who: str, within: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + within
+        pause = 0.05
         while True:
             response = await self.booking(booking_id, who)
             assert response.status_code == 200, response.text
@@ -123,10 +132,11 @@ class Api:
             if body["status"] in TERMINAL:
                 return body
             assert time.monotonic() < deadline, f"booking {booking_id} still {body['status']}"
-            await asyncio.sleep(0.1)
+            pause = min(pause * 2, 0.5)  # many waiters must not drown the gateway in polls
+            await asyncio.sleep(pause)
 
     async def available(self, resource_id: str) -> int:
-        response = await self.http.get(f"/v1/resources/{resource_id}", headers=self.auth("admin"))
+        response = await self.get(f"/v1/resources/{resource_id}", "admin")
         assert response.status_code == 200, response.text
         return int(response.json()["available"])
 

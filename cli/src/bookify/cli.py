@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bookify.commands import bench, infra, platform, schemas, tokens
+from bookify.commands import bench, infra, load, platform, schemas, tokens
 
 app = typer.Typer(
     name="bookify",
@@ -18,6 +18,7 @@ app.add_typer(bench.app, name="bench")
 app.command()(platform.up)
 app.command()(platform.seed)
 app.command()(tokens.token)
+app.command(epilog=load.EPILOG)(load.load)
 
 
 def main() -> None:

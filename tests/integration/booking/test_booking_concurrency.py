@@ -16,7 +16,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
-from booking.adapters import KafkaEventPublisher, MongoLedgerRepository
+from booking.adapters import KafkaEventPublisher, MongoLedgerRepository, entry_id
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
 from booking.service_layer import CommandHandler, Outcome
@@ -111,6 +111,7 @@ async def test_a_hundred_concurrent_bookings_for_ten_seats_confirm_exactly_ten(
     kinds = Counter(doc["kind"] for doc in ledger)
     assert kinds == {"created": 1, "confirmed": SEATS, "rejected": BOOKINGS - SEATS}
     assert sorted(doc["seq"] for doc in ledger) == list(range(1, BOOKINGS + 2))
+    assert all(doc["_id"] == entry_id(rid, doc["seq"]) for doc in ledger)
     newest = max(ledger, key=lambda doc: doc["seq"])
     assert (newest["capacity"], newest["reserved"]) == (SEATS, SEATS)
     assert registry.get_sample_value("bookify_bookings_total", {"outcome": "confirmed"}) == SEATS

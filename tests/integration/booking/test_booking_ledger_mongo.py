@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from booking.adapters import MongoLedgerRepository
+from booking.adapters import MongoLedgerRepository, entry_id
 from booking.domain import (
     AlreadyDecided,
     ConcurrencyConflict,
@@ -18,6 +20,7 @@ from booking.domain import (
     decide,
     event_for,
 )
+from booking.service_layer import find_head
 from shared.events import CreateResource, RejectionReason, RequestBooking
 
 pytestmark = pytest.mark.integration
@@ -69,29 +72,43 @@ async def test_an_appended_entry_reads_back_equal_and_so_does_its_event(
     rejected = booked(first, quantity=9)
     await ledger.append(rejected)
 
+    assert await ledger.get(first.resource_id, 1) == first
     assert await ledger.find_by_op_key(first.op_key) == first
-    stored = await ledger.find_by_op_key(rejected.op_key)
+    stored = await ledger.get(first.resource_id, 2)
     assert stored == rejected
     assert stored.reason is RejectionReason.SOLD_OUT
     assert event_for(stored) == event_for(rejected)
+    assert await ledger.find_by_op_key(rejected.op_key) == rejected
 
 
-async def test_latest_is_the_highest_seq_of_that_resource_only(
-    ledger: MongoLedgerRepository,
+async def test_an_entry_is_keyed_by_its_resource_and_zero_padded_seq(
+    ledger: MongoLedgerRepository, mongo_db: AsyncDatabase[dict[str, object]]
 ) -> None:
-    assert await ledger.latest(uuid4()) is None
-    entry = created()
-    other = created()
+    first = created()
+    await ledger.append(first)
+    await ledger.append(booked(first))
+
+    docs = await mongo_db["ledger"].find({}, {"_id": 1, "seq": 1}).sort("seq").to_list()
+    rid = first.resource_id
+    assert [d["_id"] for d in docs] == [f"{rid}:000000000001", f"{rid}:000000000002"]
+    assert entry_id(rid, 2) == docs[1]["_id"]
+
+
+async def test_get_reads_one_seq_of_one_resource_only(ledger: MongoLedgerRepository) -> None:
+    assert await ledger.get(uuid4(), 1) is None
+    entry, other = created(), created()
     await ledger.append(entry)
     await ledger.append(other)
     for _ in range(3):
         entry = booked(entry)
         await ledger.append(entry)
 
-    latest = await ledger.latest(entry.resource_id)
-    assert latest is not None
-    assert (latest.seq, latest.reserved, latest.kind) == (4, 3, EntryKind.CONFIRMED)
-    assert (await ledger.latest(other.resource_id)) == other
+    fourth = await ledger.get(entry.resource_id, 4)
+    assert fourth is not None
+    assert (fourth.seq, fourth.reserved, fourth.kind) == (4, 3, EntryKind.CONFIRMED)
+    assert await ledger.get(entry.resource_id, 5) is None
+    assert await ledger.get(other.resource_id, 1) == other
+    assert await ledger.get(other.resource_id, 2) is None
 
 
 async def test_a_second_writer_of_the_same_seq_gets_a_concurrency_conflict(
@@ -102,11 +119,12 @@ async def test_a_second_writer_of_the_same_seq_gets_a_concurrency_conflict(
     winner, loser = booked(first), booked(first)
     await ledger.append(winner)
 
-    with pytest.raises(ConcurrencyConflict):
+    with pytest.raises(ConcurrencyConflict) as raised:
         await ledger.append(loser)
 
+    assert raised.value.current == winner  # the newer head comes with the refusal
     assert await ledger.find_by_op_key(loser.op_key) is None
-    assert await ledger.latest(first.resource_id) == winner
+    assert await ledger.get(first.resource_id, 2) == winner
 
 
 async def test_an_operation_is_recorded_once_even_at_another_seq(
@@ -123,4 +141,84 @@ async def test_an_operation_is_recorded_once_even_at_another_seq(
         await ledger.append(zombie)
 
     assert raised.value.existing == decision
-    assert await ledger.latest(first.resource_id) == decision
+    assert await ledger.get(first.resource_id, zombie.seq) is None
+
+
+async def test_an_operation_redecided_at_its_own_seq_is_already_decided(
+    ledger: MongoLedgerRepository,
+) -> None:
+    first = created()
+    await ledger.append(first)
+    decision = booked(first)
+    await ledger.append(decision)
+
+    with pytest.raises(AlreadyDecided) as raised:
+        await ledger.append(replace(decision, recorded_at=datetime.now(UTC)))
+
+    assert raised.value.existing == decision
+
+
+async def test_an_operation_is_found_without_its_pointer_and_the_pointer_is_restored(
+    ledger: MongoLedgerRepository, mongo_db: AsyncDatabase[dict[str, object]]
+) -> None:
+    first = created()
+    await ledger.append(first)
+    decision = booked(first)
+    await ledger.append(decision)
+    pointer = {"_id": decision.op_key, "entry_id": entry_id(decision.resource_id, 2)}
+    assert await mongo_db["ledger_ops"].find_one({"_id": decision.op_key}) == pointer
+    # A crash between the entry's insert and its pointer's.
+    await mongo_db["ledger_ops"].delete_one({"_id": decision.op_key})
+
+    assert await ledger.find_by_op_key(decision.op_key) == decision
+
+    assert await mongo_db["ledger_ops"].find_one({"_id": decision.op_key}) == pointer
+    assert await ledger.find_by_op_key("decide:never") is None
+
+
+class CountingLedger:
+    """Counts the primary-key look-ups a head search makes against the real server."""
+
+    def __init__(self, ledger: MongoLedgerRepository) -> None:
+        self.ledger = ledger
+        self.gets = 0
+
+    async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
+        self.gets += 1
+        return await self.ledger.get(resource_id, seq)
+
+    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+        raise AssertionError("a head search never looks an op_key up")
+
+    async def append(self, entry: LedgerEntry) -> None:
+        raise AssertionError("a head search never appends")
+
+
+async def test_the_head_is_found_with_a_logarithmic_number_of_point_lookups(
+    ledger: MongoLedgerRepository,
+) -> None:
+    entry = created(capacity=1000)
+    await ledger.append(created())
+    entries = [entry]
+    for _ in range(299):
+        entry = booked(entry)
+        entries.append(entry)
+    for i in range(0, len(entries), 50):
+        await asyncio.gather(*(ledger.append(e) for e in entries[i : i + 50]))
+    counting = CountingLedger(ledger)
+
+    assert await find_head(counting, entry.resource_id) == entry
+    assert counting.gets <= 2 * math.log2(300 + 1) + 2
+
+    counting.gets = 0
+    assert await find_head(counting, entry.resource_id, known=entries[250]) == entry
+    assert counting.gets <= 2 * math.log2(50 + 1) + 2
+    assert await find_head(counting, uuid4()) is None
+
+
+async def test_the_unique_indexes_exist(
+    ledger: MongoLedgerRepository, mongo_db: AsyncDatabase[dict[str, object]]
+) -> None:
+    indexes = await mongo_db["ledger"].index_information()
+    assert indexes["op_key"].get("unique") is True
+    assert indexes["resource_seq"].get("unique") is True

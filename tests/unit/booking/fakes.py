@@ -26,34 +26,52 @@ class Clock:
 
 @dataclass
 class FakeLedger:
-    """An in-memory ledger that enforces both unique indexes of the real collection.
+    """An in-memory ledger with the unique keys of the real collection: (resource, seq) as
+    the primary key, and op_key.
 
     Every method yields to the event loop first, so concurrent handlers interleave between
-    reading the newest entry and appending, the way they do against a real database.
+    reading the head and appending, the way they do against a real database. It counts its
+    look-ups: ``gets`` are primary-key point look-ups (cheap on any server), ``op_key_lookups``
+    may scan the whole collection on FerretDB (the hot path must not make them).
     """
 
     entries: list[LedgerEntry] = field(default_factory=list)
     conflicts: int = 0
+    gets: int = 0
+    op_key_lookups: int = 0
+    _by_key: dict[tuple[UUID, int], LedgerEntry] = field(default_factory=dict, repr=False)
+    _by_op: dict[str, LedgerEntry] = field(default_factory=dict, repr=False)
 
-    async def latest(self, resource_id: UUID) -> LedgerEntry | None:
+    def __post_init__(self) -> None:
+        for entry in self.entries:
+            self._by_key[entry.resource_id, entry.seq] = entry
+            self._by_op[entry.op_key] = entry
+
+    async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
         await asyncio.sleep(0)
-        mine = [e for e in self.entries if e.resource_id == resource_id]
-        return max(mine, key=lambda e: e.seq, default=None)
+        self.gets += 1
+        return self._by_key.get((resource_id, seq))
 
     async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
         await asyncio.sleep(0)
-        return next((e for e in self.entries if e.op_key == op_key), None)
+        self.op_key_lookups += 1
+        return self._by_op.get(op_key)
 
     async def append(self, entry: LedgerEntry) -> None:
         await asyncio.sleep(0)
         # Check and insert without yielding in between: that is what a unique index gives.
-        for e in self.entries:
-            if e.op_key == entry.op_key:
-                raise AlreadyDecided(e)
-        if any(e.resource_id == entry.resource_id and e.seq == entry.seq for e in self.entries):
+        # When both keys clash, answer like MongoLedgerRepository: the seq's holder decides.
+        holder = self._by_key.get((entry.resource_id, entry.seq))
+        if holder is not None and holder.op_key == entry.op_key:
+            raise AlreadyDecided(holder)
+        if holder is not None:
             self.conflicts += 1
-            raise ConcurrencyConflict(str(entry.resource_id), entry.seq)
+            raise ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
+        if entry.op_key in self._by_op:
+            raise AlreadyDecided(self._by_op[entry.op_key])
         self.entries.append(entry)
+        self._by_key[entry.resource_id, entry.seq] = entry
+        self._by_op[entry.op_key] = entry
 
 
 @dataclass

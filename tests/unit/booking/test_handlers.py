@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from uuid import UUID, uuid4
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from booking.domain import ConcurrencyConflict, ContentionError, EntryKind, LedgerEntry
+from booking.domain import (
+    ConcurrencyConflict,
+    ContentionError,
+    EntryKind,
+    LedgerEntry,
+    OverRelease,
+    decide,
+)
 from booking.metrics import BookingMetrics
 from booking.service_layer import CommandHandler, Outcome
 from shared.events import (
@@ -23,13 +32,25 @@ from shared.events import (
     ResourceCreated,
 )
 from shared.messaging import RetryPolicy
-from tests.unit.booking.fakes import Clock, FakeLedger, FakePublisher, cancel, create, request
+from tests.unit.booking.fakes import (
+    ACCEPTED,
+    Clock,
+    FakeLedger,
+    FakePublisher,
+    cancel,
+    create,
+    request,
+)
 
 NO_WAIT = RetryPolicy(attempts=50, base_delay=0.0, max_delay=0.0)
 
 
 def handler_for(
-    ledger: FakeLedger, publisher: FakePublisher, metrics: BookingMetrics | None = None
+    ledger: FakeLedger,
+    publisher: FakePublisher,
+    metrics: BookingMetrics | None = None,
+    *,
+    heads_cached: int = 100,
 ) -> CommandHandler:
     return CommandHandler(
         ledger,
@@ -37,6 +58,7 @@ def handler_for(
         metrics or BookingMetrics(CollectorRegistry()),
         clock=Clock(),
         backoff=NO_WAIT,
+        heads_cached=heads_cached,
     )
 
 
@@ -275,3 +297,155 @@ async def test_a_handler_that_keeps_losing_the_race_gives_up_with_an_error(
     with pytest.raises(ContentionError):
         await handler.handle(request(uuid4()))
     assert publisher.published == []
+
+
+def history(resource_id: UUID, length: int, capacity: int = 100_000) -> list[LedgerEntry]:
+    """A resource's first ``length`` ledger entries: its creation, then one-seat bookings."""
+    entries: list[LedgerEntry] = []
+    latest: LedgerEntry | None = None
+    for i in range(length):
+        command = create(resource_id, capacity) if i == 0 else request(resource_id)
+        entry = decide(latest, command, ACCEPTED).entry
+        assert entry is not None
+        entries.append(entry)
+        latest = entry
+    return entries
+
+
+async def test_a_worker_with_a_stale_head_loses_the_seq_race_and_decides_on_the_fresh_state(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    first, second = handler_for(ledger, publisher), handler_for(ledger, publisher)
+    rid = uuid4()
+    await first.handle(create(rid, 3))
+    await first.handle(request(rid, 1))  # first now believes 2 seats are left...
+    await second.handle(request(rid, 2))  # ...but the other worker takes them
+
+    assert await first.handle(request(rid, 1)) is Outcome.DECIDED
+
+    assert ledger.conflicts == 1  # the stale head's seq was taken
+    rejected = publisher.published[-1]
+    assert isinstance(rejected, BookingRejected)
+    assert rejected.reason is RejectionReason.SOLD_OUT
+    assert confirmed_seats(ledger, rid) == 3
+    assert [e.seq for e in ledger.entries] == [1, 2, 3, 4]
+    assert ledger.op_key_lookups == 0
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 37, 1000])
+async def test_a_cold_worker_finds_the_head_with_a_logarithmic_number_of_point_lookups(
+    publisher: FakePublisher, length: int
+) -> None:
+    rid = uuid4()
+    ledger = FakeLedger(entries=history(uuid4(), 50) + history(rid, length))
+    handle = handler_for(ledger, publisher).handle
+
+    assert await handle(request(rid)) is Outcome.DECIDED
+
+    appended = ledger.entries[-1]
+    assert (appended.resource_id, appended.seq) == (rid, length + 1)
+    expected = EntryKind.CONFIRMED if length else EntryKind.REJECTED
+    assert appended.kind is expected
+    if length:
+        assert appended.reserved == length  # the head's state, not an older one
+    assert ledger.gets <= 2 * math.log2(length + 1) + 2
+    assert (ledger.op_key_lookups, ledger.conflicts) == (0, 0)
+
+    found = ledger.gets
+    await handle(request(rid))
+    assert ledger.gets == found  # the head is cached now
+
+
+async def test_a_redelivered_command_is_caught_by_the_op_key_at_append_time(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    metrics = BookingMetrics(CollectorRegistry())
+    worker = handler_for(ledger, publisher, metrics)
+    rid = uuid4()
+    await worker.handle(create(rid, 5))
+    booking = request(rid, 2)
+    await worker.handle(booking)
+    await worker.handle(request(rid, 1))  # the booking is no longer the head
+
+    assert await worker.handle(booking) is Outcome.REPLAYED  # same worker, head cached
+    assert await handler_for(ledger, publisher).handle(booking) is Outcome.REPLAYED  # cold
+
+    first = publisher.published[1]
+    assert publisher.published[-2:] == [first, first]  # same event id, same payload
+    assert isinstance(first, BookingConfirmed)
+    assert (first.booking_id, first.available) == (booking.booking_id, 3)
+    assert len(ledger.entries) == 3
+    assert ledger.op_key_lookups == 0  # no look-up before deciding, on any path here
+    assert count(metrics, "confirmed") == 2
+
+
+async def test_a_cancel_by_a_worker_whose_head_predates_the_booking_releases_its_seats(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    first, second = handler_for(ledger, publisher), handler_for(ledger, publisher)
+    rid = uuid4()
+    await first.handle(create(rid, 3))
+    await second.handle(request(rid, 1))  # second's head: seq 2, 1 seat reserved
+    booking = request(rid, 2)
+    await first.handle(booking)  # seq 3, 3 reserved; second does not know
+
+    assert await second.handle(cancel(booking)) is Outcome.DECIDED
+
+    cancelled = publisher.published[-1]
+    assert isinstance(cancelled, BookingCancelled)
+    assert (cancelled.quantity, cancelled.available) == (2, 2)
+    assert confirmed_seats(ledger, rid) == 1
+
+
+async def test_a_redelivered_cancel_that_freed_every_seat_is_announced_again(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handle = handler_for(ledger, publisher).handle
+    rid = uuid4()
+    await handle(create(rid, 2))
+    booking = request(rid, 2)
+    await handle(booking)
+    cancellation = cancel(booking)
+    await handle(cancellation)  # 0 seats reserved: releasing 2 again would go negative
+
+    assert await handle(cancellation) is Outcome.REPLAYED
+    assert await handler_for(ledger, publisher).handle(cancellation) is Outcome.REPLAYED
+
+    first, *again = publisher.published[-3:]
+    assert isinstance(first, BookingCancelled)
+    assert again == [first, first]
+    assert confirmed_seats(ledger, rid) == 0
+
+
+async def test_a_ledger_reserving_fewer_seats_than_a_booking_holds_is_an_error(
+    publisher: FakePublisher,
+) -> None:
+    rid = uuid4()
+    created, booked = history(rid, 2, capacity=5)
+    broken = replace(booked, seq=3, op_key="decide:bogus", reserved=0)
+    booking = request(
+        rid, booked.quantity, principal=booked.principal, booking_id=booked.booking_id
+    )
+    ledger = FakeLedger(entries=[created, booked, broken])
+
+    with pytest.raises(OverRelease):
+        await handler_for(ledger, publisher).handle(cancel(booking))
+    assert publisher.published == []
+    assert len(ledger.entries) == 3
+
+
+async def test_a_worker_remembers_a_bounded_number_of_heads_and_finds_forgotten_ones_again(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    worker = handler_for(ledger, publisher, heads_cached=2)
+    rids = [uuid4() for _ in range(3)]
+    for rid in rids:
+        await worker.handle(create(rid, 1))
+    before = ledger.gets
+
+    assert await worker.handle(request(rids[0])) is Outcome.DECIDED  # forgotten: found again
+
+    assert ledger.gets > before
+    confirmed = publisher.published[-1]
+    assert isinstance(confirmed, BookingConfirmed)
+    assert (confirmed.version, confirmed.available) == (2, 0)

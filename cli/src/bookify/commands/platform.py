@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from bookify import observe
 from bookify.infra import paths
 from bookify.infra.errors import InfraError
 from bookify.infra.local import LocalInfra, print_progress
@@ -36,6 +38,16 @@ def up(
     consumer_port: Annotated[int, typer.Option(envvar="BOOKIFY_CONSUMER_PORT")] = DEFAULT_PORTS[
         "consumer"
     ],
+    observability: Annotated[
+        bool,
+        typer.Option(
+            "--observability",
+            help="Also run Prometheus (rules and alerts included) scraping the services.",
+        ),
+    ] = False,
+    prometheus_port: Annotated[
+        int, typer.Option(envvar="BOOKIFY_PROMETHEUS_PORT")
+    ] = observe.DEFAULT_PORT,
 ) -> None:
     """Run Kafka, FerretDB and the three services locally until Ctrl-C (which stops them all).
 
@@ -51,7 +63,10 @@ def up(
             mongo_uri=endpoints.mongo_uri,
             ports={"gateway": gateway_port, "booking": booking_port, "consumer": consumer_port},
         )
-        with Platform(config, run_dir, progress=print_progress) as platform:
+        with (
+            Platform(config, run_dir, progress=print_progress) as platform,
+            contextlib.ExitStack() as extras,
+        ):
             summary = {
                 "gateway": platform["gateway"].url,
                 "booking": platform["booking"].url,
@@ -60,6 +75,13 @@ def up(
                 "mongo_uri": endpoints.mongo_uri,
                 "logs": str(run_dir),
             }
+            if observability:
+                prometheus = observe.LocalPrometheus(
+                    run_dir, {str(k): v for k, v in config.ports.items()}, port=prometheus_port
+                )
+                prometheus.start()
+                extras.callback(prometheus.stop)
+                summary["prometheus"] = prometheus.url
             if as_json:
                 typer.echo(json.dumps(summary))
             else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,8 @@ from booking.adapters import KafkaEventPublisher, MongoLedgerRepository
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
 from booking.service_layer import CommandHandler
-from shared.events import utcnow
+from shared.events import Message, utcnow
+from shared.faults import FaultSwitch
 from shared.kafka import ensure_topics, make_broker
 from shared.logging import get_logger
 from shared.mongo import Document, make_mongo_client
@@ -34,6 +35,13 @@ class BookingService:
     ledger: MongoLedgerRepository
     publisher: KafkaEventPublisher
     handler: CommandHandler
+    # Off by default; PUT /admin/faults switches it on in dev and test only.
+    faults: FaultSwitch
+
+    @property
+    def subscribed_handler(self) -> Callable[[Message], Awaitable[None]]:
+        """What the subscriber calls: the command handler behind the fault switch."""
+        return self.faults.wrap(self.handler)
 
     async def start(self) -> None:
         """Before consuming: topics and the ledger's unique indexes must exist."""
@@ -95,4 +103,5 @@ def bootstrap(
         ledger=ledger,
         publisher=publisher,
         handler=handler,
+        faults=FaultSwitch(settings.environment),
     )

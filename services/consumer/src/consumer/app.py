@@ -21,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 
 from consumer.bootstrap import Runtime, build, running
 from consumer.config import ConsumerSettings
+from shared.faults import ADMIN_PATH, FaultsAdminApp
 
 
 def create_app(
@@ -39,6 +40,7 @@ def create_app(
             ("/healthz", _healthz()),
             ("/readyz", _readyz(runtime)),
             ("/metrics", _metrics(runtime)),
+            (ADMIN_PATH, FaultsAdminApp(runtime.faults)),
         ],
         lifespan=lifespan,
         # Through the root logger, so app lifecycle lines are JSON like everything else.

@@ -25,6 +25,7 @@ from consumer.metrics import ConsumerMetrics
 from consumer.service_layer import EventHandler
 from consumer.subscribers import subscribe_events
 from shared.events import Message
+from shared.faults import FaultSwitch
 from shared.kafka import ensure_topics, make_broker
 from shared.mongo import Document, make_mongo_client
 
@@ -43,10 +44,13 @@ class Runtime:
     mongo: AsyncMongoClient[Document] | None = None
     views: MongoViewRepository | None = None
     handler: EventHandler | None = field(default=None, repr=False)
+    # Off by default; PUT /admin/faults switches it on in dev and test only.
+    faults: FaultSwitch = field(default_factory=lambda: FaultSwitch("prod"), repr=False)
 
     async def handle(self, message: Message) -> None:
         if self.handler is None:
             raise NotStartedError("the consumer received an event before it started")
+        await self.faults.before_handling(str(message.message_id))
         await self.handler(message)
 
     async def readiness(self) -> dict[str, bool]:
@@ -68,7 +72,13 @@ def build(settings: ConsumerSettings, *, tracer_provider: TracerProvider | None 
     registry = CollectorRegistry()
     metrics = ConsumerMetrics(registry)
     broker = make_broker(settings, registry=registry, tracer_provider=tracer_provider)
-    runtime = Runtime(settings=settings, registry=registry, metrics=metrics, broker=broker)
+    runtime = Runtime(
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        broker=broker,
+        faults=FaultSwitch(settings.environment),
+    )
     runtime.subscriber = subscribe_events(
         broker, settings, runtime.handle, on_dead_letter=metrics.dead_lettered
     )

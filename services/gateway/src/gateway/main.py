@@ -25,11 +25,14 @@ from gateway.adapters import (
     mongo_ping,
 )
 from gateway.config import GatewaySettings
+from gateway.faults import FaultMiddleware
+from gateway.faults import router as faults_router
 from gateway.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 from gateway.problem import install_problem_handlers, use_problem_media_type
 from gateway.ratelimit import TokenBucketLimiter
 from gateway.routes import bookings, health, resources
 from gateway.service import GatewayDeps
+from shared.faults import FaultSwitch
 from shared.kafka import ensure_topics, make_broker
 from shared.logging import get_logger
 from shared.mongo import make_mongo_client
@@ -117,16 +120,20 @@ def create_app(
     app.state.limiter = TokenBucketLimiter(
         settings.rate_limit_per_second, settings.rate_limit_burst
     )
+    # Off by default; only dev and test can switch it on (PUT /v1/admin/faults).
+    app.state.faults = FaultSwitch(settings.environment)
 
     install_problem_handlers(app, retry_after_seconds=settings.retry_after_seconds)
     app.include_router(resources.router, prefix=API_PREFIX)
     app.include_router(bookings.router, prefix=API_PREFIX)
+    app.include_router(faults_router, prefix=API_PREFIX)
     app.include_router(health.router)
     use_problem_media_type(app)
 
     # add_middleware wraps: the last added is the outermost. Metrics see every answer,
-    # including the 413s the body limit sends before routing.
+    # including the 413s the body limit and the injected faults send before routing.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(FaultMiddleware, switch=app.state.faults)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry), routes=app.router.routes)
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=tracer_provider, excluded_urls="/healthz,/readyz,/metrics"

@@ -1,18 +1,28 @@
 """The append-only resource ledger in MongoDB (collection ``ledger``).
 
-Two unique indexes are the only concurrency control: (resource_id, seq) makes the second
-writer of a seq fail (optimistic concurrency, as event stores check expected versions) and
-op_key makes a booking's decision happen once even with a zombie worker. No document is
-ever updated: FerretDB does not make read-modify-write atomic, and an insert needs no atomicity
-beyond the index.
+An entry's ``_id`` is ``"<resource_id>:<seq:012d>"`` (:func:`entry_id`), so the primary key
+is the optimistic concurrency check: the second writer of a seq fails, as event stores check
+expected versions. The unique ``op_key`` index makes a booking's decision happen once even
+with a zombie worker. These two unique indexes are the only concurrency control. No document
+is ever updated: FerretDB does not make read-modify-write atomic, and an insert needs no
+atomicity beyond the indexes.
+
+Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) only inserts
+use an index (the unique checks); every read scans: ``_id`` equality inside SQLite (measured
+~3 us per document: 20-40 ms at 10k entries unless the hit is near the start of the table),
+any other filter or sort in Go (~50 us per document: 0.5 s at 10k). So the hot path is one
+insert (the caller caches heads, see ``booking.service_layer.heads``), rare paths read by
+``_id`` only, and ``ledger_ops`` turns op_key look-ups into ``_id`` reads where it can (see
+:meth:`MongoLedgerRepository.find_by_op_key`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 from uuid import UUID
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -23,58 +33,109 @@ from shared.events import RejectionReason
 Document = dict[str, Any]
 
 COLLECTION = "ledger"
+OPS_COLLECTION = "ledger_ops"
 
 
 class LedgerRepository(Protocol):
-    async def latest(self, resource_id: UUID) -> LedgerEntry | None:
-        """The newest entry of the resource, i.e. its current state; None if it has none."""
+    async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
+        """The entry at ``seq`` of the resource, or None: one primary-key look-up.
+
+        Seqs are dense (1..n, an entry is only ever appended right after an existing one), so
+        a resource's head can be found with these alone.
+        """
         ...
 
-    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None: ...
+    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+        """The entry recording the operation, or None. Off the hot path (it may scan)."""
+        ...
 
     async def append(self, entry: LedgerEntry) -> None:
         """Append ``entry``.
 
         Raises :class:`AlreadyDecided` (carrying the stored entry) when its op_key exists,
-        else :class:`ConcurrencyConflict` when its (resource_id, seq) is taken.
+        else :class:`ConcurrencyConflict` when its (resource_id, seq) is taken. When both are
+        taken either may be raised: at a fresher seq the caller's next append answers
+        AlreadyDecided.
         """
         ...
+
+
+def entry_id(resource_id: UUID | str, seq: int) -> str:
+    """The primary key of an entry; zero-padded so ids sort by seq within a resource."""
+    return f"{resource_id}:{seq:012d}"
 
 
 class MongoLedgerRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._ledger: AsyncCollection[Document] = db[COLLECTION]
+        # {_id: op_key, entry_id}: written after the entry, never changed (an op_key has one
+        # entry, ever), so a pointer found is always right; a missing one (a crash between the
+        # two inserts, or an entry not written yet) falls back to the op_key index.
+        self._ops: AsyncCollection[Document] = db[OPS_COLLECTION]
 
     async def ensure_indexes(self) -> None:
+        # The primary key is the (resource, seq) check; this index is kept anyway (its insert
+        # cost on FerretDB is below the noise of ~1 ms). It guards against writers that do not
+        # use entry_id() - entries of the previous ObjectId-keyed shape, or a worker of that
+        # version still running during a deploy: such a mix then fails loudly (ContentionError,
+        # then the DLQ) instead of recording one seq twice. And per-resource reads (operators,
+        # the chaos tests, a one-query head look-up on MongoDB) need it. The hot path never
+        # reads it.
         await self._ledger.create_index(
             [("resource_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="resource_seq"
         )
         await self._ledger.create_index([("op_key", ASCENDING)], unique=True, name="op_key")
 
-    async def latest(self, resource_id: UUID) -> LedgerEntry | None:
-        doc = await self._ledger.find_one(
-            {"resource_id": str(resource_id)}, sort=[("seq", DESCENDING)]
-        )
+    async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
+        doc = await self._ledger.find_one({"_id": entry_id(resource_id, seq)})
         return None if doc is None else to_entry(doc)
 
     async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+        pointer = await self._ops.find_one({"_id": op_key})
+        if pointer is not None:
+            doc = await self._ledger.find_one({"_id": pointer["entry_id"]})
+            if doc is not None:
+                return to_entry(doc)
+        # The authority: the unique op_key index (a whole-collection scan on FerretDB).
         doc = await self._ledger.find_one({"op_key": op_key})
-        return None if doc is None else to_entry(doc)
+        if doc is None:
+            return None
+        await self._point(op_key, doc["_id"])
+        return to_entry(doc)
 
     async def append(self, entry: LedgerEntry) -> None:
         try:
             await self._ledger.insert_one(to_document(entry))
         except DuplicateKeyError:
-            # Which index the server names varies (and both may clash): ask the op_key first,
-            # because a decided operation must be re-published, never re-decided.
+            raise await self._refusal(entry) from None
+        await self._point(entry.op_key, entry_id(entry.resource_id, entry.seq))
+
+    async def _refusal(self, entry: LedgerEntry) -> AlreadyDecided | ConcurrencyConflict:
+        """Why the insert of ``entry`` was refused.
+
+        FerretDB does not name the index that refused it, so ask the primary key first (a point
+        look-up, and the common case: a seq race). Only a free seq sends us to the op_key.
+        """
+        holder = await self.get(entry.resource_id, entry.seq)
+        if holder is not None and holder.op_key == entry.op_key:
+            return AlreadyDecided(holder)
+        if holder is None:
             existing = await self.find_by_op_key(entry.op_key)
             if existing is not None:
-                raise AlreadyDecided(existing) from None
-            raise ConcurrencyConflict(str(entry.resource_id), entry.seq) from None
+                return AlreadyDecided(existing)
+        # The seq is another operation's. Ours may be recorded too, at another seq: deciding
+        # again at a fresher seq leaves only the op_key to clash, which then answers.
+        return ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
+
+    async def _point(self, op_key: str, target: str) -> None:
+        # A duplicate is someone else's copy of the same pointer: an op_key has one entry, ever.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._ops.insert_one({"_id": op_key, "entry_id": target})
 
 
 def to_document(entry: LedgerEntry) -> Document:
     return {
+        "_id": entry_id(entry.resource_id, entry.seq),
         "resource_id": str(entry.resource_id),
         "seq": entry.seq,
         "op_key": entry.op_key,

@@ -1,6 +1,11 @@
 """The booking write model: resource ledger state and decisions. No I/O here."""
 
-from booking.domain.errors import AlreadyDecided, ConcurrencyConflict, ContentionError
+from booking.domain.errors import (
+    AlreadyDecided,
+    ConcurrencyConflict,
+    ContentionError,
+    OverRelease,
+)
 from booking.domain.model import (
     EVENT_NAMESPACE,
     Decision,
@@ -28,6 +33,7 @@ __all__ = [
     "Decision",
     "EntryKind",
     "LedgerEntry",
+    "OverRelease",
     "ResourceState",
     "cancel_booking",
     "cancel_key",

@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid5
 
+from booking.domain.errors import OverRelease
 from shared.events import (
     BookingCancelled,
     BookingConfirmed,
@@ -188,7 +189,11 @@ def request_booking(state: ResourceState, command: RequestBooking, now: datetime
 def cancel_booking(
     state: ResourceState, booking: LedgerEntry | None, command: CancelBooking, now: datetime
 ) -> Decision:
-    """Release the seats of ``booking`` (its decision entry, looked up by op_key)."""
+    """Release the seats of ``booking`` (its decision entry, looked up by op_key).
+
+    ``state`` must include ``booking``'s entry. Raises :class:`OverRelease` when it reserves
+    fewer seats than the booking holds: its cancel is recorded already (or the ledger is broken).
+    """
     if booking is None or booking.resource_id != command.resource_id:
         return Decision.ignore("unknown_booking")
     if booking.principal != command.principal:
@@ -197,7 +202,7 @@ def cancel_booking(
     if booking.kind is not EntryKind.CONFIRMED:
         return Decision.ignore(f"booking_{booking.kind.value}")
     if state.reserved < booking.quantity:
-        raise ValueError(
+        raise OverRelease(
             f"ledger of resource {command.resource_id} reserves {state.reserved} seats, "
             f"fewer than confirmed booking {booking.booking_id} holds ({booking.quantity})"
         )

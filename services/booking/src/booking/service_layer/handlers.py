@@ -1,11 +1,16 @@
 """The decide loop: one command in, at most one ledger entry and one event out.
 
-1. If the command's operation (op_key) already has its entry, re-publish that entry's event
-   (a redelivery after a crash between append and publish heals here).
-2. Otherwise load the resource's newest entry, decide, and append at seq + 1.
-3. Losing the seq race (ConcurrencyConflict) means someone else changed the resource:
-   reload and decide again, a bounded number of times.
+1. Decide on the resource's head as this process knows it (:class:`LedgerHeads`: cached, or
+   found with primary-key look-ups) and append at seq + 1.
+2. Losing the seq race (ConcurrencyConflict) means the head was stale (another writer, e.g. a
+   zombie or a rebalance): refresh it forward and decide again, a bounded number of times.
+3. An operation (op_key) already recorded is refused by the op_key index at append time
+   (AlreadyDecided): re-publish that entry's event, never decide again. So a redelivered
+   command costs nothing extra up front; a crash between append and publish heals here.
 4. Publish after the append, so an event never announces something that is not recorded.
+
+The per-command cost does not grow with the ledger: no query filters on anything but the
+primary key, except on rare paths (a cancel's booking, a decision that records nothing).
 
 The unique indexes behind ``LedgerRepository.append`` are the only concurrency control;
 nothing here reads, modifies and writes back a document.
@@ -26,12 +31,15 @@ from booking.domain import (
     ConcurrencyConflict,
     ContentionError,
     Decision,
+    LedgerEntry,
+    OverRelease,
     decide,
     decide_key,
     op_key_for,
     replay,
 )
 from booking.metrics import BookingMetrics
+from booking.service_layer.heads import HEADS_CACHED, LedgerHeads
 from shared.events import CancelBooking, CreateResource, Message, RequestBooking, utcnow
 from shared.logging import get_logger
 from shared.messaging import RetryPolicy
@@ -67,6 +75,7 @@ class CommandHandler:
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 50,
         backoff: RetryPolicy = CONFLICT_BACKOFF,
+        heads_cached: int = HEADS_CACHED,
     ) -> None:
         self._ledger = ledger
         self._publisher = publisher
@@ -74,6 +83,8 @@ class CommandHandler:
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff
+        # Per process (per handler): another worker's appends show up as seq conflicts.
+        self._heads = LedgerHeads(ledger, heads_cached)
         self._stripes = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
 
     async def __call__(self, message: Message) -> None:
@@ -92,20 +103,31 @@ class CommandHandler:
             op_key=op_key, command_id=str(command.command_id), resource_id=str(command.resource_id)
         )
 
-        existing = await self._ledger.find_by_op_key(op_key)
-        if existing is not None:
-            return await self._answer(replay(existing, command), bound)
-
-        # A booking's decision never changes once recorded, so one look-up serves every round.
-        booking = None
+        rid = command.resource_id
+        booking: LedgerEntry | None = None
         if isinstance(command, CancelBooking):
+            # Rare path: the booking's decision, by op_key (a point look-up through ledger_ops
+            # when the pointer exists, else a scan). It never changes, so one serves all rounds.
             booking = await self._ledger.find_by_op_key(decide_key(command.booking_id))
 
+        # A cancel decides on a head that includes the booking: one older than it (another
+        # worker decided the booking) lacks its seats, and releasing them would look corrupt.
+        known = booking if booking is not None and booking.resource_id == rid else None
+        head = await self._heads.head(rid, at_least=known)
+
         for attempt in range(self._max_attempts):
-            latest = await self._ledger.latest(command.resource_id)
-            decision = decide(latest, command, self._clock(), booking=booking)
+            try:
+                decision = decide(head, command, self._clock(), booking=booking)
+            except OverRelease:
+                # The state includes the booking, yet holds fewer seats than it: its cancel is
+                # recorded already (a redelivery), or the ledger is broken.
+                existing = await self._ledger.find_by_op_key(op_key)
+                if existing is None:
+                    raise
+                return await self._answer(replay(existing, command), bound)
             if decision.entry is None:
-                # A racing worker may have decided this very operation since we looked.
+                # Nothing to append, so no index tells whether this very operation was decided
+                # (a redelivered CreateResource, a cancel made twice): ask the op_key (rare).
                 existing = await self._ledger.find_by_op_key(op_key)
                 if existing is not None:
                     return await self._answer(replay(existing, command), bound)
@@ -114,10 +136,12 @@ class CommandHandler:
                 await self._ledger.append(decision.entry)
             except AlreadyDecided as exc:
                 return await self._answer(replay(exc.existing, command), bound)
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as exc:
                 bound.debug("seq_conflict", seq=decision.entry.seq, attempt=attempt + 1)
                 await asyncio.sleep(self._backoff.delay(attempt))
+                head = await self._heads.refresh(rid, exc.current or head)
                 continue
+            self._heads.advance(decision.entry)
             self._metrics.decided(decision.entry.kind)
             bound.info(
                 "decided",
@@ -131,8 +155,7 @@ class CommandHandler:
                 await self._publisher.publish(decision.event)
             return Outcome.DECIDED
         raise ContentionError(
-            f"{op_key}: lost the ledger race {self._max_attempts} times on resource "
-            f"{command.resource_id}"
+            f"{op_key}: lost the ledger race {self._max_attempts} times on resource {rid}"
         )
 
     async def _answer(self, decision: Decision, bound: BoundLogger) -> Outcome:

@@ -1,0 +1,448 @@
+"""The open model: the shop's flows as arrivals at a fixed rate per shape segment.
+
+Arrivals start on schedule (:func:`loadtests.openmodel.run_open_model`) whether or not earlier
+ones have answered, so a slow server shows up as latency -- measured from each arrival's
+*intended* start -- and as dropped arrivals, never as a quietly lower load. A booking
+arrival ends at its 202; the polling that follows runs beside the schedule (bounded) and
+records the accepted -> terminal latency. Segments of a shape start on time even while the
+previous segment's tail is still answering. ``stress`` runs its steps one after another and
+stops at the first step that breaks the step SLO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from loadtests import faultctl
+from loadtests.data import (
+    DECIDED,
+    TERMINAL,
+    BadTokens,
+    ErrorCase,
+    Pools,
+    Trace,
+    booking_body,
+    check_gateway,
+    error_cases,
+    idempotency_key,
+    is_expected,
+    mint_principals,
+    quantity,
+    seed_resources,
+)
+from loadtests.gates import ExitCode, SloConfig
+from loadtests.openmodel import OpenModelResult, run_open_model
+from loadtests.recorder import SAMPLES_FILE, Recorder
+from loadtests.report import finalize
+from loadtests.runner import LoadOptions, Say
+from loadtests.shapes import (
+    BookifyShape,
+    ErrorShape,
+    Segment,
+    StepHealth,
+    StepSlo,
+    StepWindow,
+    StressShape,
+    build_shape,
+    recorder_health,
+    spike_recovery,
+)
+from loadtests.users import (
+    BOOKINGS,
+    CANCEL,
+    FLOW_WEIGHTS,
+    LIST_RESOURCES,
+    ONE_BOOKING,
+    ONE_RESOURCE,
+    pick_error_case,
+    pick_flow,
+    poll_delays,
+    should_cancel,
+)
+
+
+@dataclass
+class Live:
+    """Counters for the progress line, reset at each print."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    in_flight: int = 0
+
+    def take(self) -> tuple[int, float, int]:
+        lat, self.latencies_ms = sorted(self.latencies_ms), []
+        errors, self.errors = self.errors, 0
+        p95 = lat[min(len(lat) - 1, math.ceil(0.95 * len(lat)) - 1)] if lat else math.nan
+        return len(lat), p95, errors
+
+
+class OpenClient:
+    """The shop's flows as single arrivals for the open model (httpx, asyncio)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        pools: Pools,
+        recorder: Recorder,
+        *,
+        errors: bool,
+        live: Live,
+        max_pollers: int,
+        poll_timeout_s: float = 30.0,
+    ) -> None:
+        self.http = http
+        self.pools = pools
+        self.recorder = recorder
+        self.errors = errors
+        self.live = live
+        self.rng = random.Random()
+        self.bad = BadTokens.mint(pools.run_id)
+        self.pollers: set[asyncio.Task[None]] = set()
+        self.max_pollers = max_pollers
+        self.poll_timeout_s = poll_timeout_s
+        self.skipped_polls = 0
+
+    def _record(self, name: str, start: float, ok: bool, status: int) -> None:
+        latency = time.time() - start
+        self.recorder.record(name, start, latency, ok, status)
+        self.live.latencies_ms.append(latency * 1000)
+        if not ok:
+            self.live.errors += 1
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        start: float,
+        *,
+        ok: Callable[[int], bool],
+        **kwargs: Any,
+    ) -> httpx.Response | None:
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError:
+            self._record(f"{method} {name}", start, False, 0)
+            return None
+        self._record(f"{method} {name}", start, ok(response.status_code), response.status_code)
+        return response
+
+    async def arrival(self, intended: float) -> int:
+        """One arrival at wall time ``intended``; latency counts from then."""
+        rng, pools = self.rng, self.pools
+        trace = Trace(pools.run_id, rng)
+        who = pools.principal(rng)
+        headers = {**who.auth, **trace.headers()}
+        if self.errors and rng.random() < 0.5:
+            return await self._error(intended, rng)
+        flow = pick_flow(rng, FLOW_WEIGHTS)
+        if flow == "browse":
+            r = await self._call(
+                "GET", f"{LIST_RESOURCES}?limit=20", LIST_RESOURCES, intended,
+                ok=lambda s: s == 200, headers=headers,
+            )  # fmt: skip
+        elif flow == "look":
+            r = await self._call(
+                "GET", f"/v1/resources/{pools.resource(rng)}", ONE_RESOURCE, intended,
+                ok=lambda s: s == 200, headers=headers,
+            )  # fmt: skip
+        else:
+            body = booking_body(pools.resource(rng), quantity(rng))
+            r = await self._call(
+                "POST", BOOKINGS, BOOKINGS, intended, ok=lambda s: s == 202, json=body,
+                headers={**headers, "Idempotency-Key": idempotency_key(rng)},
+            )  # fmt: skip
+            if r is not None and r.status_code == 202:
+                self._follow(str(r.json()["id"]), headers, time.time())
+        return r.status_code if r is not None else 0
+
+    async def _error(self, intended: float, rng: random.Random) -> int:
+        case: ErrorCase = pick_error_case(error_cases(self.pools.resource(rng), rng), rng)
+        headers = {**self.bad.headers(case, self.pools.principal(rng))}
+        headers.update(Trace(self.pools.run_id, rng).headers())
+        r = await self._call(
+            case.method, case.path, case.request_name, intended,
+            ok=lambda s: is_expected(s, case.expected), content=case.body, headers=headers,
+        )  # fmt: skip
+        return r.status_code if r is not None else 0
+
+    def _follow(self, booking_id: str, headers: dict[str, str], accepted_at: float) -> None:
+        if len(self.pollers) >= self.max_pollers:
+            self.skipped_polls += 1
+            return
+        task = asyncio.create_task(self._poll(booking_id, headers, accepted_at))
+        self.pollers.add(task)
+        task.add_done_callback(self.pollers.discard)
+
+    async def _poll(self, booking_id: str, headers: dict[str, str], accepted_at: float) -> None:
+        deadline = accepted_at + self.poll_timeout_s
+        for delay in poll_delays():
+            r = await self._call(
+                "GET", f"/v1/bookings/{booking_id}", ONE_BOOKING, time.time(),
+                ok=lambda s: s == 200, headers=headers,
+            )  # fmt: skip
+            if r is None or r.status_code != 200:
+                return
+            status = str(r.json().get("status"))
+            if status in TERMINAL:
+                if status in DECIDED:
+                    self.recorder.record_e2e(accepted_at, time.time() - accepted_at, status)
+                if should_cancel(status, self.rng):
+                    await self._call(
+                        "POST", f"/v1/bookings/{booking_id}/cancel", CANCEL, time.time(),
+                        ok=lambda s: s == 202, headers=headers,
+                    )  # fmt: skip
+                return
+            if time.time() + delay > deadline:
+                self.recorder.record_e2e(accepted_at, self.poll_timeout_s, "timeout")
+                return
+            await asyncio.sleep(delay)
+
+    async def drain(self, within: float) -> None:
+        if self.pollers:
+            _, pending = await asyncio.wait(set(self.pollers), timeout=within)
+            for task in pending:
+                task.cancel()
+
+
+def run_open_model_test(options: LoadOptions, say: Say = print) -> int:
+    """The open-model run; returns the exit code of ``report.finalize``."""
+    return int(asyncio.run(_run_open(options, say)))
+
+
+async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
+    assert options.rate is not None
+    check_gateway(options.host)
+    run_dir = options.resolved_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    slo = SloConfig.from_toml(options.slo_path())
+    say(f"seeding {options.seed_resources} resources through {options.host} ...")
+    resources = await asyncio.to_thread(
+        seed_resources, options.host, options.run_id, max(1, options.seed_resources)
+    )
+    pools = Pools(options.run_id, resources, mint_principals(options.run_id, options.principals))
+    step_slo = StepSlo(
+        p95_ms=slo.defaults.p95_ms or 300.0,
+        max_error_ratio=slo.max_error_ratio or slo.defaults.max_error_ratio or 0.01,
+    )
+    shape = build_shape(
+        options.shape,
+        level=options.rate,
+        duration=options.duration,
+        step=options.step,
+        step_s=options.step_seconds,
+        slo=step_slo,
+    )
+    shape.wall_start = time.time()
+    recorder = Recorder(
+        window_s=options.window, t0=shape.wall_start, raw_path=run_dir / SAMPLES_FILE
+    )
+    live = Live()
+    faults = _open_faults(options, shape, say)
+    say(
+        f"open model: {shape.name} at {options.rate:g}/s base for {options.duration:g} s, "
+        f"run {options.run_id}, folder {run_dir}"
+    )
+    limits = httpx.Limits(max_connections=options.max_in_flight)
+    async with httpx.AsyncClient(base_url=options.host, timeout=30, limits=limits) as http:
+        client = OpenClient(
+            http,
+            pools,
+            recorder,
+            errors=isinstance(shape, ErrorShape),
+            live=live,
+            max_pollers=options.max_in_flight,
+        )
+        ticker = asyncio.create_task(_open_ticker(shape, recorder, live, options, say))
+        try:
+            results = await _drive(shape, client, recorder, options, faults, say)
+            await client.drain(within=10.0)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if faults is not None:
+                _faults_off(faults, say)
+    recorder.stop()
+    intended = sum(r.intended for r in results)
+    dropped = sum(r.dropped for r in results)
+    elapsed = max(1e-9, sum(r.duration for r in results))
+    intended_rate = intended / elapsed
+    achieved_rate = sum(r.completed for r in results) / elapsed
+    meta: dict[str, Any] = {
+        "run_id": options.run_id,
+        "host": options.host,
+        "model": "open (arrival rate)",
+        "shape": shape.describe(),
+        "arrivals": {
+            "intended": intended,
+            "dropped": dropped,
+            "skipped_polls": client.skipped_polls,
+        },
+        "resources": len(resources),
+        "principals": options.principals,
+    }
+    if isinstance(shape, StressShape):
+        capacity = shape.capacity
+        meta["capacity_rate"] = capacity.level if capacity else None
+    if shape.name == "spike":
+        meta["recovery_s"] = spike_recovery(recorder)
+    outcome = finalize(
+        run_dir,
+        recorder,
+        slo=slo,
+        baseline_dir=options.baseline,
+        intended_rate=intended_rate,
+        achieved_rate=achieved_rate,
+        title=f"Bookify load test: {shape.name} (open model)",
+        meta=meta,
+    )
+    total = recorder.summary().total
+    say(
+        f"done: {intended} arrivals intended ({intended_rate:.1f}/s), achieved "
+        f"{achieved_rate:.1f}/s, {dropped} dropped; p95 {total.p95:.1f} ms, "
+        f"errors {total.error_ratio:.2%}"
+    )
+    if isinstance(shape, StressShape):
+        capacity = shape.capacity
+        say(
+            f"capacity: {capacity.level:g} arrivals/s (step {capacity.step})"
+            if capacity
+            else "capacity: not found, even step 1 broke the step SLO"
+        )
+    say(f"{outcome.headline} (exit code {int(outcome.exit_code)})")
+    for reason in outcome.reasons:
+        say(f"  - {reason}")
+    say(f"report: {run_dir / 'report.html'}")
+    return outcome.exit_code
+
+
+async def _drive(
+    shape: BookifyShape,
+    client: OpenClient,
+    recorder: Recorder,
+    options: LoadOptions,
+    faults: faultctl.FaultController | None,
+    say: Say,
+) -> list[OpenModelResult]:
+    """Each segment's arrivals start on schedule even while the last segment's tail runs."""
+    assert shape.wall_start is not None
+    start = shape.wall_start
+
+    async def segment(seg: Segment) -> OpenModelResult:
+        await asyncio.sleep(max(0.0, start + seg.start_s - time.time()))
+        shape.phase = seg.phase
+        if faults is not None and seg.phase == ErrorShape.FAULT_PHASE:
+            _faults_on(faults, options, say)
+        seg_start = time.time()
+        rate = seg.level
+
+        async def send(i: int) -> int:
+            return await client.arrival(seg_start + i / rate)
+
+        result = await run_open_model(
+            send, rate=rate, duration=seg.end_s - seg.start_s, max_in_flight=options.max_in_flight
+        )
+        if faults is not None and seg.phase == ErrorShape.FAULT_PHASE:
+            _faults_off(faults, say)
+        return result
+
+    if not isinstance(shape, StressShape):
+        results = list(await asyncio.gather(*(segment(s) for s in shape.segments())))
+        shape.phase = None  # what follows is the tail of polls, not the shape
+        return results
+    results = []
+    for step in range(1, shape.max_steps + 1):
+        seg = Segment(
+            shape.phase_of(step),
+            (step - 1) * shape.step_s,
+            step * shape.step_s,
+            shape.level_of(step),
+        )
+        results.append(await segment(seg))
+        window = shape.window_of(step)
+        health = _health(recorder, shape, window)
+        result = shape.judge_step(step, health)
+        say(
+            f"step {step} ({seg.level:g}/s): {health.count} requests, p95 "
+            f"{health.p95_ms:.1f} ms, errors {health.error_ratio:.2%} -> "
+            f"{'healthy' if result.healthy else 'BROKEN: ' + result.why}"
+        )
+        if not result.healthy:
+            break
+    shape.phase = None
+    return results
+
+
+def _health(recorder: Recorder, shape: BookifyShape, window: StepWindow) -> StepHealth:
+    assert shape.wall_start is not None
+    return recorder_health(
+        recorder, shape.wall_start + window.start_s, shape.wall_start + window.end_s
+    )
+
+
+async def _open_ticker(
+    shape: BookifyShape, recorder: Recorder, live: Live, options: LoadOptions, say: Say
+) -> None:
+    started = time.monotonic()
+    next_progress = started + options.progress_every
+    last = started
+    while True:
+        await asyncio.sleep(1.0)
+        recorder.set_phase(shape.phase)
+        recorder.tick()
+        now = time.monotonic()
+        if now >= next_progress:
+            count, p95, errors = live.take()
+            rps = count / max(1e-9, now - last)
+            last, next_progress = now, next_progress + options.progress_every
+            say(
+                f"[{now - started:5.0f}s] phase={shape.phase or '-':10} rps={rps:7.1f} "
+                f"p95={p95:6.0f}ms errors={errors / count if count else 0:6.2%} ({errors})"
+            )
+
+
+def _open_faults(
+    options: LoadOptions, shape: BookifyShape, say: Say
+) -> faultctl.FaultController | None:
+    if not isinstance(shape, ErrorShape) or options.faults.strip().lower() == "none":
+        return None
+    return faultctl.FaultController(
+        faultctl.targets(
+            options.host, booking_url=options.booking_url, consumer_url=options.consumer_url
+        ),
+        options.run_id,
+    )
+
+
+def _faults_on(faults: faultctl.FaultController, options: LoadOptions, say: Say) -> None:
+    plan = faultctl.parse_plan(options.faults or faultctl.DEFAULT_ERROR_PLAN)
+    skipped = sorted(set(plan) - set(faults.available))
+    if skipped:
+        say(f"faults: no URL for {', '.join(skipped)} (--booking-url/--consumer-url); skipping")
+    plan = {k: v for k, v in plan.items() if k in faults.available}
+    try:
+        faults.apply(plan)
+        settings = ", ".join(f"{k} {v.model_dump(exclude_defaults=True)}" for k, v in plan.items())
+        say(f"faults on: {settings}")
+    except faultctl.FaultInjectionError as exc:
+        say(f"faults NOT switched on: {exc}")
+
+
+def _faults_off(faults: faultctl.FaultController, say: Say) -> None:
+    if not faults.active:
+        return
+    try:
+        faults.reset()
+        say("faults off")
+    except faultctl.FaultInjectionError as exc:
+        say(f"faults NOT switched off (do it by hand!): {exc}")

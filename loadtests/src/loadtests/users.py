@@ -1,0 +1,240 @@
+"""Locust users: the shop's customers (:class:`ShopperUser`) and a fuzzer (:class:`ErrorUser`).
+
+A shopper repeats weighted flows against the gateway with think time between them:
+
+- ``browse`` -- list resources (one page), then look at one (Zipf-skewed: hot resources);
+- ``look`` -- look at one resource;
+- ``book`` -- POST /v1/bookings with an Idempotency-Key, then poll GET /v1/bookings/{id}
+  until it is terminal, recording the accepted -> terminal latency; cancel some of the
+  confirmed ones.
+
+Each flow is one trace (new ``traceparent`` trace id) carrying ``baggage:
+bookify.run_id=<run id>``. Measurement stays off the request path: Locust's request event
+feeds the recorder (see the locustfile), and e2e samples go to :data:`CONTEXT`'s ``sink``,
+which only appends.
+
+The error user sends the bad requests of :func:`loadtests.data.error_cases` with
+``catch_response``: the expected 4xx is a success, anything else (a 5xx above all) a
+failure. Process-wide state (pools, run id, sink) lives in :data:`CONTEXT`, filled by the
+locustfile before any user starts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loadtests._locust import FastHttpUser, task
+from loadtests.data import (
+    DECIDED,
+    TERMINAL,
+    BadTokens,
+    ErrorCase,
+    Pools,
+    Principal,
+    Trace,
+    booking_body,
+    error_cases,
+    idempotency_key,
+    is_expected,
+    quantity,
+)
+
+# Request names, as recorded ("<METHOD> <name>") and exported.
+LIST_RESOURCES = "/v1/resources"
+ONE_RESOURCE = "/v1/resources/{id}"
+BOOKINGS = "/v1/bookings"
+ONE_BOOKING = "/v1/bookings/{id}"
+CANCEL = "/v1/bookings/{id}/cancel"
+
+# Flow weights of a shopper: mostly looking, some booking.
+FLOW_WEIGHTS = {"browse": 3, "look": 4, "book": 3}
+CANCEL_SHARE = 0.2
+
+
+class E2ESink(Protocol):
+    def record_e2e(self, accepted_at: float, latency_s: float, name: str = "booking") -> None: ...
+
+
+class _NoSink:
+    def record_e2e(self, accepted_at: float, latency_s: float, name: str = "booking") -> None:
+        return None
+
+
+@dataclass
+class Context:
+    """What every user of this process shares; set up by the locustfile."""
+
+    run_id: str = "local"
+    pools: Pools | None = None
+    bad_tokens: BadTokens | None = None
+    sink: E2ESink = field(default_factory=_NoSink)
+    think_s: tuple[float, float] = (0.5, 1.5)
+    poll_timeout_s: float = 30.0
+    cancel_share: float = CANCEL_SHARE
+
+    def require_pools(self) -> Pools:
+        if self.pools is None:
+            raise RuntimeError("the load-test data is not ready (no resources seeded)")
+        return self.pools
+
+
+CONTEXT = Context()
+
+
+def poll_delays(first: float = 0.1, factor: float = 1.5, cap: float = 0.5) -> Iterator[float]:
+    """Seconds to wait between polls: quick at first (most bookings decide fast), then
+    backing off so a slow pipeline is not flooded with GETs."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * factor)
+
+
+def pick_flow(rng: random.Random, weights: dict[str, int] = FLOW_WEIGHTS) -> str:
+    names = list(weights)
+    return rng.choices(names, weights=[weights[n] for n in names])[0]
+
+
+def pick_error_case(cases: list[ErrorCase], rng: random.Random) -> ErrorCase:
+    return rng.choices(cases, weights=[c.weight for c in cases])[0]
+
+
+def should_cancel(status: str, rng: random.Random, share: float = CANCEL_SHARE) -> bool:
+    return status == "confirmed" and rng.random() < share
+
+
+class ShopperUser(FastHttpUser):
+    """A customer: browses, looks at hot resources, books and waits for the outcome."""
+
+    weight = 1
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = random.Random()
+
+    def wait_time(self) -> float:
+        low, high = CONTEXT.think_s
+        return self.rng.uniform(low, high)
+
+    # --------------------------------------------------------------- flows
+    @task(FLOW_WEIGHTS["browse"])
+    def browse(self) -> None:
+        pools = CONTEXT.require_pools()
+        who = pools.principal(self.rng)
+        trace = Trace(CONTEXT.run_id, self.rng)
+        self._get(f"{LIST_RESOURCES}?limit=20", LIST_RESOURCES, who, trace)
+        self._get(f"/v1/resources/{pools.resource(self.rng)}", ONE_RESOURCE, who, trace)
+
+    @task(FLOW_WEIGHTS["look"])
+    def look(self) -> None:
+        pools = CONTEXT.require_pools()
+        trace = Trace(CONTEXT.run_id, self.rng)
+        resource = pools.resource(self.rng)
+        self._get(f"/v1/resources/{resource}", ONE_RESOURCE, pools.principal(self.rng), trace)
+
+    @task(FLOW_WEIGHTS["book"])
+    def book(self) -> None:
+        pools = CONTEXT.require_pools()
+        who = pools.principal(self.rng)
+        trace = Trace(CONTEXT.run_id, self.rng)
+        body = booking_body(pools.resource(self.rng), quantity(self.rng))
+        headers = {**who.auth, **trace.headers(), "Idempotency-Key": idempotency_key(self.rng)}
+        with self.client.post(
+            BOOKINGS, json=body, headers=headers, name=BOOKINGS, catch_response=True
+        ) as response:
+            if response.status_code != 202:
+                response.failure(f"expected 202, got {response.status_code}")
+                return
+            accepted_at = time.time()
+            booking_id = str(response.json()["id"])
+        status = self._poll(booking_id, who, trace, accepted_at)
+        if status is not None and should_cancel(status, self.rng, CONTEXT.cancel_share):
+            self._cancel(booking_id, who, trace)
+
+    # --------------------------------------------------------------- helpers
+    def _get(self, path: str, name: str, who: Principal, trace: Trace) -> Any:
+        headers = {**who.auth, **trace.headers()}
+        with self.client.get(path, headers=headers, name=name, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"expected 200, got {response.status_code}")
+                return None
+            return response.json()
+
+    def _poll(
+        self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
+    ) -> str | None:
+        """Poll until terminal; record accepted -> terminal latency. None on timeout/error."""
+        deadline = accepted_at + CONTEXT.poll_timeout_s
+        for delay in poll_delays():
+            body = self._get(f"/v1/bookings/{booking_id}", ONE_BOOKING, who, trace)
+            if body is None:
+                return None
+            status = str(body.get("status"))
+            if status in TERMINAL:
+                if status in DECIDED:
+                    CONTEXT.sink.record_e2e(accepted_at, time.time() - accepted_at, status)
+                return status
+            if time.time() + delay > deadline:
+                # An accepted booking that never decides is what the e2e SLO exists for.
+                CONTEXT.sink.record_e2e(accepted_at, CONTEXT.poll_timeout_s, "timeout")
+                return None
+            self._sleep(delay)
+        return None  # pragma: no cover - poll_delays is endless
+
+    def _cancel(self, booking_id: str, who: Principal, trace: Trace) -> None:
+        headers = {**who.auth, **trace.headers()}
+        with self.client.post(
+            f"/v1/bookings/{booking_id}/cancel", headers=headers, name=CANCEL, catch_response=True
+        ) as response:
+            if response.status_code != 202:
+                response.failure(f"expected 202, got {response.status_code}")
+
+    def _sleep(self, seconds: float) -> None:
+        # Locust monkey-patches time.sleep into gevent's: other users run meanwhile.
+        time.sleep(seconds)
+
+
+class ErrorUser(FastHttpUser):
+    """Sends bad requests; the expected 4xx counts as success, a 5xx as failure."""
+
+    weight = 1
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = random.Random()
+
+    def wait_time(self) -> float:
+        low, high = CONTEXT.think_s
+        return self.rng.uniform(low, high)
+
+    @task
+    def bad_request(self) -> None:
+        pools = CONTEXT.require_pools()
+        tokens = CONTEXT.bad_tokens
+        if tokens is None:
+            raise RuntimeError("bad tokens not minted")
+        case = pick_error_case(error_cases(pools.resource(self.rng), self.rng), self.rng)
+        headers = {**tokens.headers(case, pools.principal(self.rng))}
+        headers.update(Trace(CONTEXT.run_id, self.rng).headers())
+        with self.client.request(
+            case.method,
+            case.path,
+            # Bytes are sent as they are (the docstring says so; the annotation is narrower).
+            data=case.body,  # type: ignore[arg-type]
+            headers=headers,
+            name=case.request_name,
+            catch_response=True,
+        ) as response:
+            if is_expected(response.status_code, case.expected):
+                response.success()
+            else:
+                expected = "/".join(str(s) for s in sorted(case.expected))
+                response.failure(f"{case.name}: expected {expected}, got {response.status_code}")

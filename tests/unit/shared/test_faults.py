@@ -1,0 +1,271 @@
+"""Fault injection: the switch, its dice, its refusal in prod, and its HTTP endpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.faults import FaultMiddleware
+from shared.auth import AuthSettings, mint_token
+from shared.faults import (
+    OFF,
+    FaultsAdminApp,
+    FaultSettings,
+    FaultsRefusedError,
+    FaultSwitch,
+    InjectedFaultError,
+    InjectedPoisonError,
+)
+
+ASGIMessage = dict[str, Any]
+
+
+class FakeSleep:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def switch(environment: str = "test", seed: int = 1) -> tuple[FaultSwitch, FakeSleep]:
+    sleep = FakeSleep()
+    return FaultSwitch(environment, rng=random.Random(seed), sleep=sleep), sleep
+
+
+class Msg:
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+
+
+# ---------------------------------------------------------------- settings and switch
+def test_a_new_switch_is_off() -> None:
+    faults, _ = switch()
+    assert faults.settings == OFF
+    assert not faults.settings.active
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"error_rate": 1.5},
+        {"error_rate": -0.1},
+        {"latency_ms": -1},
+        {"latency_ms": 60_000},
+        {"poison_rate": 2},
+        {"error_status": 404},
+        {"surprise": 1},
+    ],
+)
+def test_fault_settings_reject_values_outside_their_range(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        FaultSettings.model_validate(bad)
+
+
+def test_prod_refuses_to_switch_faults_on() -> None:
+    faults, _ = switch("prod")
+    assert not faults.allowed
+    with pytest.raises(FaultsRefusedError, match="prod"):
+        faults.update(FaultSettings(latency_ms=100))
+    assert faults.settings == OFF
+
+
+def test_prod_may_still_be_told_to_stay_off() -> None:
+    faults, _ = switch("prod")
+    assert faults.update(OFF) == OFF
+
+
+@pytest.mark.parametrize("environment", ["dev", "test"])
+def test_dev_and_test_switch_faults_on_and_off(environment: str) -> None:
+    faults, _ = switch(environment)
+    faults.update(FaultSettings(error_rate=0.5))
+    assert faults.settings.error_rate == 0.5
+    faults.reset()
+    assert faults.settings == OFF
+
+
+def test_error_rate_decides_roughly_that_share_of_rolls() -> None:
+    faults, _ = switch(seed=7)
+    faults.update(FaultSettings(error_rate=0.2))
+    hits = sum(faults.roll_error() for _ in range(10_000))
+    assert 1_800 < hits < 2_200
+    assert faults.injected["error"] == hits
+
+
+def test_error_rates_zero_and_one_are_never_and_always() -> None:
+    faults, _ = switch()
+    assert not any(faults.roll_error() for _ in range(1000))
+    faults.update(FaultSettings(error_rate=1.0))
+    assert all(faults.roll_error() for _ in range(1000))
+
+
+def test_poison_is_decided_by_the_message_id_so_every_attempt_fails_alike() -> None:
+    faults, _ = switch()
+    faults.update(FaultSettings(poison_rate=0.3))
+    ids = [f"msg-{i}" for i in range(2000)]
+    first = [faults.is_poison(i) for i in ids]
+    again = [faults.is_poison(i) for i in ids]
+    assert first == again
+    assert 450 < sum(first) < 750
+
+
+async def test_a_poison_message_fails_on_every_attempt() -> None:
+    faults, _ = switch()
+    faults.update(FaultSettings(poison_rate=1.0))
+    for _ in range(3):
+        with pytest.raises(InjectedPoisonError):
+            await faults.before_handling("the-same-id")
+
+
+async def test_an_injected_transient_error_is_not_a_poison() -> None:
+    faults, _ = switch()
+    faults.update(FaultSettings(error_rate=1.0))
+    with pytest.raises(InjectedFaultError) as caught:
+        await faults.before_handling("id")
+    assert not isinstance(caught.value, InjectedPoisonError)
+
+
+async def test_latency_is_added_before_the_handler() -> None:
+    faults, sleep = switch()
+    faults.update(FaultSettings(latency_ms=150))
+    seen: list[str] = []
+
+    async def handler(message: Msg) -> None:
+        seen.append(message.message_id)
+
+    await faults.wrap(handler)(Msg("a"))
+    assert sleep.calls == [0.15]
+    assert seen == ["a"]
+
+
+async def test_the_wrapped_handler_runs_untouched_while_faults_are_off() -> None:
+    faults, sleep = switch()
+    seen: list[str] = []
+
+    async def handler(message: Msg) -> None:
+        seen.append(message.message_id)
+
+    wrapped = faults.wrap(handler)
+    for i in range(50):
+        await wrapped(Msg(str(i)))
+    assert len(seen) == 50
+    assert sleep.calls == []
+
+
+# ---------------------------------------------------------------- booking/consumer endpoint
+def token(scopes: list[str]) -> str:
+    return mint_token(AuthSettings(), "ops", scopes)
+
+
+async def call(
+    app: Callable[..., Awaitable[None]],
+    method: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> tuple[int, dict[str, Any]]:
+    sent: list[ASGIMessage] = []
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/admin/faults",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+
+    async def receive() -> ASGIMessage:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: ASGIMessage) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = sent[0]["status"]
+    return status, json.loads(sent[1]["body"])
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(['resources:admin'])}"}
+
+
+async def test_the_admin_endpoint_does_not_exist_in_prod() -> None:
+    faults, _ = switch("prod")
+    status, body = await call(FaultsAdminApp(faults), "PUT", admin(), b'{"latency_ms": 5}')
+    assert status == 404
+    assert "prod" in body["detail"]
+    assert faults.settings == OFF
+
+
+async def test_the_admin_endpoint_wants_a_token_with_the_admin_scope() -> None:
+    faults, _ = switch()
+    app = FaultsAdminApp(faults)
+    assert (await call(app, "GET"))[0] == 401
+    assert (await call(app, "GET", {"Authorization": "Bearer nope"}))[0] == 401
+    reader = {"Authorization": f"Bearer {token(['bookings:read'])}"}
+    assert (await call(app, "PUT", reader, b'{"latency_ms": 5}'))[0] == 403
+    assert faults.settings == OFF
+
+
+async def test_an_admin_switches_faults_on_and_reads_them_back() -> None:
+    faults, _ = switch()
+    app = FaultsAdminApp(faults)
+    status, body = await call(app, "PUT", admin(), b'{"error_rate": 0.25, "latency_ms": 10}')
+    assert status == 200
+    assert body["settings"]["error_rate"] == 0.25
+    status, body = await call(app, "GET", admin())
+    assert (status, body["settings"]["latency_ms"], body["allowed"]) == (200, 10, True)
+
+
+async def test_invalid_fault_settings_are_a_422_problem() -> None:
+    faults, _ = switch()
+    status, body = await call(FaultsAdminApp(faults), "PUT", admin(), b'{"error_rate": 3}')
+    assert status == 422
+    assert body["errors"][0]["field"] == "error_rate"
+    assert faults.settings == OFF
+
+
+# ---------------------------------------------------------------- gateway middleware
+class Downstream:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def through(middleware: FaultMiddleware, path: str) -> int:
+    sent: list[ASGIMessage] = []
+
+    async def receive() -> ASGIMessage:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: ASGIMessage) -> None:
+        sent.append(message)
+
+    await middleware({"type": "http", "path": path, "method": "GET"}, receive, send)
+    return int(sent[0]["status"])
+
+
+async def test_the_gateway_answers_injected_errors_with_the_configured_status() -> None:
+    faults, sleep = switch()
+    downstream = Downstream()
+    middleware = FaultMiddleware(downstream, faults)
+    faults.update(FaultSettings(error_rate=1.0, error_status=500, latency_ms=150))
+    assert await through(middleware, "/v1/resources") == 500
+    assert sleep.calls == [0.15]
+    assert downstream.calls == 0
+
+
+async def test_the_gateway_never_faults_health_metrics_or_the_switch_itself() -> None:
+    faults, _ = switch()
+    downstream = Downstream()
+    middleware = FaultMiddleware(downstream, faults)
+    faults.update(FaultSettings(error_rate=1.0))
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/admin/faults"):
+        assert await through(middleware, path) == 200
+    assert await through(middleware, "/v1/bookings") == 503
