@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,19 +20,19 @@ from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 from shared.telemetry import setup_tracing
 
+S = TypeVar("S", bound=ServiceSettings, contravariant=True)
+
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_service(
-    settings: ServiceSettings,
-    build_app: Callable[[TracerProvider], Any],
-    *,
-    host: str,
-    port: int,
-) -> None:
-    """Configure logging and tracing, then serve ``build_app(tracer_provider)`` until stopped."""
+class AppFactory(Protocol[S]):
+    def __call__(self, settings: S, *, tracer_provider: TracerProvider) -> Any: ...
+
+
+def run_service(settings: S, create_app: AppFactory[S]) -> None:
+    """Configure logging and tracing, then serve the service's app until stopped."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
     configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
@@ -41,9 +40,9 @@ def run_service(
     tracer_provider = setup_tracing(settings.service_name, dict(os.environ))
     try:
         uvicorn.run(
-            build_app(tracer_provider),
-            host=host,
-            port=port,
+            create_app(settings, tracer_provider=tracer_provider),
+            host=settings.host,
+            port=settings.port,
             lifespan="on",
             log_config=None,  # keep the JSON logging configured above
             access_log=False,

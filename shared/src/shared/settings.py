@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
 
     environment: Environment = Environment.DEV
     service_name: str = "bookify"
+    host: str = Field(default="127.0.0.1", description="Where the HTTP port listens.")
+    port: int = Field(default=8000, ge=0, le=65535)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="", description="Prepended to every topic name.")
     topic_partitions: int = Field(default=3, ge=1)

@@ -15,8 +15,7 @@ class BookingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_BOOKING_", extra="ignore", frozen=True)
 
     service_name: str = "bookify-booking"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8001, ge=0, le=65535)
+    port: int = 8001
     db_name: str = "bookify_booking"
     group_id: str = "bookify-booking"
     # A new group starts from the oldest command: a command accepted before the first

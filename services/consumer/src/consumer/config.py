@@ -12,8 +12,7 @@ class ConsumerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_CONSUMER_", extra="ignore", frozen=True)
 
     service_name: str = "bookify-consumer"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8002, ge=0, le=65535)
+    port: int = 8002
     views_db: str = "bookify_views"
     group_id: str = "bookify-consumer"
     lag_interval_seconds: float = Field(

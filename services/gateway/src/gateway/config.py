@@ -15,8 +15,7 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_GATEWAY_", extra="ignore", frozen=True)
 
     service_name: str = "bookify-gateway"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = 8000
     db_name: str = "bookify_gateway"
     views_db: str = "bookify_views"
 
