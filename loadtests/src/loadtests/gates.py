@@ -15,7 +15,7 @@ Exit codes (highest precedence first; a run gets exactly one):
 
 ``1`` and ``2`` are left to Python and argparse (crash, usage error).
 
-The SLO file is TOML (see ``slo.example.toml``)::
+The SLO file is TOML (see ``slo.default.toml``)::
 
     [defaults]                # every endpoint not listed under [endpoints]
     p95_ms = 300

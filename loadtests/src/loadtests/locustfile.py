@@ -68,6 +68,8 @@ from loadtests.shapes import (
 from loadtests.users import CONTEXT, ErrorUser, ShopperUser
 
 log = logging.getLogger("bookify.load")
+# Seeding and fault switching use httpx, whose per-request INFO lines would drown the output.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 # Neither gevent nor locust's event hooks carry type information: used as Any, on purpose.
 gevent: Any = importlib.import_module("gevent")
 EVENTS: Any = events
@@ -222,6 +224,7 @@ class Session:
     ticker: Any = None
     last_phase: str | None = None
     started_wall: float = 0.0
+    used_run_dir: bool = False
 
     @property
     def options(self) -> Any:
@@ -241,8 +244,9 @@ class Session:
         options = self.options
         shape = self.load_shape.inner or self.load_shape.configure(options, self)
         self.shape = shape
-        if options.run_dir and self.run_dir is None:
+        if options.run_dir and not self.used_run_dir:
             self.run_dir = Path(options.run_dir)
+            self.used_run_dir = True  # a second start in the web UI gets a fresh folder
         else:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             self.run_dir = Path(options.runs_root) / f"{stamp}-{shape.name}"

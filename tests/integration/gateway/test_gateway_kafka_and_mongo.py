@@ -83,7 +83,7 @@ async def test_a_booking_lands_on_the_commands_topic_as_a_cloudevent_keyed_by_re
     headers = {k: v.decode() for k, v in booking_record.headers}
     assert headers["ce_type"] == RequestBooking.ce_type
     assert headers["ce_specversion"] == "1.0"
-    assert headers["ce_source"] == "/bookify/gateway"
+    assert headers["ce_source"] == "bookify/gateway"
     assert headers["content-type"] == "application/json"
     assert datetime.fromisoformat(headers["ce_time"]).tzinfo is not None
     assert "traceparent" in headers

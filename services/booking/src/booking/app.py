@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import cast
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.handlers import GetHandler
@@ -14,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from booking.bootstrap import BookingService, bootstrap
 from booking.config import BookingSettings
-from booking.service_layer import CommandHandler
 from booking.subscribers import register_subscribers
 from shared.faults import ADMIN_PATH, FaultsAdminApp
 
@@ -26,10 +24,9 @@ def create_app(
 
 
 def app_for(service: BookingService) -> AsgiFastStream:
-    # register_subscribers only ever calls its handler (as shared.kafka.subscribe does), so the
-    # fault-wrapped callable stands in for the CommandHandler its signature names.
-    handler = cast(CommandHandler, service.subscribed_handler)
-    register_subscribers(service.broker, service.settings, handler, service.metrics)
+    register_subscribers(
+        service.broker, service.settings, service.subscribed_handler, service.metrics
+    )
     return AsgiFastStream(
         service.broker,
         asgi_routes=[

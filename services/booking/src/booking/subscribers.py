@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from faststream.kafka import KafkaBroker
 
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
-from booking.service_layer import CommandHandler
-from shared.events import COMMAND_TYPES
+from shared.events import COMMAND_TYPES, Message
 from shared.kafka import subscribe
 
 
 def register_subscribers(
     broker: KafkaBroker,
     settings: BookingSettings,
-    handler: CommandHandler,
+    handler: Callable[[Message], Awaitable[None]],
     metrics: BookingMetrics,
 ) -> None:
     subscribe(
