@@ -102,12 +102,17 @@ class Api:
     async def book(
         self, resource_id: str, who: str, quantity: int = 1, key: str | None = None
     ) -> httpx.Response:
-        headers = self.auth(who)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return await self.http.post(
-            "/v1/bookings", json={"resource_id": resource_id, "quantity": quantity}, headers=headers
-        )
+        """POST a booking the way a careful client does: with an Idempotency-Key, so a request
+        whose connection dropped can be sent again without booking twice."""
+        headers = {**self.auth(who), "Idempotency-Key": key or str(uuid.uuid4())}
+        body = {"resource_id": resource_id, "quantity": quantity}
+        for attempt in range(3):
+            try:
+                return await self.http.post("/v1/bookings", json=body, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(self, path: str, who: str) -> httpx.Response:
         """A GET that rides out a dropped keep-alive connection (safe: GET is idempotent)."""
@@ -143,6 +148,8 @@ class Api:
 
 @pytest.fixture
 async def api(stack: Platform) -> AsyncIterator[Api]:
-    limits = httpx.Limits(max_connections=100)
+    # Expire idle connections well before uvicorn's 5 s keep-alive timeout, so the client
+    # never reuses a connection the server is closing at that very moment.
+    limits = httpx.Limits(max_connections=100, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=stack["gateway"].url, timeout=30, limits=limits) as http:
         yield Api(http)

@@ -40,8 +40,9 @@ CONTRACT_METRICS: frozenset[str] = frozenset(
         # consumer
         *_histogram("bookify_booking_e2e_seconds"),
         "bookify_consumer_lag",
-        # booking and consumer
+        # booking and consumer (shared.messaging.PolicyMetrics)
         "bookify_dlq_messages_total",
+        "bookify_handler_failures_total",
         # FastStream's KafkaPrometheusMiddleware (faststream/prometheus/container.py)
         "faststream_received_messages_total",
         *_histogram("faststream_received_messages_size_bytes"),

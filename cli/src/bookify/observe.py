@@ -28,13 +28,39 @@ LOCUST_EXPORTER_PORT = 9646
 
 
 def prometheus_config(
-    ports: Mapping[str, int], *, port: int, locust_port: int = LOCUST_EXPORTER_PORT
+    ports: Mapping[str, int],
+    *,
+    port: int,
+    locust_port: int = LOCUST_EXPORTER_PORT,
+    interval: str | None = None,
+    rules_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The local scrape config: only jobs that run here, on the ports they listen on."""
+    """The local scrape config: only jobs that run here, on the ports they listen on.
+
+    ``interval`` (e.g. "1s") overrides the scrape interval and every rule group's
+    evaluation interval, for tests that cannot wait for the production cadence; the
+    rewritten rule files go to ``rules_dir``.
+    """
     source = paths.repo_root() / "observability" / "prometheus"
     config: dict[str, Any] = yaml.safe_load((source / "prometheus.local.yml").read_text())
+    rule_files = [source / f for f in config.get("rule_files", [])]
+    if interval is not None:
+        if rules_dir is None:
+            raise ValueError("an interval override needs a rules_dir for the rewritten rules")
+        config["global"].update(
+            scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
+        )
+        rules_dir.mkdir(parents=True, exist_ok=True)
+        rewritten = []
+        for path in rule_files:
+            rules = yaml.safe_load(path.read_text())
+            for group in rules["groups"]:
+                group["interval"] = interval
+            rewritten.append(rules_dir / path.name)
+            rewritten[-1].write_text(yaml.safe_dump(rules, sort_keys=False))
+        rule_files = rewritten
     targets = {**ports, "locust": locust_port, "prometheus": port}
-    config["rule_files"] = [str(source / f) for f in config.get("rule_files", [])]
+    config["rule_files"] = [str(f) for f in rule_files]
     config["scrape_configs"] = [
         {**job, "static_configs": [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]}
         for job in config["scrape_configs"]
@@ -51,11 +77,18 @@ class LocalPrometheus:
         *,
         port: int = DEFAULT_PORT,
         locust_port: int = LOCUST_EXPORTER_PORT,
+        interval: str | None = None,
     ) -> None:
         self.run_dir = run_dir / "prometheus"
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.config = prometheus_config(ports, port=port, locust_port=locust_port)
+        self.config = prometheus_config(
+            ports,
+            port=port,
+            locust_port=locust_port,
+            interval=interval,
+            rules_dir=self.run_dir / "rules",
+        )
         self.log_path = self.run_dir / "prometheus.log"
         self._proc: Any = None
 

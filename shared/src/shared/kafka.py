@@ -19,7 +19,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from shared.events import Message
-from shared.messaging import DeadLetters, Publish, Record, RetryPolicy, process_record
+from shared.messaging import (
+    DeadLetters,
+    PolicyMetrics,
+    Publish,
+    Record,
+    RetryPolicy,
+    process_record,
+)
 from shared.settings import ServiceSettings
 from shared.telemetry import kafka_middlewares
 
@@ -71,7 +78,7 @@ def subscribe(
     known_types: Mapping[str, type[Message]],
     dead_letter_topic: str,
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable dataclass
-    on_dead_letter: Callable[[BaseException], None] | None = None,
+    metrics: PolicyMetrics | None = None,
     auto_offset_reset: Literal["earliest", "latest"] = "earliest",
     title: str | None = None,
     description: str | None = None,
@@ -105,7 +112,7 @@ def subscribe(
             known_types=known_types,
             dead_letters=dead_letters,
             policy=policy,
-            on_dead_letter=on_dead_letter,
+            metrics=metrics,
         )
 
     return subscriber

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from prometheus_client import CollectorRegistry, Counter
 from pymongo.errors import ConnectionFailure
 
 from shared.events import MalformedMessageError, Message, decode
@@ -50,6 +51,37 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Full-jitter exponential backoff (AWS architecture blog's recommendation)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class PolicyMetrics:
+    """The policy's Prometheus counters, one set per service (names in DESIGN §5).
+
+    ``bookify_handler_failures_total`` counts every failed attempt (retried or not), so a
+    flaky dependency shows before anything reaches the DLQ.
+    """
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.service = service
+        self.dead_letters = Counter(
+            "bookify_dlq_messages",
+            "Records sent to the dead-letter topic.",
+            ["service"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "bookify_handler_failures",
+            "Failed handler attempts (each retry counts), by error type.",
+            ["service", "error_type"],
+            registry=registry,
+        )
+        # Export 0 from the start, so the first dead letter is an increase alerts can see.
+        self.dead_letters.labels(service=service)
+
+    def failed(self, error: BaseException) -> None:
+        self.failures.labels(service=self.service, error_type=type(error).__name__).inc()
+
+    def dead_lettered(self, error: BaseException) -> None:
+        self.dead_letters.labels(service=self.service).inc()
 
 
 @dataclass(frozen=True)
@@ -110,14 +142,14 @@ async def process_record(
     known_types: Mapping[str, type[Message]],
     dead_letters: DeadLetters,
     policy: RetryPolicy = RetryPolicy(),
-    on_dead_letter: Callable[[BaseException], None] | None = None,
+    metrics: PolicyMetrics | None = None,
 ) -> None:
     """Run ``handle`` on the decoded record under the policy in this module's docstring."""
 
     async def give_up(error: BaseException) -> None:
         await dead_letters.send(record, error)
-        if on_dead_letter is not None:
-            on_dead_letter(error)
+        if metrics is not None:
+            metrics.dead_lettered(error)
 
     try:
         message = decode(record.header_map, record.value, known_types)
@@ -142,6 +174,8 @@ async def process_record(
             await asyncio.sleep(policy.delay(min(outage, 8)) + policy.base_delay)
         except Exception as exc:
             failures += 1
+            if metrics is not None:
+                metrics.failed(exc)
             if failures >= policy.attempts:
                 await give_up(exc)
                 return

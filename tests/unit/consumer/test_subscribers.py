@@ -55,7 +55,7 @@ async def wired(views: FakeViewRepository, metrics: ConsumerMetrics) -> AsyncIte
         settings,
         EventHandler(views, metrics),
         policy=FAST,
-        on_dead_letter=metrics.dead_lettered,
+        metrics=metrics.policy,
     )
     box = DeadLetterBox()
 
@@ -141,7 +141,7 @@ async def test_handler_that_keeps_failing_is_dead_lettered_after_the_retries(
         calls.append(message)
         raise ValueError("bug in a projection")
 
-    subscribe_events(broker, settings, broken, policy=FAST, on_dead_letter=metrics.dead_lettered)
+    subscribe_events(broker, settings, broken, policy=FAST, metrics=metrics.policy)
     box = DeadLetterBox()
 
     @broker.subscriber(settings.topics.dlq, decoder=_raw)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pymongo.errors import AutoReconnect
 
 from shared.events import ALL_TYPES, Message, encode
-from shared.messaging import DeadLetters, Record, RetryPolicy, process_record
+from shared.messaging import DeadLetters, PolicyMetrics, Record, RetryPolicy, process_record
 from tests.messages import sample_messages
 
 FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
@@ -50,30 +51,47 @@ def record_of(message: Message, *, value: bytes | None = None) -> Record:
     )
 
 
-async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> list[str]:
-    dead: list[str] = []
+@dataclass
+class Counted:
+    """What PolicyMetrics exported after one record: dead letters and failed attempts."""
+
+    registry: CollectorRegistry
+
+    @property
+    def dead(self) -> float:
+        return self.registry.get_sample_value("bookify_dlq_messages_total", {"service": "t"}) or 0
+
+    def failures(self, error_type: str) -> float:
+        labels = {"service": "t", "error_type": error_type}
+        return self.registry.get_sample_value("bookify_handler_failures_total", labels) or 0
+
+
+async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> Counted:
+    registry = CollectorRegistry()
     await process_record(
         record,
         handler,
         known_types=ALL_TYPES,
         dead_letters=DeadLetters(publish, "bookify.dlq"),
         policy=FAST,
-        on_dead_letter=lambda e: dead.append(type(e).__name__),
+        metrics=PolicyMetrics(registry, "t"),
     )
-    return dead
+    return Counted(registry)
 
 
 async def test_a_healthy_record_is_handled_once_and_not_dead_lettered() -> None:
     handler, publish = FlakyHandler(0, RuntimeError()), FakePublish()
     message = sample_messages()[1]
-    assert await run(record_of(message), handler, publish) == []
+    counted = await run(record_of(message), handler, publish)
+    assert (counted.dead, counted.failures("RuntimeError")) == (0, 0)
     assert handler.seen == [message]
     assert publish.sent == []
 
 
 async def test_a_transient_failure_is_retried_until_it_succeeds() -> None:
     handler, publish = FlakyHandler(2, RuntimeError("blip")), FakePublish()
-    assert await run(record_of(sample_messages()[1]), handler, publish) == []
+    counted = await run(record_of(sample_messages()[1]), handler, publish)
+    assert (counted.dead, counted.failures("RuntimeError")) == (0, 2)
     assert len(handler.seen) == 3
     assert publish.sent == []
 
@@ -81,7 +99,8 @@ async def test_a_transient_failure_is_retried_until_it_succeeds() -> None:
 async def test_a_record_that_keeps_failing_goes_to_the_dlq_with_its_origin() -> None:
     handler, publish = FlakyHandler(99, ValueError("boom")), FakePublish()
     record = record_of(sample_messages()[1])
-    assert await run(record, handler, publish) == ["ValueError"]
+    counted = await run(record, handler, publish)
+    assert (counted.dead, counted.failures("ValueError")) == (1, FAST.attempts)
     assert len(handler.seen) == FAST.attempts
     [(value, topic, key, headers)] = publish.sent
     assert (value, topic, key) == (record.value, "bookify.dlq", b"k")
@@ -95,14 +114,14 @@ async def test_a_record_that_keeps_failing_goes_to_the_dlq_with_its_origin() -> 
 async def test_a_malformed_record_is_dead_lettered_without_calling_the_handler() -> None:
     handler, publish = FlakyHandler(0, RuntimeError()), FakePublish()
     record = record_of(sample_messages()[1], value=b'{"quantity": "lots"}')
-    assert await run(record, handler, publish) == ["MalformedMessageError"]
+    assert (await run(record, handler, publish)).dead == 1
     assert handler.seen == []
     assert publish.sent[0][0] == b'{"quantity": "lots"}'
 
 
 async def test_an_unreachable_database_is_waited_out_not_dead_lettered() -> None:
     handler, publish = FlakyHandler(FAST.attempts * 3, AutoReconnect("down")), FakePublish()
-    assert await run(record_of(sample_messages()[1]), handler, publish) == []
+    assert (await run(record_of(sample_messages()[1]), handler, publish)).dead == 0
     assert len(handler.seen) == FAST.attempts * 3 + 1
     assert publish.sent == []
 

@@ -103,8 +103,15 @@ def install_kafka(
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: Kafka's Uuid.toString(), url-safe base64 of 16 bytes, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: Kafka's Uuid.toString(), url-safe base64 of 16 bytes, no padding.
+
+    Like Kafka's Uuid.randomUuid(), never one starting with "-": StorageTool's argument
+    parser would take it for an option (1 start in 64 failed before this).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter
 
 from booking.domain import EntryKind
+from shared.messaging import PolicyMetrics
 
 OUTCOMES = (EntryKind.CONFIRMED, EntryKind.REJECTED, EntryKind.CANCELLED)
 SERVICE = "booking"
@@ -19,20 +20,11 @@ class BookingMetrics:
             ["outcome"],
             registry=registry,
         )
-        self.dead_letters = Counter(
-            "bookify_dlq_messages",
-            "Records sent to the dead-letter topic.",
-            ["service"],
-            registry=registry,
-        )
+        self.policy = PolicyMetrics(registry, SERVICE)
         # Export every series from the start, so rate() and alerts see a 0 and not a gap.
         for outcome in OUTCOMES:
             self.bookings.labels(outcome=outcome.value)
-        self.dead_letters.labels(service=SERVICE)
 
     def decided(self, kind: EntryKind) -> None:
         if kind in OUTCOMES:
             self.bookings.labels(outcome=kind.value).inc()
-
-    def dead_lettered(self, _: BaseException) -> None:
-        self.dead_letters.labels(service=SERVICE).inc()

@@ -26,7 +26,7 @@ def register_subscribers(
         known_types=COMMAND_TYPES,
         dead_letter_topic=settings.topics.dlq,
         policy=settings.retry_policy,
-        on_dead_letter=metrics.dead_lettered,
+        metrics=metrics.policy,
         auto_offset_reset=settings.auto_offset_reset,
         title="booking-commands",
         description="Decides CreateResource, RequestBooking and CancelBooking commands.",

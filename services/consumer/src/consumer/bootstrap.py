@@ -79,9 +79,7 @@ def build(settings: ConsumerSettings, *, tracer_provider: TracerProvider | None 
         broker=broker,
         faults=FaultSwitch(settings.environment),
     )
-    runtime.subscriber = subscribe_events(
-        broker, settings, runtime.handle, on_dead_letter=metrics.dead_lettered
-    )
+    runtime.subscriber = subscribe_events(broker, settings, runtime.handle, metrics=metrics.policy)
     return runtime
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.messaging import PolicyMetrics
 from shared.telemetry import LATENCY_BUCKETS
 
 SERVICE = "consumer"
@@ -24,20 +25,10 @@ class ConsumerMetrics:
             ["type", "outcome"],
             registry=registry,
         )
-        self.dlq_messages = Counter(
-            "bookify_dlq_messages",
-            "Records sent to the dead-letter topic.",
-            ["service"],
-            registry=registry,
-        )
-        # Export 0 from the start, so the first dead letter is an increase alerts can see.
-        self.dlq_messages.labels(service=SERVICE)
+        self.policy = PolicyMetrics(registry, SERVICE)
         self.consumer_lag = Gauge(
             "bookify_consumer_lag",
             "Records in the partition not yet consumed by the group (high watermark - position).",
             ["group", "topic", "partition"],
             registry=registry,
         )
-
-    def dead_lettered(self, _error: BaseException) -> None:
-        self.dlq_messages.labels(service=SERVICE).inc()

@@ -10,7 +10,7 @@ from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from consumer.config import ConsumerSettings
 from shared.events import EVENT_TYPES, Message
 from shared.kafka import subscribe
-from shared.messaging import RetryPolicy
+from shared.messaging import PolicyMetrics, RetryPolicy
 
 Handle = Callable[[Message], Awaitable[None]]
 
@@ -21,7 +21,7 @@ def subscribe_events(
     handle: Handle,
     *,
     policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable dataclass
-    on_dead_letter: Callable[[BaseException], None] | None = None,
+    metrics: PolicyMetrics | None = None,
 ) -> DefaultSubscriber:
     """Register the events subscriber on ``broker``; returns it (its consumer gives the lag)."""
     return subscribe(
@@ -32,7 +32,7 @@ def subscribe_events(
         known_types=EVENT_TYPES,
         dead_letter_topic=settings.topics.dlq,
         policy=policy,
-        on_dead_letter=on_dead_letter,
+        metrics=metrics,
         # A new read side must see every resource and booking ever decided.
         auto_offset_reset="earliest",
         title="consumer-events",
