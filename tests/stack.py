@@ -33,8 +33,8 @@ def otlp() -> Iterator[OtlpReceiver]:
         yield receiver
 
 
-@pytest.fixture(scope="session")
-def stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
+def new_stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
+    """A stack of its own: free ports, its own topics and its own databases."""
     gateway, booking, consumer = free_ports(3)
     run = uuid.uuid4().hex[:8]
     return PlatformConfig(
@@ -56,11 +56,27 @@ def stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
 
 
 @pytest.fixture(scope="session")
+def stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
+    return new_stack_config(kafka, mongo, otlp)
+
+
+@pytest.fixture(scope="session")
 def stack(
     stack_config: PlatformConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     run_dir: Path = tmp_path_factory.mktemp("stack")
     with Platform(stack_config, run_dir) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def load_stack(
+    kafka: Any, mongo: Any, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """A stack for load tests alone. FerretDB keeps a database per SQLite file and scans
+    collections, so thousands of load-test bookings would slow every other test's stack."""
+    config = new_stack_config(kafka, mongo, otlp)
+    with Platform(config, tmp_path_factory.mktemp("load-stack")) as platform:
         yield platform
 
 

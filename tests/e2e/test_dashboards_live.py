@@ -27,6 +27,13 @@ from tests.stack import token
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def stack(load_stack: Platform) -> Platform:
+    """This module's load runs go to a stack of their own (see tests.stack.load_stack)."""
+    return load_stack
+
+
 # Produced only by components that run under compose (the OTel collector's span metrics,
 # kafka-exporter): checked for syntax by tests/observability, for data only there.
 COMPOSE_ONLY_METRICS = {

@@ -25,6 +25,13 @@ from tests.stack import token
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def stack(load_stack: Platform) -> Platform:
+    """This module's load runs go to a stack of their own (see tests.stack.load_stack)."""
+    return load_stack
+
+
 LENIENT_SLO = """
 [defaults]
 p95_ms = 3000

@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import resource
+import shutil
+import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +135,9 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
     return PipelineFigures(accept, confirm, counts["confirmed"], counts["rejected"], missing)
 
 
-async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
+@contextlib.asynccontextmanager
+async def ceiling_server(run_dir: Path) -> AsyncIterator[str]:
+    """The bare FastAPI app under uvicorn in its own process; yields its base URL."""
     port = free_port()
     proc = spawn(
         [
@@ -140,25 +147,118 @@ async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenMode
         log_path=run_dir / "bench-ceiling.log",
         attached=True,
     )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=30,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-        ) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
             for _ in range(100):
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get("/healthz")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
-            body = {"resource_id": "00000000-0000-0000-0000-000000000000", "quantity": 1}
-
-            async def post(_: int) -> int:
-                return (await client.post("/v1/bookings", json=body)).status_code
-
-            return await run_open_model(post, rate=rate, duration=duration)
+        yield url
     finally:
         terminate(proc.pid, timeout=5, popen=proc)
+
+
+def _client(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+    )
+
+
+async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
+    async with ceiling_server(run_dir) as url, _client(url) as client:
+        body = {"resource_id": "00000000-0000-0000-0000-000000000000", "quantity": 1}
+
+        async def post(_: int) -> int:
+            return (await client.post("/v1/bookings", json=body)).status_code
+
+        return await run_open_model(post, rate=rate, duration=duration)
+
+
+@dataclass
+class GeneratorFigures:
+    rate: float
+    open_model: OpenModelResult
+    open_model_cpu_s: float
+    wrk_requests: int
+    wrk_seconds: float
+    wrk_cpu_s: float
+
+    def per_core(self) -> tuple[float, float]:
+        """Requests per CPU-second of the generator: (open model, wrk)."""
+        return (
+            self.open_model.completed / self.open_model_cpu_s if self.open_model_cpu_s else 0.0,
+            self.wrk_requests / self.wrk_cpu_s if self.wrk_cpu_s else 0.0,
+        )
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def bench_generator(rate: float, duration: float, run_dir: Path) -> GeneratorFigures:
+    """The open-model generator and Debian's wrk against the same endpoint, in one run.
+
+    Each is charged only its own CPU time (getrusage of this process, then of the wrk
+    child), so "requests per core" compares the generators, not the server.
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    async with ceiling_server(run_dir) as url, _client(url) as client:
+
+        async def get(_: int) -> int:
+            return (await client.get("/healthz")).status_code
+
+        before = _cpu_seconds(resource.RUSAGE_SELF)
+        open_model = await run_open_model(get, rate=rate, duration=duration)
+        open_cpu = _cpu_seconds(resource.RUSAGE_SELF) - before
+
+        before_children = _cpu_seconds(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [wrk, "-t1", "-c64", f"-d{int(duration)}s", f"{url}/healthz"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wrk_seconds = time.monotonic() - started
+        wrk_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - before_children
+    match = re.search(r"(\d+) requests in", done.stdout)
+    return GeneratorFigures(
+        rate=rate,
+        open_model=open_model,
+        open_model_cpu_s=open_cpu,
+        wrk_requests=int(match.group(1)) if match else 0,
+        wrk_seconds=wrk_seconds,
+        wrk_cpu_s=wrk_cpu,
+    )
+
+
+def generator_report(f: GeneratorFigures) -> str:
+    open_per_core, wrk_per_core = f.per_core()
+    o = f.open_model
+    return "\n".join(
+        [
+            f"{'':34}{'open model':>14}{'wrk':>14}",
+            f"{'requests completed':34}{o.completed:14d}{f.wrk_requests:14d}",
+            f"{'requests/s (wall clock)':34}{o.throughput:14.1f}"
+            f"{f.wrk_requests / f.wrk_seconds if f.wrk_seconds else 0:14.1f}",
+            f"{'generator CPU (s)':34}{f.open_model_cpu_s:14.2f}{f.wrk_cpu_s:14.2f}",
+            f"{'requests/s per core':34}{open_per_core:14.1f}{wrk_per_core:14.1f}",
+            f"{'offered rate / dropped':34}{f'{f.rate:g}/s / {o.dropped}':>14}{'closed loop':>14}",
+            f"{'scheduling lag p99 (ms)':34}"
+            f"{o.schedule_lag_us.get_value_at_percentile(99) / 1000:14.2f}{'n/a':>14}",
+            f"open model / wrk per core = {open_per_core / wrk_per_core:.3f}"
+            if wrk_per_core
+            else "",
+        ]
+    )
 
 
 def report(pipeline: PipelineFigures, ceiling: OpenModelResult) -> str:

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from bookify.bench import BenchConfig, bench_ceiling, bench_pipeline, report
+from bookify.bench import (
+    BenchConfig,
+    bench_ceiling,
+    bench_generator,
+    bench_pipeline,
+    generator_report,
+    report,
+)
 from bookify.infra import paths
 from bookify.infra.local import LocalInfra, print_progress
 
@@ -35,3 +42,19 @@ def pipeline(
     run_dir = paths.default_run_dir(paths.repo_root())
     ceiling = asyncio.run(bench_ceiling(rate, duration, run_dir))
     typer.echo(report(figures, ceiling))
+
+
+@app.command("generator")
+def generator(
+    rate: Annotated[float, typer.Option(min=1, help="Arrivals per second offered.")] = 2000,
+    duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per generator.")] = 10,
+) -> None:
+    """The open-model generator's requests/s per core and scheduling lag, beside wrk."""
+    run_dir = paths.default_run_dir(paths.repo_root())
+    print_progress(f"open model at {rate:g}/s, then wrk, {duration:g} s each, on a bare endpoint")
+    try:
+        figures = asyncio.run(bench_generator(rate, duration, run_dir))
+    except RuntimeError as exc:
+        typer.secho(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(generator_report(figures))
