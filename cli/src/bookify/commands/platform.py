@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
+from types import FrameType
 from typing import Annotated
 
 import httpx
@@ -23,6 +25,10 @@ DEMO_RESOURCES = [
     ("Workshop: async Python", 25),
     ("Ticket drop: reunion tour", 10),
 ]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def up(
@@ -53,6 +59,8 @@ def up(
 
     Kafka and FerretDB already started by `bookify infra up` are reused and left running.
     """
+    # SIGTERM (a supervisor, `kill`) stops everything the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     infra = LocalInfra(attached=True)
     reuse = infra.status().running
     run_dir = paths.default_run_dir(paths.repo_root())
