@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bookify.infra import PortInUseError, free_ports, port_is_free, repo_root
-from bookify.infra.ferretdb import ferretdb_version
+from bookify.infra.ferretdb import FERRETDB_MODULE
+from bookify.infra.gobuild import required_version
 from bookify.infra.kafka import kafka_version, new_cluster_id, render_server_properties
 from bookify.infra.process import ensure_port_free, is_ours
 
@@ -73,7 +74,7 @@ def test_versions_are_read_from_the_pinned_build_files():
     root = repo_root()
 
     assert kafka_version(root / "infra" / "kafka" / "pom.xml") == "4.1.1"
-    assert ferretdb_version(root / "infra" / "ferretdb" / "go.mod") == "v1.24.2"
+    assert required_version(root / "infra" / "ferretdb" / "go.mod", FERRETDB_MODULE) == "v1.24.2"
 
 
 def test_repo_root_is_the_directory_with_the_uv_workspace(tmp_path):

@@ -2,76 +2,34 @@
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from bookify.infra import paths, prereqs
-from bookify.infra.errors import InstallError, StartupError
-from bookify.infra.fsutil import atomic_write_text, content_stamp, file_lock, stamp_matches, tail
+from bookify.infra import paths
+from bookify.infra.errors import StartupError
+from bookify.infra.fsutil import tail
+from bookify.infra.gobuild import Progress, build_go_program, no_progress
 from bookify.infra.process import spawn, wait_for_log_line
 
-Progress = Callable[[str], None]
-
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 READY_LINE = r"^(mongodb://\S+)\s*$"
-_SOURCES = ("go.mod", "go.sum", "main.go")
-
-
-def _silent(_: str) -> None:
-    return None
-
-
-def ferretdb_version(go_mod: Path) -> str:
-    """The FerretDB module version required by infra/ferretdb/go.mod."""
-    match = re.search(r"github\.com/FerretDB/FerretDB\s+(v\S+)", go_mod.read_text())
-    if match is None:
-        raise InstallError(f"{go_mod} does not require github.com/FerretDB/FerretDB")
-    return match.group(1)
 
 
 def build_ferretdb(
-    *, root: Path | None = None, cache: Path | None = None, progress: Progress = _silent
+    *, root: Path | None = None, cache: Path | None = None, progress: Progress = no_progress
 ) -> Path:
-    """Build the wrapper into <cache>/ferretdb/<version>/ferretdb; return the binary.
-
-    Guarded by a stamp (sha256 of go.mod, go.sum, main.go) and a file lock.
-    """
-    root = root or paths.repo_root()
-    cache = cache or paths.cache_dir(root)
-    src = root / "infra" / "ferretdb"
-    version = ferretdb_version(src / "go.mod")
-    home = cache / "ferretdb" / version
-    binary = home / "ferretdb"
-    stamp_file = home / ".installed"
-    stamp = content_stamp([src / name for name in _SOURCES])
-    if binary.is_file() and stamp_matches(stamp_file, stamp):
-        return binary
-    with file_lock(cache / "ferretdb" / f"{version}.lock"):
-        if binary.is_file() and stamp_matches(stamp_file, stamp):
-            return binary
-        go = prereqs.require_go()
-        progress(f"building FerretDB {version} (first run only, ~1-2 min)...")
-        home.mkdir(parents=True, exist_ok=True)
-        staging = home / "ferretdb.partial"
-        started = time.monotonic()
-        proc = subprocess.run(
-            [go, "build", "-tags", "ferretdb_no_postgresql", "-o", str(staging), "."],
-            cwd=src,
-            env={**os.environ, "GOFLAGS": "-mod=mod"},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0 or not staging.is_file():
-            output = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-            raise InstallError(f"go build in {src} failed:\n{output}")
-        staging.replace(binary)
-        atomic_write_text(stamp_file, stamp + "\n")
-        progress(f"FerretDB {version} built in {time.monotonic() - started:.0f} s")
-    return binary
+    """The wrapper binary, built on first use into <cache>/ferretdb/<version>/ferretdb."""
+    return build_go_program(
+        "ferretdb",
+        pinned_module=FERRETDB_MODULE,
+        # The pgx backend is never used here; leaving it out saves build time.
+        tags=("ferretdb_no_postgresql",),
+        expected="~1-2 min",
+        root=root,
+        cache=cache,
+        progress=progress,
+    )
 
 
 class LocalFerretDB:
@@ -86,7 +44,7 @@ class LocalFerretDB:
         port: int,
         root: Path | None = None,
         cache: Path | None = None,
-        progress: Progress = _silent,
+        progress: Progress = no_progress,
     ) -> None:
         self.root = root or paths.repo_root()
         self.cache = cache or paths.cache_dir(self.root)
