@@ -1,13 +1,16 @@
 # The README's commands. `make up` runs the platform, `make test` runs every check CI runs.
 SHELL := /bin/bash
-UV ?= uv
+# uv from PATH, or the one `make sync` installs with pip on a machine that has none yet.
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .PHONY: up down test lint typecheck pytest bench sync tools help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-sync: ## install the locked environment (.venv) from uv.lock
+sync: ## install uv if missing, then the locked environment (.venv) from uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| { echo "installing uv (pip install uv)"; python3 -m pip install --quiet uv; }
 	$(UV) sync --locked
 
 tools: ## promtool for the observability tests (Kafka and FerretDB install on first use)

@@ -107,9 +107,10 @@ def should_cancel(status: str, rng: random.Random, share: float = CANCEL_SHARE) 
     return status == "confirmed" and rng.random() < share
 
 
-class ShopperUser(FastHttpUser):
-    """A customer: browses, looks at hot resources, books and waits for the outcome."""
+class _BookifyUser(FastHttpUser):
+    """What every simulated client shares: timeouts, its own RNG, think time."""
 
+    abstract = True
     weight = 1
     network_timeout = 30.0
     connection_timeout = 10.0
@@ -121,6 +122,10 @@ class ShopperUser(FastHttpUser):
     def wait_time(self) -> float:
         low, high = CONTEXT.think_s
         return self.rng.uniform(low, high)
+
+
+class ShopperUser(_BookifyUser):
+    """A customer: browses, looks at hot resources, books and waits for the outcome."""
 
     # --------------------------------------------------------------- flows
     @task(FLOW_WEIGHTS["browse"])
@@ -200,20 +205,8 @@ class ShopperUser(FastHttpUser):
         time.sleep(seconds)
 
 
-class ErrorUser(FastHttpUser):
+class ErrorUser(_BookifyUser):
     """Sends bad requests; the expected 4xx counts as success, a 5xx as failure."""
-
-    weight = 1
-    network_timeout = 30.0
-    connection_timeout = 10.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rng = random.Random()
-
-    def wait_time(self) -> float:
-        low, high = CONTEXT.think_s
-        return self.rng.uniform(low, high)
 
     @task
     def bad_request(self) -> None:
