@@ -17,7 +17,9 @@ tools: ## promtool for the observability tests (Kafka and FerretDB install on fi
 	@bash observability/install-tools.sh
 
 up: sync ## run the platform (Docker compose when an engine answers, else local processes)
-	@if docker info >/dev/null 2>&1; then docker compose up --build; \
+	@if docker info >/dev/null 2>&1; then \
+		[ -f .env ] || { cp .env.example .env; echo "created .env from .env.example (dev-only values)"; }; \
+		docker compose up --build; \
 	else $(UV) run bookify up; fi
 
 down: ## stop what `make up` / `bookify infra up` started locally
