@@ -51,7 +51,7 @@ from loadtests.data import (
 )
 from loadtests.exporter import DEFAULT_PORT, LocustCollector, serve
 from loadtests.gates import SloConfig
-from loadtests.recorder import SAMPLES_FILE, Recorder
+from loadtests.recorder import SAMPLES_FILE, Recorder, Sample, locust_sample
 from loadtests.report import finalize
 from loadtests.shapes import (
     SHAPES,
@@ -145,7 +145,7 @@ class SampleShipper:
 
     def __init__(self, runner: WorkerRunner) -> None:
         self.runner = runner
-        self.requests: list[tuple[str, float, float, bool, int]] = []
+        self.requests: list[Sample] = []
         self.e2e: list[tuple[float, float, str]] = []
 
     def on_request(
@@ -159,10 +159,9 @@ class SampleShipper:
         response: Any = None,
         **_: Any,
     ) -> None:
-        latency = response_time / 1000.0
-        start = start_time if start_time is not None else time.time() - latency
-        status = int(getattr(response, "status_code", 0) or 0)
-        self.requests.append((f"{request_type} {name}", start, latency, exception is None, status))
+        self.requests.append(
+            locust_sample(request_type, name, response_time, exception, start_time, response)
+        )
 
     def record_e2e(self, accepted_at: float, latency_s: float, name: str = "booking") -> None:
         self.e2e.append((accepted_at, latency_s, name))

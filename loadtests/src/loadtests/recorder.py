@@ -131,6 +131,25 @@ class RunSummary:
     statuses: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+Sample = tuple[str, float, float, bool, int]
+
+
+def locust_sample(
+    request_type: str,
+    name: str,
+    response_time: float,
+    exception: BaseException | None,
+    start_time: float | None,
+    response: Any,
+    clock: Callable[[], float] = time.time,
+) -> Sample:
+    """(endpoint, start, latency s, ok, status) from Locust's ``events.request`` arguments."""
+    latency = response_time / 1000.0
+    start = start_time if start_time is not None else clock() - latency
+    status = int(getattr(response, "status_code", 0) or 0)
+    return (f"{request_type} {name}", start, latency, exception is None, status)
+
+
 def _to_us(seconds: float) -> int:
     return min(HIGHEST_US, max(1, int(seconds * 1e6)))
 
@@ -195,10 +214,11 @@ class Recorder:
         **_: Any,
     ) -> None:
         """Listener for Locust's ``events.request`` (response_time in ms)."""
-        latency = response_time / 1000.0
-        start = start_time if start_time is not None else self._clock() - latency
-        status = int(getattr(response, "status_code", 0) or 0)
-        self.record(f"{request_type} {name}", start, latency, exception is None, status)
+        self.record(
+            *locust_sample(
+                request_type, name, response_time, exception, start_time, response, self._clock
+            )
+        )
 
     def set_users(self, users: int) -> None:
         self._users = users
