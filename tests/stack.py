@@ -73,8 +73,8 @@ def stack(
 def load_stack(
     kafka: Any, mongo: Any, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    """A stack for load tests alone. FerretDB keeps a database per SQLite file and scans
-    collections, so thousands of load-test bookings would slow every other test's stack."""
+    """A stack for load tests alone: their thousands of bookings, injected faults and
+    metrics stay out of the views, DLQ and /metrics the other tests assert on."""
     config = new_stack_config(kafka, mongo, otlp)
     with Platform(config, tmp_path_factory.mktemp("load-stack")) as platform:
         yield platform

@@ -3,10 +3,11 @@
 //
 // bookify.infra.ferretdb builds it with
 //
-//	GOFLAGS=-mod=mod go build -tags ferretdb_no_postgresql -o <cache>/ferretdb .
+//	GOFLAGS=-mod=mod go build -tags ferretdb_no_postgresql -modfile=<cache>/patched/go.mod -o <cache>/ferretdb .
 //
-// and waits for the first stdout line, the MongoDB URI, which is printed only once the
-// TCP listener is bound (ferretdb.New listens synchronously). A wrapper module is used
+// (this go.mod plus a replace of FerretDB by a copy with two one-line fixes that let lookups
+// by _id use the _id index: SQLITE_ID_PATCHES there). It then waits for the first stdout
+// line, the MongoDB URI, which is printed only once the TCP listener is bound (ferretdb.New listens synchronously). A wrapper module is used
 // instead of `go install .../cmd/ferretdb@v1.24.2`, whose binary panics on start-up
 // (FerretDB issue #2982: build/version/version.txt is not in the module zip).
 package main

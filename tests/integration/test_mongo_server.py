@@ -1,7 +1,9 @@
 """The MongoDB-wire server the fixtures provide is real: PyMongo's AsyncMongoClient
-round-trips documents and a unique index rejects duplicates."""
+round-trips documents, a unique index rejects duplicates and lookups by _id use its index."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from pymongo import ASCENDING
@@ -53,3 +55,38 @@ async def test_unique_index_rejects_a_second_entry_with_the_same_key(mongo_db):
         {"resource_id": "room-1", "seq": 1, "booking": "b-1"},
         {"resource_id": "room-1", "seq": 2, "booking": "b-2"},
     ]
+
+
+def _uses_an_index(plan: object) -> bool:
+    """MongoDB names an _id lookup IDHACK / EXPRESS / IXSCAN; SQLite (FerretDB) says
+    "SEARCH <table> USING INDEX" where a table scan says "SCAN <table>"."""
+    text = json.dumps(plan, default=str)
+    return any(marker in text for marker in ("USING INDEX", "IXSCAN", "IDHACK", "EXPRESS"))
+
+
+@pytest.mark.parametrize(
+    "guard", [{}, {"status": {"$nin": ["cancelled"]}}], ids=["plain", "with-a-guard"]
+)
+async def test_a_lookup_by_id_uses_the_id_index(mongo_db, guard):
+    # Every view read, every pending-booking poll and every guarded view update is one of
+    # these; a table scan would make each slower with every document ever stored.
+    await mongo_db["bookings"].insert_many(
+        [{"_id": f"b-{i}", "status": "confirmed"} for i in range(50)]
+    )
+    explained = await mongo_db.command(
+        "explain", {"find": "bookings", "filter": {"_id": "b-7", **guard}}
+    )
+    assert _uses_an_index(explained["queryPlanner"]), explained["queryPlanner"]
+
+
+async def test_a_guard_beside_the_id_still_decides_the_match(mongo_db):
+    bookings = mongo_db["bookings"]
+    await bookings.insert_one({"_id": "b-1", "status": "cancelled"})
+    not_cancelled = {"_id": "b-1", "status": {"$nin": ["cancelled"]}}
+
+    assert await bookings.find_one(not_cancelled) is None
+    assert await bookings.find_one({"_id": "b-1", "status": "cancelled"}) is not None
+    assert (await bookings.update_one(not_cancelled, {"$set": {"status": "x"}})).matched_count == 0
+    with pytest.raises(DuplicateKeyError):  # the guarded upsert the views rely on
+        await bookings.update_one(not_cancelled, {"$set": {"status": "x"}}, upsert=True)
+    assert await bookings.find_one({"_id": "b-1"}) == {"_id": "b-1", "status": "cancelled"}

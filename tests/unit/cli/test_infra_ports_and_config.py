@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bookify.infra import PortInUseError, free_ports, port_is_free, repo_root
+from bookify.infra.errors import InstallError
 from bookify.infra.ferretdb import FERRETDB_MODULE
-from bookify.infra.gobuild import required_version
+from bookify.infra.gobuild import SourcePatch, required_version
 from bookify.infra.kafka import kafka_version, new_cluster_id, render_server_properties
 from bookify.infra.process import ensure_port_free, is_ours
 
@@ -75,6 +76,18 @@ def test_versions_are_read_from_the_pinned_build_files():
 
     assert kafka_version(root / "infra" / "kafka" / "pom.xml") == "4.1.1"
     assert required_version(root / "infra" / "ferretdb" / "go.mod", FERRETDB_MODULE) == "v1.24.2"
+
+
+def test_a_source_patch_replaces_exactly_what_it_expects():
+    patch = SourcePatch("example.com/m", "a.go", old="x == 1", new="x > 0", why="demo", count=2)
+    assert patch.apply("if x == 1 {}\nif x == 1 {}\n") == "if x > 0 {}\nif x > 0 {}\n"
+
+
+@pytest.mark.parametrize("source", ["if x == 2 {}", "if x == 1 {}"], ids=["gone", "once"])
+def test_a_source_patch_that_no_longer_applies_is_a_clear_install_error(source):
+    patch = SourcePatch("example.com/m", "a.go", old="x == 1", new="x > 0", why="demo", count=2)
+    with pytest.raises(InstallError, match="no longer applies to this version"):
+        patch.apply(source)
 
 
 def test_repo_root_is_the_directory_with_the_uv_workspace(tmp_path):

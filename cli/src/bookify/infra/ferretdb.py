@@ -9,11 +9,37 @@ from pathlib import Path
 from bookify.infra import paths
 from bookify.infra.errors import StartupError
 from bookify.infra.fsutil import tail
-from bookify.infra.gobuild import Progress, build_go_program, no_progress
+from bookify.infra.gobuild import Progress, SourcePatch, build_go_program, no_progress
 from bookify.infra.process import spawn, wait_for_log_line
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 READY_LINE = r"^(mongodb://\S+)\s*$"
+
+# FerretDB v1's SQLite backend looks documents up by _id with a full table scan, which makes
+# every view read and every consumer write slower with each document ever stored (a
+# pending-booking poll misses, so it reads the whole table). Two build-time fixes, each
+# checked by tests/integration/test_mongo_server.py:
+SQLITE_ID_PATCHES = (
+    SourcePatch(
+        FERRETDB_MODULE,
+        "internal/backends/sqlite/metadata/metadata.go",
+        old="IDColumn = DefaultColumn + \"->'$._id'\"",
+        new="IDColumn = DefaultColumn + \"->'_id'\"",
+        # SQLite matches index expressions by their text: the unique _id index is on
+        # `_ferretdb_sjson->"_id"`, so filtering on `->'$._id'` (same value) never uses it.
+        why="filter on the expression the _id index is built on",
+    ),
+    SourcePatch(
+        FERRETDB_MODULE,
+        "internal/backends/sqlite/collection.go",
+        old="if params.Filter.Len() == 1 {",
+        new="if params.Filter.Len() > 0 {",  # then Get("_id") decides, as before
+        # Every caller filters the rows again in full (FilterIterator / FilterDocument), so
+        # narrowing by _id is safe for {_id, <guard>} filters too, not only for {_id} alone.
+        why="push the _id equality down even when the filter has other fields",
+        count=2,  # Query and Explain
+    ),
+)
 
 
 def build_ferretdb(
@@ -25,6 +51,7 @@ def build_ferretdb(
         pinned_module=FERRETDB_MODULE,
         # The pgx backend is never used here; leaving it out saves build time.
         tags=("ferretdb_no_postgresql",),
+        patches=SQLITE_ID_PATCHES,
         expected="~1-2 min",
         root=root,
         cache=cache,

@@ -3,15 +3,23 @@
 FerretDB (the MongoDB-wire server) and compose-check (compose.yaml through compose-go) are
 both built this way: through the Go module proxy, into <cache>/<name>/<version>/<name>,
 guarded by a stamp of the sources and a file lock so concurrent callers build it once.
+
+A dependency's bug can be fixed at build time with a :class:`SourcePatch`: the build uses a
+patched copy of the module (a ``replace`` in a go.mod under the cache), so the module cache
+stays pristine and this repository holds only the few changed tokens, never the dependency.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bookify.infra import paths, prereqs
@@ -25,6 +33,29 @@ SOURCES = ("go.mod", "go.sum", "main.go")
 
 def no_progress(_: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class SourcePatch:
+    """Replace ``old`` (which must occur exactly ``count`` times) with ``new`` in ``path``
+    of ``module`` (the version go.mod pins). ``why`` is for the reader and the error."""
+
+    module: str
+    path: str
+    old: str
+    new: str
+    why: str
+    count: int = 1
+
+    def apply(self, source: str) -> str:
+        found = source.count(self.old)
+        if found != self.count:
+            raise InstallError(
+                f"patch for {self.module}/{self.path} ({self.why}) expects {self.count} "
+                f"occurrence(s) of {self.old!r}, found {found}: it no longer applies to this "
+                "version; check whether upstream fixed it and drop or update the patch"
+            )
+        return source.replace(self.old, self.new)
 
 
 def required_version(go_mod: Path, module: str) -> str:
@@ -41,6 +72,7 @@ def build_go_program(
     pinned_module: str,
     tags: Sequence[str] = (),
     expected: str = "",
+    patches: Sequence[SourcePatch] = (),
     root: Path | None = None,
     cache: Path | None = None,
     progress: Progress = no_progress,
@@ -58,6 +90,8 @@ def build_go_program(
     binary = home / name
     stamp_file = home / ".installed"
     stamp = content_stamp([src / source for source in SOURCES])
+    if patches:
+        stamp = hashlib.sha256(f"{stamp}{patches!r}".encode()).hexdigest()
     if binary.is_file() and stamp_matches(stamp_file, stamp):
         return binary
     with file_lock(cache / name / f"{version}.lock"):
@@ -68,11 +102,15 @@ def build_go_program(
         home.mkdir(parents=True, exist_ok=True)
         staging = home / f"{name}.partial"
         started = time.monotonic()
+        env = {**os.environ, "GOFLAGS": "-mod=mod"}
         tag_args = ["-tags", ",".join(tags)] if tags else []
+        if patches:
+            modfile = _patched_modfile(go, src, env, patches, home / "patched")
+            tag_args += [f"-modfile={modfile}"]
         proc = subprocess.run(
             [go, "build", *tag_args, "-o", str(staging), "."],
             cwd=src,
-            env={**os.environ, "GOFLAGS": "-mod=mod"},
+            env=env,
             capture_output=True,
             text=True,
             check=False,
@@ -84,3 +122,52 @@ def build_go_program(
         atomic_write_text(stamp_file, stamp + "\n")
         progress(f"{name} {version} built in {time.monotonic() - started:.0f} s")
     return binary
+
+
+def _patched_modfile(
+    go: str, src: Path, env: dict[str, str], patches: Sequence[SourcePatch], into: Path
+) -> Path:
+    """Patched copies of the patched modules under ``into``, and a go.mod replacing them.
+
+    (``go build -overlay`` would be lighter, but Go refuses to overlay the module cache.)
+    """
+    if into.exists():
+        shutil.rmtree(into)
+    replacements: dict[str, Path] = {}
+    for patch in patches:
+        copy = replacements.get(patch.module)
+        if copy is None:
+            version = required_version(src / "go.mod", patch.module)
+            copy = into / patch.module
+            _copy_tree(_module_dir(go, src, env, f"{patch.module}@{version}"), copy)
+            replacements[patch.module] = copy
+        target = copy / patch.path
+        target.write_text(patch.apply(target.read_text()))
+    modfile = into / "go.mod"
+    replaces = "".join(f"replace {module} => {path}\n" for module, path in replacements.items())
+    modfile.write_text((src / "go.mod").read_text() + "\n" + replaces)
+    shutil.copyfile(src / "go.sum", into / "go.sum")  # -modfile reads the .sum beside it
+    return modfile
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    """Files only, without the module cache's read-only modes (so the copy can be replaced)."""
+    for file in source.rglob("*"):
+        if file.is_file():
+            target = dest / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+
+
+def _module_dir(go: str, src: Path, env: dict[str, str], module: str) -> Path:
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise InstallError(f"go mod download {module} failed:\n{proc.stdout}{proc.stderr}")
+    return Path(json.loads(proc.stdout)["Dir"])

@@ -7,13 +7,12 @@ with a zombie worker. These two unique indexes are the only concurrency control.
 is ever updated: FerretDB does not make read-modify-write atomic, and an insert needs no
 atomicity beyond the indexes.
 
-Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) only inserts
-use an index (the unique checks); every read scans: ``_id`` equality inside SQLite (measured
-~3 us per document: 20-40 ms at 10k entries unless the hit is near the start of the table),
-any other filter or sort in Go (~50 us per document: 0.5 s at 10k). So the hot path is one
-insert (the caller caches heads, see ``booking.service_layer.heads``), rare paths read by
-``_id`` only, and ``ledger_ops`` turns op_key look-ups into ``_id`` reads where it can (see
-:meth:`MongoLedgerRepository.find_by_op_key`).
+Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) inserts and
+``_id`` reads use an index (the latter only as `bookify infra` builds it, see
+``bookify.infra.ferretdb``), but any other filter or sort scans the collection in Go (~50 us
+per document: 0.5 s at 10k). So the hot path is one insert (the caller caches heads, see
+``booking.service_layer.heads``), rare paths read by ``_id`` only, and ``ledger_ops`` turns
+op_key look-ups into ``_id`` reads where it can (see :meth:`MongoLedgerRepository.find_by_op_key`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,7 @@
 Deciding needs the head. Reading it with a query (filter by resource, sort by seq) costs a
 whole-collection scan on FerretDB, so this process remembers the heads it has read or
 appended (then a command costs one insert), and finds the others with primary-key look-ups
-only: O(log n) of them, each an index seek on MongoDB. (On FerretDB v1 a primary-key read
-still scans inside SQLite, ~10x cheaper than a query but linear: a cold head costs about
-1 s at 10k entries there. The cache is what makes the steady state cheap.)
+only: O(log n) of them, each an index seek (on FerretDB too, as `bookify infra` builds it).
 
 A cached head may be stale (another process appended since: a zombie, a rebalance). That is
 safe: an append at its seq + 1 is refused by the primary key, and the caller refreshes and
