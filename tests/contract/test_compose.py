@@ -3,9 +3,9 @@
 No Docker engine is needed: infra/compose-check is a small Go program around compose-go,
 built on first use (cached under .cache/compose-check/), that prints the normalized
 project (all profiles, interpolated with .env.example) as JSON. The test then checks that
-what compose runs matches what the services read: build args and ports against each
-settings class's default port, every BOOKIFY_* variable against a real settings field,
-and the depends_on/healthcheck graph.
+what compose runs matches what the services read: each service's own Dockerfile, command,
+healthcheck and ports against its settings class's default port, every BOOKIFY_* variable
+against a real settings field, and the depends_on/healthcheck graph.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from gateway.config import GatewaySettings
 ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
-DOCKERFILE = ROOT / "services" / "Dockerfile"
+LOCUST_DOCKERFILE = ROOT / "loadtests" / "Dockerfile"
 
 SERVICES: dict[str, type[BaseSettings]] = {
     "gateway": GatewaySettings,
@@ -137,13 +137,29 @@ def test_env_example_documents_every_variable() -> None:
 @pytest.mark.parametrize("name", SERVICES)
 def test_build_command_healthcheck_match_the_code(name: str) -> None:
     svc, port = service(name), default_port(SERVICES[name])
-    assert svc["build"]["dockerfile"] == "services/Dockerfile"
-    assert svc["build"]["args"] == {"SERVICE": name, "PORT": str(port)}
+    assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
     assert svc["command"] == ["python", "-m", name]
     assert importlib.util.find_spec(f"{name}.__main__") is not None
     test = svc["healthcheck"]["test"]
     assert test[0] == "CMD"
     assert f"http://127.0.0.1:{port}/healthz" in " ".join(test)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_has_a_dockerfile_of_its_own_that_matches_the_code(name: str) -> None:
+    dockerfile = (ROOT / "services" / name / "Dockerfile").read_text()
+    port = default_port(SERVICES[name])
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert len(stages) == 2, "multi-stage: build the venv, copy only the venv"
+    assert f"uv sync --locked --no-dev --package bookify-{name} " in dockerfile
+    user = re.search(r"^USER (\S+)", dockerfile, re.M)
+    assert user is not None
+    assert user.group(1) not in ("root", "0")
+    assert f"EXPOSE {port}\n" in dockerfile
+    healthcheck = re.search(r"^HEALTHCHECK .*?\n(?!\s)", dockerfile, re.M | re.S)
+    assert healthcheck is not None
+    assert f"http://127.0.0.1:{port}/healthz" in healthcheck.group(0)
+    assert f'CMD ["python", "-m", "{name}"]' in dockerfile
 
 
 def test_gateway_publishes_its_port() -> None:
@@ -207,12 +223,14 @@ def test_service_healthy_targets_have_healthchecks() -> None:
 # ---------------------------------------------------------------- load profile
 def test_locust_master_and_workers() -> None:
     master, worker = service("locust-master"), service("locust-worker")
-    python = re.search(r"^FROM python:(\d+\.\d+)", DOCKERFILE.read_text(), re.M)
+    dockerfile = LOCUST_DOCKERFILE.read_text()
+    python = re.search(r"^FROM python:(\d+\.\d+)", dockerfile, re.M)
     assert python is not None
+    assert "uv sync --locked --no-dev --package bookify-loadtests " in dockerfile
     locustfile = f"/app/.venv/lib/python{python.group(1)}/site-packages/loadtests/locustfile.py"
     for svc in (master, worker):
         assert svc["profiles"] == ["load"]
-        assert svc["build"]["args"]["SERVICE"] == "loadtests"
+        assert svc["build"]["dockerfile"] == "loadtests/Dockerfile"
         assert f"--locustfile={locustfile}" in svc["command"]
         assert "BOOKIFY_AUTH_JWT_SECRET" in svc["environment"]  # mints the gateway's tokens
     assert {"--master", "--host=http://gateway:8000", "--exporter-port=9646"} <= set(
