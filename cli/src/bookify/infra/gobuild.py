@@ -103,12 +103,12 @@ def build_go_program(
         staging = home / f"{name}.partial"
         started = time.monotonic()
         env = {**os.environ, "GOFLAGS": "-mod=mod"}
-        tag_args = ["-tags", ",".join(tags)] if tags else []
+        build_args = ["-tags", ",".join(tags)] if tags else []
         if patches:
             modfile = _patched_modfile(go, src, env, patches, home / "patched")
-            tag_args += [f"-modfile={modfile}"]
+            build_args += [f"-modfile={modfile}"]
         proc = subprocess.run(
-            [go, "build", *tag_args, "-o", str(staging), "."],
+            [go, "build", *build_args, "-o", str(staging), "."],
             cwd=src,
             env=env,
             capture_output=True,
