@@ -59,10 +59,6 @@ class PlatformConfig:
                 "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": "bookify_views"},
             }[name]
             env.update({f"{p}{k}": f"{self.db_prefix}{v}" for k, v in databases.items()})
-        if self.topic_prefix and name != "gateway":
-            # Its own consumer groups too: members of another stack in the same group would
-            # stop this stack's consumption for a rebalance whenever they start or stop.
-            env[f"{p}GROUP_ID"] = f"{self.topic_prefix}bookify-{name}"
         return {**env, **self.extra_env}
 
 

@@ -19,15 +19,20 @@ class Environment(StrEnum):
 
 
 class Topics:
-    """Topic names, optionally prefixed so tests and tenants can share one broker."""
+    """Topic names and consumer groups, optionally prefixed so tests and tenants can share one
+    broker (a group shared across prefixes would rebalance each whenever another starts)."""
 
     def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self.commands = f"{prefix}bookify.commands"
         self.events = f"{prefix}bookify.events"
         self.dlq = f"{prefix}bookify.dlq"
 
     def all(self) -> tuple[str, str, str]:
         return (self.commands, self.events, self.dlq)
+
+    def group(self, group_id: str) -> str:
+        return f"{self.prefix}{group_id}"
 
 
 class ServiceSettings(BaseSettings):

@@ -103,7 +103,6 @@ async def running(
         mongo_uri=mongo.uri,
         topic_prefix=f"{unique_id}-",
         db_name=mongo_db.name,
-        group_id=unique_id,
         retry_base_delay=0.01,
         retry_max_delay=0.05,
     )
@@ -174,7 +173,7 @@ async def test_a_booking_command_becomes_a_confirmed_event_on_the_events_topic(
 
 
 async def test_a_poison_record_is_dead_lettered_and_the_record_behind_it_is_processed(
-    running: Running, unique_id: str
+    running: Running,
 ) -> None:
     rid = uuid4()
     key = str(rid).encode()
@@ -199,8 +198,11 @@ async def test_a_poison_record_is_dead_lettered_and_the_record_behind_it_is_proc
         str(poison_offset),
     )
     # Both records are committed: the group moved past the poison.
+    settings = running.service.settings
     await wait_committed(
-        running.bootstrap_servers, unique_id, TopicPartition(running.topics.commands, partition)
+        running.bootstrap_servers,
+        settings.topics.group(settings.group_id),
+        TopicPartition(running.topics.commands, partition),
     )
 
 

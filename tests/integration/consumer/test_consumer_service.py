@@ -97,7 +97,6 @@ async def running(
         topic_prefix=f"{unique_id}.",
         topic_partitions=3,
         views_db=f"{unique_id.replace('-', '_')}_views",
-        group_id=f"{unique_id}-consumer",
         lag_interval_seconds=0.2,
         log_json=False,
     )
@@ -252,7 +251,8 @@ async def test_health_readiness_and_metrics_endpoints(running: Running) -> None:
         return text if "bookify_consumer_lag{" in text else None
 
     text = await eventually(lag_reported, within=15)
-    assert f'group="{running.settings.group_id}"' in text
+    settings = running.settings
+    assert f'group="{settings.topics.group(settings.group_id)}"' in text
     assert f'topic="{running.settings.topics.events}"' in text
     openmetrics = await running.http.get(
         "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}

@@ -62,6 +62,13 @@ def test_topic_prefix_isolates_every_topic() -> None:
     assert ServiceSettings().topics.commands == "bookify.commands"
 
 
+def test_topic_prefix_namespaces_consumer_groups_too() -> None:
+    # Two stacks (or tenants) on one broker must not share a group: each start or stop of
+    # one would stop the other's consumption for a rebalance.
+    assert Topics("t1.").group("bookify-booking") == "t1.bookify-booking"
+    assert ServiceSettings().topics.group("bookify-booking") == "bookify-booking"
+
+
 def test_operator_and_dotted_keys_are_found_at_any_depth() -> None:
     doc = {"ok": 1, "$where": "x", "a.b": 2, "nested": {"$gt": 1, "fine": {"c.d": 3}}}
     assert sorted(unsafe_keys(doc)) == ["$where", "a.b", "nested.$gt", "nested.fine.c.d"]

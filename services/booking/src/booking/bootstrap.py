@@ -50,7 +50,7 @@ class BookingService:
         log.info(
             "booking_started",
             commands=self.settings.topics.commands,
-            group_id=self.settings.group_id,
+            group_id=self.settings.topics.group(self.settings.group_id),
             db=self.settings.db_name,
         )
 

@@ -17,7 +17,9 @@ class BookingSettings(ServiceSettings):
     service_name: str = "bookify-booking"
     port: int = 8001
     db_name: str = "bookify_booking"
-    group_id: str = "bookify-booking"
+    group_id: str = Field(
+        default="bookify-booking", description="Consumer group; the topic prefix goes before it."
+    )
     # A new group starts from the oldest command: a command accepted before the first
     # booking worker ever ran must still be decided.
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -22,7 +22,7 @@ def register_subscribers(
         broker,
         settings.topics.commands,
         handler,
-        group_id=settings.group_id,
+        group_id=settings.topics.group(settings.group_id),
         known_types=COMMAND_TYPES,
         dead_letter_topic=settings.topics.dlq,
         policy=settings.retry_policy,

@@ -98,7 +98,7 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         subscriber = runtime.subscriber
         sampler = LagSampler(
             runtime.metrics.consumer_lag,
-            settings.group_id,
+            settings.topics.group(settings.group_id),
             lambda: subscriber.consumer if subscriber is not None else None,
         )
         lag_task = asyncio.create_task(sampler.run(settings.lag_interval_seconds))

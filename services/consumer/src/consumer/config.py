@@ -14,7 +14,9 @@ class ConsumerSettings(ServiceSettings):
     service_name: str = "bookify-consumer"
     port: int = 8002
     views_db: str = "bookify_views"
-    group_id: str = "bookify-consumer"
+    group_id: str = Field(
+        default="bookify-consumer", description="Consumer group; the topic prefix goes before it."
+    )
     lag_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often consumer lag is sampled for /metrics."
     )

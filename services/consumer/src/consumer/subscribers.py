@@ -28,7 +28,7 @@ def subscribe_events(
         broker,
         settings.topics.events,
         handle,
-        group_id=settings.group_id,
+        group_id=settings.topics.group(settings.group_id),
         known_types=EVENT_TYPES,
         dead_letter_topic=settings.topics.dlq,
         policy=policy,
