@@ -10,7 +10,8 @@ import jwt
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DEV_ONLY_PREFIX
+# Marks a development default; shared.settings.refuse_dev_secret refuses it outside dev.
+DEV_ONLY_PREFIX = "dev-only-"
 
 
 class Scope(StrEnum):
@@ -22,7 +23,7 @@ class Scope(StrEnum):
 class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_AUTH_", extra="ignore", frozen=True)
 
-    # Development default, refused outside dev by GatewaySettings (see refuse_dev_secret).
+    # Development default, refused outside dev (see shared.settings.refuse_dev_secret).
     jwt_secret: SecretStr = SecretStr(f"{DEV_ONLY_PREFIX}insecure-jwt-secret-change-me")
     jwt_public_key: str | None = Field(
         default=None, description="PEM public key; when set, tokens are RS256 and verified with it."

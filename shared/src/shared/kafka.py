@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from shared.events import Message
+from shared.faults import FaultSwitch
 from shared.messaging import (
     DeadLetters,
     PolicyMetrics,
@@ -27,7 +28,7 @@ from shared.messaging import (
     RetryPolicy,
     process_record,
 )
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, SubscriberSettings
 from shared.telemetry import kafka_middlewares
 
 
@@ -71,19 +72,21 @@ async def ensure_topics(settings: ServiceSettings) -> None:
 
 def subscribe(
     broker: KafkaBroker,
+    settings: SubscriberSettings,
     topic: str,
     handle: Callable[[Message], Awaitable[None]],
     *,
-    group_id: str,
     known_types: Mapping[str, type[Message]],
-    dead_letter_topic: str,
-    policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable dataclass
-    metrics: PolicyMetrics | None = None,
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest",
-    title: str | None = None,
-    description: str | None = None,
+    metrics: PolicyMetrics,
+    faults: FaultSwitch,
+    title: str,
+    description: str,
 ) -> DefaultSubscriber:
     """Subscribe ``handle`` to ``topic`` under the error policy of :mod:`shared.messaging`.
+
+    The consumer group, offset reset and retry policy come from ``settings``; the DLQ is the
+    settings' ``topics.dlq``. Injected faults (``faults``, off unless switched on in dev or
+    test) run before ``handle`` on every attempt, so they are retried like real failures.
 
     Ack policy: ``NACK_ON_ERROR`` with auto-commit off, so an offset is committed only after
     ``process_record`` returned (handled, or dead-lettered); if even the dead-letter publish
@@ -92,11 +95,17 @@ def subscribe(
     FastStream's JSON decoding is bypassed and its header parsing made lenient on purpose: a
     failure there happens before our policy runs and would nack a poison record forever.
     """
-    dead_letters = DeadLetters(publish_through(broker), dead_letter_topic)
+    dead_letters = DeadLetters(publish_through(broker), settings.topics.dlq)
+    policy = RetryPolicy(
+        attempts=settings.retry_attempts,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+    )
+    faulty_handle = faults.wrap(handle)
     subscriber = broker.subscriber(
         topic,
-        group_id=group_id,
-        auto_offset_reset=auto_offset_reset,
+        group_id=settings.group,
+        auto_offset_reset=settings.auto_offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         parser=parse_leniently,
         decoder=raw_body,
@@ -108,7 +117,7 @@ def subscribe(
     async def on_record(_: bytes, message: KafkaMessage) -> None:
         await process_record(
             to_record(message.raw_message),
-            handle,
+            faulty_handle,
             known_types=known_types,
             dead_letters=dead_letters,
             policy=policy,

@@ -1,4 +1,4 @@
-"""The settings base every service inherits: one pydantic-settings class per service.
+"""The settings bases every service inherits: one pydantic-settings class per service.
 
 Each service sets its own ``env_prefix`` (``BOOKIFY_GATEWAY_``, ``BOOKIFY_BOOKING_``, ...).
 Nothing else in the code base reads ``os.environ`` for configuration.
@@ -7,9 +7,12 @@ Nothing else in the code base reads ``os.environ`` for configuration.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.auth import DEV_ONLY_PREFIX, AuthSettings
 
 
 class Environment(StrEnum):
@@ -48,6 +51,11 @@ class ServiceSettings(BaseSettings):
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     log_level: str = "INFO"
     log_json: bool = True
+    readiness_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="How long /readyz waits for each dependency's ping."
+    )
+    # Verifies the operators' tokens (the fault switch in every service, the API in the gateway).
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def topics(self) -> Topics:
@@ -58,7 +66,21 @@ class ServiceSettings(BaseSettings):
         return self.environment in (Environment.DEV, Environment.TEST)
 
 
-DEV_ONLY_PREFIX = "dev-only-"
+class SubscriberSettings(ServiceSettings):
+    """A service that consumes a topic: its consumer group and its retry policy."""
+
+    group_id: str = Field(description="Consumer group; the topic prefix goes before it.")
+    # A new group starts from the oldest record: a command accepted before the first worker
+    # ever ran must still be decided, and a new read side must see every event.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    retry_attempts: int = Field(default=5, ge=1, description="Handler tries before the DLQ.")
+    retry_base_delay: float = Field(default=0.05, ge=0)
+    retry_max_delay: float = Field(default=5.0, ge=0)
+
+    @property
+    def group(self) -> str:
+        """The consumer group as used on the broker (prefixed like the topics)."""
+        return self.topics.group(self.group_id)
 
 
 def refuse_dev_secret(settings: ServiceSettings, name: str, value: str) -> None:

@@ -20,11 +20,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
-from faststream.asgi import AsgiFastStream
+from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from booking.app import app_for
-from booking.bootstrap import BookingService, bootstrap
+from booking.app import create_app
+from booking.bootstrap import BookingRuntime
 from booking.config import BookingSettings
 from shared.events import (
     EVENT_TYPES,
@@ -42,13 +42,13 @@ pytestmark = pytest.mark.integration
 
 @dataclass
 class Running:
-    service: BookingService
-    app: AsgiFastStream
+    runtime: BookingRuntime
+    app: FastAPI
     bootstrap_servers: str
 
     @property
     def topics(self) -> Any:
-        return self.service.settings.topics
+        return self.runtime.settings.topics
 
     async def produce(
         self, value: bytes, headers: list[tuple[str, bytes]], key: bytes
@@ -107,10 +107,9 @@ async def running(
         retry_max_delay=0.05,
     )
     # A real SDK provider (not exporting): spans exist, so their context is propagated.
-    service = bootstrap(settings, tracer_provider=TracerProvider())
-    app = app_for(service)
+    app = create_app(settings, tracer_provider=TracerProvider())
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
-        yield Running(service, app, kafka.bootstrap_servers)
+        yield Running(app.state.runtime, app, kafka.bootstrap_servers)
 
 
 def is_event(ce_type: str, **fields: Any) -> Callable[[Any], bool]:
@@ -198,10 +197,9 @@ async def test_a_poison_record_is_dead_lettered_and_the_record_behind_it_is_proc
         str(poison_offset),
     )
     # Both records are committed: the group moved past the poison.
-    settings = running.service.settings
     await wait_committed(
         running.bootstrap_servers,
-        settings.topics.group(settings.group_id),
+        running.runtime.settings.group,
         TopicPartition(running.topics.commands, partition),
     )
 

@@ -244,7 +244,7 @@ async def test_health_readiness_and_metrics_endpoints(running: Running) -> None:
 
     assert health.status_code == 200
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"kafka": True, "mongo": True}}
+    assert ready.json() == {"status": "ready", "checks": {"kafka": True, "mongodb": True}}
 
     async def lag_reported() -> str | None:
         text = (await running.http.get("/metrics")).text

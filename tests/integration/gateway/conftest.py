@@ -11,8 +11,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pymongo import AsyncMongoClient
 
+from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.main import create_app
 from shared.auth import AuthSettings, mint_token
 
 SECRET = "integration-test-secret-0123456789abcdef"

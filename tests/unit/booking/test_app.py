@@ -6,30 +6,44 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
-from booking.app import app_for
-from booking.bootstrap import BookingService, bootstrap
+from booking.app import create_app
+from booking.bootstrap import BookingDeps, BookingRuntime
 from booking.config import BookingSettings
 from booking.domain import EntryKind
+from tests.unit.booking.fakes import FakeLedger, FakePublisher
+
+
+async def down() -> bool:
+    raise ConnectionError("nothing listens there")
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[BookingService]:
-    # Nothing listens on port 9 (discard): the dependencies are down, on purpose.
-    settings = BookingSettings(
-        kafka_bootstrap_servers="127.0.0.1:9",
-        mongo_uri="mongodb://127.0.0.1:9/",
-        readiness_timeout=0.3,
+async def app() -> FastAPI:
+    deps = BookingDeps(
+        ledger=FakeLedger(),
+        publisher=FakePublisher(),
+        readiness={"kafka": down, "mongodb": down},
     )
-    built = bootstrap(settings)
-    yield built
-    await built.close()
+    return create_app(BookingSettings(readiness_timeout_seconds=0.3), overrides=deps)
 
 
 @pytest.fixture
-async def http(service: BookingService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app_for(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://booking") as client:
+def runtime(app: FastAPI) -> BookingRuntime:
+    runtime: BookingRuntime = app.state.runtime
+    return runtime
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://booking"
+        ) as client,
+    ):
         yield client
 
 
@@ -44,13 +58,16 @@ async def test_readyz_is_503_naming_each_dependency_that_does_not_answer(
 ) -> None:
     response = await http.get("/readyz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unready", "checks": {"kafka": False, "mongo": False}}
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["checks"] == {"kafka": False, "mongodb": False}
+    assert body["detail"] == "not ready: kafka, mongodb unreachable"
 
 
 async def test_metrics_exposes_the_booking_counters_in_prometheus_text(
-    http: httpx.AsyncClient, service: BookingService
+    http: httpx.AsyncClient, runtime: BookingRuntime
 ) -> None:
-    service.metrics.decided(EntryKind.CONFIRMED)
+    runtime.metrics.decided(EntryKind.CONFIRMED)
     response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

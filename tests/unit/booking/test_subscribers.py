@@ -13,15 +13,13 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
 from faststream.kafka.parser import AioKafkaParser
-from prometheus_client import CollectorRegistry
 
 from booking.adapters import KafkaEventPublisher
+from booking.bootstrap import BookingDeps, bootstrap
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
-from booking.service_layer import CommandHandler
-from booking.subscribers import register_subscribers
 from shared.events import EVENT_TYPES, BookingConfirmed, Message, decode, encode
-from shared.kafka import make_broker, parse_leniently, raw_body
+from shared.kafka import parse_leniently, raw_body
 from tests.unit.booking.fakes import Clock, FakeLedger, create, request
 
 
@@ -47,25 +45,24 @@ class Wired:
 @pytest.fixture
 async def wired() -> AsyncIterator[Wired]:
     settings = BookingSettings(topic_prefix="unit.", retry_base_delay=0.0, retry_max_delay=0.0)
-    registry = CollectorRegistry()
-    metrics = BookingMetrics(registry)
-    broker = make_broker(settings, registry=registry)
+    # The events go out through a broker of their own, so the test can read them off it.
+    events_broker = KafkaBroker()
     ledger = FakeLedger()
-    handler = CommandHandler(
-        ledger, KafkaEventPublisher(broker, settings.topics.events), metrics, clock=Clock()
+    publisher = KafkaEventPublisher(events_broker, settings.topics.events)
+    runtime = bootstrap(
+        settings, overrides=BookingDeps(ledger=ledger, publisher=publisher, clock=Clock())
     )
-    register_subscribers(broker, settings, handler, metrics)
-    w = Wired(broker, settings, metrics, ledger)
+    w = Wired(runtime.broker, settings, runtime.metrics, ledger)
 
-    @broker.subscriber(settings.topics.events, decoder=raw_body)
+    @events_broker.subscriber(settings.topics.events, decoder=raw_body)
     async def events(_: bytes, message: KafkaMessage) -> None:
         w.events.append(message.raw_message)
 
-    @broker.subscriber(settings.topics.dlq, decoder=raw_body)
+    @runtime.broker.subscriber(settings.topics.dlq, decoder=raw_body)
     async def dead(_: bytes, message: KafkaMessage) -> None:
         w.dead.append(message.raw_message)
 
-    async with TestKafkaBroker(broker):
+    async with TestKafkaBroker(events_broker), TestKafkaBroker(runtime.broker), runtime.running():
         yield w
 
 

@@ -12,16 +12,23 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
+from consumer.bootstrap import ConsumerDeps, ConsumerRuntime, bootstrap
 from consumer.config import ConsumerSettings
 from consumer.domain import BookingStatus
 from consumer.metrics import ConsumerMetrics
-from consumer.service_layer import EventHandler
-from consumer.subscribers import subscribe_events
-from shared.events import CreateResource, Message, encode
-from shared.messaging import RetryPolicy
+from shared.events import EVENT_TYPES, CreateResource, Message, encode
+from shared.faults import FaultSwitch
+from shared.kafka import subscribe
 from tests.unit.consumer.fakes import Events, FakeViewRepository, sample
 
-FAST = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
+
+def fast_settings() -> ConsumerSettings:
+    return ConsumerSettings(
+        topic_prefix=f"unit-{uuid4().hex[:8]}.",
+        retry_attempts=2,
+        retry_base_delay=0.0,
+        retry_max_delay=0.0,
+    )
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Wired:
     broker: KafkaBroker
     settings: ConsumerSettings
     dlq: DeadLetterBox
+    metrics: ConsumerMetrics
 
     async def publish(self, value: bytes, headers: dict[str, str]) -> None:
         await self.broker.publish(
@@ -47,24 +55,17 @@ async def _raw(message: StreamMessage[Any]) -> bytes:
 
 
 @pytest.fixture
-async def wired(views: FakeViewRepository, metrics: ConsumerMetrics) -> AsyncIterator[Wired]:
-    settings = ConsumerSettings(topic_prefix=f"unit-{uuid4().hex[:8]}.")
-    broker = KafkaBroker()
-    subscribe_events(
-        broker,
-        settings,
-        EventHandler(views, metrics),
-        policy=FAST,
-        metrics=metrics.policy,
-    )
+async def wired(views: FakeViewRepository) -> AsyncIterator[Wired]:
+    settings = fast_settings()
+    runtime: ConsumerRuntime = bootstrap(settings, overrides=ConsumerDeps(views=views))
     box = DeadLetterBox()
 
-    @broker.subscriber(settings.topics.dlq, decoder=_raw)
+    @runtime.broker.subscriber(settings.topics.dlq, decoder=_raw)
     async def capture(body: bytes, message: KafkaMessage) -> None:
         box.records.append((body, message.headers))
 
-    async with TestKafkaBroker(broker):
-        yield Wired(broker, settings, box)
+    async with TestKafkaBroker(runtime.broker), runtime.running():
+        yield Wired(runtime.broker, settings, box, runtime.metrics)
 
 
 async def test_event_on_the_topic_updates_the_views(
@@ -95,7 +96,6 @@ async def test_event_on_the_topic_updates_the_views(
 async def test_malformed_record_goes_to_the_dlq_with_why_and_where_from(
     wired: Wired,
     views: FakeViewRepository,
-    metrics: ConsumerMetrics,
     value: bytes,
     headers: dict[str, str],
     why: str,
@@ -108,7 +108,7 @@ async def test_malformed_record_goes_to_the_dlq_with_why_and_where_from(
     assert why in dlq_headers["dlq_error_message"]
     assert dlq_headers["dlq_source_topic"] == wired.settings.topics.events
     assert views.processed == {}
-    assert sample(metrics, "bookify_dlq_messages_total", {"service": "consumer"}) == 1
+    assert sample(wired.metrics, "bookify_dlq_messages_total", {"service": "consumer"}) == 1
 
 
 async def test_a_command_on_the_events_topic_is_dead_lettered_not_applied(
@@ -133,7 +133,7 @@ async def test_a_command_on_the_events_topic_is_dead_lettered_not_applied(
 async def test_handler_that_keeps_failing_is_dead_lettered_after_the_retries(
     views: FakeViewRepository, metrics: ConsumerMetrics, events: Events
 ) -> None:
-    settings = ConsumerSettings(topic_prefix=f"unit-{uuid4().hex[:8]}.")
+    settings = fast_settings()
     broker = KafkaBroker()
     calls: list[Message] = []
 
@@ -141,7 +141,17 @@ async def test_handler_that_keeps_failing_is_dead_lettered_after_the_retries(
         calls.append(message)
         raise ValueError("bug in a projection")
 
-    subscribe_events(broker, settings, broken, policy=FAST, metrics=metrics.policy)
+    subscribe(
+        broker,
+        settings,
+        settings.topics.events,
+        broken,
+        known_types=EVENT_TYPES,
+        metrics=metrics.policy,
+        faults=FaultSwitch("test"),
+        title="broken",
+        description="a projection that always fails",
+    )
     box = DeadLetterBox()
 
     @broker.subscriber(settings.topics.dlq, decoder=_raw)
@@ -152,7 +162,7 @@ async def test_handler_that_keeps_failing_is_dead_lettered_after_the_retries(
     async with TestKafkaBroker(broker):
         await broker.publish(value, topic=settings.topics.events, headers=headers)
 
-    assert len(calls) == FAST.attempts
+    assert len(calls) == settings.retry_attempts
     [(_, dlq_headers)] = box.records
     assert dlq_headers["dlq_error_type"] == "ValueError"
     assert dlq_headers["dlq_error_message"] == "bug in a projection"

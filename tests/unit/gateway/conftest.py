@@ -1,4 +1,4 @@
-"""The gateway app over ASGITransport with fakes injected through create_app(deps=...)."""
+"""The gateway app over ASGITransport with fakes injected through create_app(overrides=...)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
+from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.main import create_app
 from shared.auth import AuthSettings, mint_token
 
 from .fakes import Fakes
@@ -41,7 +41,7 @@ AppFactory = Callable[..., FastAPI]
 
 @pytest.fixture
 async def client(fakes: Fakes) -> AsyncIterator[AsyncClient]:
-    app = create_app(settings(), deps=fakes.deps())
+    app = create_app(settings(), overrides=fakes.deps())
     async with (
         LifespanManager(app) as manager,
         AsyncClient(transport=ASGITransport(manager.app), base_url="http://gateway") as http,

@@ -1,4 +1,4 @@
-"""Hand-written fakes of the gateway's ports (gateway.ports), injected via create_app(deps=)."""
+"""Hand-written fakes of the gateway's ports (gateway.ports), given as create_app(overrides=)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from gateway.problem import PROBLEM_BASE
+from shared.problem import PROBLEM_BASE
 
 
 def assert_problem(

@@ -12,7 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.adapters import safe_document
-from gateway.main import create_app
+from gateway.app import create_app
 from gateway.ports import UnsafeDocumentError
 from shared.auth import AuthSettings, mint_token
 from shared.events import Command
@@ -311,7 +311,9 @@ async def test_valid_token_without_the_scope_is_403(
 
 
 async def test_a_principal_over_its_rate_gets_429_with_retry_after(fakes: Fakes) -> None:
-    app = create_app(settings(rate_limit_per_second=0.5, rate_limit_burst=2), deps=fakes.deps())
+    app = create_app(
+        settings(rate_limit_per_second=0.5, rate_limit_burst=2), overrides=fakes.deps()
+    )
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://g") as c,
@@ -341,7 +343,7 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(
 ) -> None:
     deps = fakes.deps()
     deps.publisher = ExplodingPublisher()
-    app = create_app(settings(), deps=deps)
+    app = create_app(settings(), overrides=deps)
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
     async with (
         LifespanManager(app),

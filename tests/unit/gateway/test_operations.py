@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.main import create_app
+from gateway.app import create_app
 
 from .conftest import bearer, settings
 from .fakes import Fakes
@@ -102,10 +102,10 @@ async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient) -> Non
 
 
 async def test_each_app_has_its_own_registry(fakes: Fakes) -> None:
-    first = create_app(settings(), deps=fakes.deps())
-    second = create_app(settings(), deps=fakes.deps())
+    first = create_app(settings(), overrides=fakes.deps())
+    second = create_app(settings(), overrides=fakes.deps())
 
-    assert first.state.registry is not second.state.registry
+    assert first.state.runtime.registry is not second.state.runtime.registry
 
 
 ROUTES = {

@@ -1,20 +1,18 @@
-"""Fault injection: the switch, its dice, its refusal in prod, and its HTTP endpoints."""
+"""Fault injection: the switch, its dice, its refusal in prod, and the gateway's middleware.
+
+The operators' endpoint every service shares is tested in test_ops.py."""
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from gateway.faults import FaultMiddleware
-from shared.auth import AuthSettings, mint_token
 from shared.faults import (
     OFF,
-    FaultsAdminApp,
     FaultSettings,
     FaultsRefusedError,
     FaultSwitch,
@@ -85,7 +83,7 @@ def test_dev_and_test_switch_faults_on_and_off(environment: str) -> None:
     faults, _ = switch(environment)
     faults.update(FaultSettings(error_rate=0.5))
     assert faults.settings.error_rate == 0.5
-    faults.reset()
+    faults.update(OFF)
     assert faults.settings == OFF
 
 
@@ -155,76 +153,6 @@ async def test_the_wrapped_handler_runs_untouched_while_faults_are_off() -> None
         await wrapped(Msg(str(i)))
     assert len(seen) == 50
     assert sleep.calls == []
-
-
-# ---------------------------------------------------------------- booking/consumer endpoint
-def token(scopes: list[str]) -> str:
-    return mint_token(AuthSettings(), "ops", scopes)
-
-
-async def call(
-    app: Callable[..., Awaitable[None]],
-    method: str,
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-) -> tuple[int, dict[str, Any]]:
-    sent: list[ASGIMessage] = []
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": "/admin/faults",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-    }
-
-    async def receive() -> ASGIMessage:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: ASGIMessage) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status = sent[0]["status"]
-    return status, json.loads(sent[1]["body"])
-
-
-def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(['resources:admin'])}"}
-
-
-async def test_the_admin_endpoint_does_not_exist_in_prod() -> None:
-    faults, _ = switch("prod")
-    status, body = await call(FaultsAdminApp(faults), "PUT", admin(), b'{"latency_ms": 5}')
-    assert status == 404
-    assert "prod" in body["detail"]
-    assert faults.settings == OFF
-
-
-async def test_the_admin_endpoint_wants_a_token_with_the_admin_scope() -> None:
-    faults, _ = switch()
-    app = FaultsAdminApp(faults)
-    assert (await call(app, "GET"))[0] == 401
-    assert (await call(app, "GET", {"Authorization": "Bearer nope"}))[0] == 401
-    reader = {"Authorization": f"Bearer {token(['bookings:read'])}"}
-    assert (await call(app, "PUT", reader, b'{"latency_ms": 5}'))[0] == 403
-    assert faults.settings == OFF
-
-
-async def test_an_admin_switches_faults_on_and_reads_them_back() -> None:
-    faults, _ = switch()
-    app = FaultsAdminApp(faults)
-    status, body = await call(app, "PUT", admin(), b'{"error_rate": 0.25, "latency_ms": 10}')
-    assert status == 200
-    assert body["settings"]["error_rate"] == 0.25
-    status, body = await call(app, "GET", admin())
-    assert (status, body["settings"]["latency_ms"], body["allowed"]) == (200, 10, True)
-
-
-async def test_invalid_fault_settings_are_a_422_problem() -> None:
-    faults, _ = switch()
-    status, body = await call(FaultsAdminApp(faults), "PUT", admin(), b'{"error_rate": 3}')
-    assert status == 422
-    assert body["errors"][0]["field"] == "error_rate"
-    assert faults.settings == OFF
 
 
 # ---------------------------------------------------------------- gateway middleware

@@ -1,107 +1,96 @@
-"""The composition root: every client, repository and handler of the service, built once."""
+"""The composition root: which adapter backs which port, and the subscriber that decides.
+
+Wired like every Bookify service (see :mod:`shared.service`): ``bootstrap`` builds the
+runtime and registers the commands subscriber; the app's lifespan connects :class:`BookingDeps`
+(or takes ``overrides``, fakes in unit tests) and only then starts consuming.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
-from booking.adapters import KafkaEventPublisher, MongoLedgerRepository
+from booking.adapters import (
+    EventPublisher,
+    KafkaEventPublisher,
+    LedgerRepository,
+    MongoLedgerRepository,
+)
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
 from booking.service_layer import CommandHandler
-from shared.events import Message, utcnow
-from shared.faults import FaultSwitch
-from shared.kafka import ensure_topics, make_broker
-from shared.logging import get_logger
-from shared.mongo import Document, make_mongo_client
-
-log = get_logger(__name__)
+from shared.events import COMMAND_TYPES, utcnow
+from shared.kafka import ensure_topics
+from shared.mongo import Document
+from shared.service import ReadinessCheck, ServiceRuntime, standard_readiness
 
 
-@dataclass
-class BookingService:
-    settings: BookingSettings
-    registry: CollectorRegistry
-    metrics: BookingMetrics
-    broker: KafkaBroker
-    mongo: AsyncMongoClient[Document]
-    ledger: MongoLedgerRepository
-    publisher: KafkaEventPublisher
-    handler: CommandHandler
-    # Off by default; PUT /admin/faults switches it on in dev and test only.
-    faults: FaultSwitch
+@dataclass(frozen=True)
+class BookingDeps:
+    """Everything the decide loop touches; ``bootstrap(overrides=...)`` injects fakes."""
 
-    @property
-    def subscribed_handler(self) -> Callable[[Message], Awaitable[None]]:
-        """What the subscriber calls: the command handler behind the fault switch."""
-        return self.faults.wrap(self.handler)
+    ledger: LedgerRepository
+    publisher: EventPublisher
+    readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utcnow
 
-    async def start(self) -> None:
-        """Before consuming: topics and the ledger's unique indexes must exist."""
-        await ensure_topics(self.settings)
-        await self.ledger.ensure_indexes()
-        log.info(
-            "booking_started",
-            commands=self.settings.topics.commands,
-            group_id=self.settings.topics.group(self.settings.group_id),
-            db=self.settings.db_name,
-        )
 
-    async def close(self) -> None:
-        await self.mongo.close()
+BookingRuntime = ServiceRuntime[BookingSettings, BookingDeps, BookingMetrics]
 
-    async def readiness(self) -> dict[str, bool]:
-        """Whether each dependency answers a ping within the readiness timeout."""
-        kafka, mongo = await asyncio.gather(self._ping_kafka(), self._ping_mongo())
-        return {"kafka": kafka, "mongo": mongo}
 
-    async def _ping_kafka(self) -> bool:
-        try:
-            return await self.broker.ping(self.settings.readiness_timeout)
-        except Exception:  # a probe answers "not ready", it never fails the request
-            return False
-
-    async def _ping_mongo(self) -> bool:
-        try:
-            async with asyncio.timeout(self.settings.readiness_timeout):
-                await self.mongo.admin.command("ping")
-        except Exception:  # a probe answers "not ready", it never fails the request
-            return False
-        return True
+@asynccontextmanager
+async def connect(
+    runtime: BookingRuntime, mongo: AsyncMongoClient[Document]
+) -> AsyncIterator[BookingDeps]:
+    """Before consuming: topics and the ledger's unique indexes must exist."""
+    settings = runtime.settings
+    await ensure_topics(settings)
+    ledger = MongoLedgerRepository(mongo[settings.db_name])
+    await ledger.ensure_indexes()
+    yield BookingDeps(
+        ledger=ledger,
+        publisher=KafkaEventPublisher(runtime.broker, settings.topics.events),
+        readiness=standard_readiness(runtime, mongo),
+    )
 
 
 def bootstrap(
     settings: BookingSettings | None = None,
     *,
+    overrides: BookingDeps | None = None,
     tracer_provider: TracerProvider | None = None,
-    clock: Callable[[], datetime] = utcnow,
-) -> BookingService:
-    """Build the service. Nothing connects here: the broker and Mongo connect on start/first use."""
+) -> BookingRuntime:
+    """Build the service. Nothing connects here: the lifespan does (``runtime.running()``)."""
     settings = settings or BookingSettings()
-    registry = CollectorRegistry()
-    metrics = BookingMetrics(registry)
-    broker = make_broker(settings, registry=registry, tracer_provider=tracer_provider)
-    mongo = make_mongo_client(settings.mongo_uri)
-    ledger = MongoLedgerRepository(mongo[settings.db_name])
-    publisher = KafkaEventPublisher(broker, settings.topics.events)
-    handler = CommandHandler(
-        ledger, publisher, metrics, clock=clock, max_attempts=settings.append_attempts
+    runtime = BookingRuntime(
+        settings,
+        metrics=BookingMetrics,
+        connect=connect,
+        overrides=overrides,
+        tracer_provider=tracer_provider,
     )
-    return BookingService(
-        settings=settings,
-        registry=registry,
-        metrics=metrics,
-        broker=broker,
-        mongo=mongo,
-        ledger=ledger,
-        publisher=publisher,
-        handler=handler,
-        faults=FaultSwitch(settings.environment),
+    metrics = runtime.metrics
+
+    def decider(deps: BookingDeps) -> CommandHandler:
+        return CommandHandler(
+            deps.ledger,
+            deps.publisher,
+            metrics,
+            clock=deps.clock,
+            max_attempts=settings.append_attempts,
+        )
+
+    runtime.subscribe(
+        settings.topics.commands,
+        decider,
+        known_types=COMMAND_TYPES,
+        metrics=metrics.policy,
+        title="booking-commands",
+        description="Decides CreateResource, RequestBooking and CancelBooking commands.",
     )
+    return runtime

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import SubscriberSettings
 
 
-class ConsumerSettings(ServiceSettings):
+class ConsumerSettings(SubscriberSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_CONSUMER_", extra="ignore", frozen=True)
 
     service_name: str = "bookify-consumer"
@@ -20,4 +20,3 @@ class ConsumerSettings(ServiceSettings):
     lag_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often consumer lag is sampled for /metrics."
     )
-    readiness_timeout_seconds: float = Field(default=2.0, gt=0)

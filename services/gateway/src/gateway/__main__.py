@@ -1,7 +1,7 @@
 """``python -m gateway``: the gateway service on uvicorn (see shared.runner)."""
 
+from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.main import create_app
 from shared.runner import run_service
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.auth import AuthSettings
 from shared.settings import ServiceSettings, refuse_dev_secret
 
 
@@ -25,13 +24,10 @@ class GatewaySettings(ServiceSettings):
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     kafka_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     idempotency_wait_seconds: float = Field(
         default=2.0, ge=0, description="How long a duplicate waits for the in-flight original."
     )
     retry_after_seconds: int = Field(default=1, ge=1, description="Retry-After on 503.")
-
-    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def ce_source(self) -> str:

@@ -25,20 +25,6 @@ class NotCancellableError(GatewayError):
     """The booking is already rejected or cancelled."""
 
 
-class AuthenticationError(GatewayError):
-    """Missing or invalid bearer token."""
-
-    def __init__(self, detail: str, *, error: str | None = None) -> None:
-        super().__init__(detail)
-        self.error = error  # RFC 6750 error code for WWW-Authenticate, when there was a token
-
-
-class InsufficientScopeError(GatewayError):
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"this operation needs the {scope!r} scope")
-        self.scope = scope
-
-
 class RateLimitedError(GatewayError):
     def __init__(self, retry_after: float) -> None:
         super().__init__("too many requests for this principal; slow down")

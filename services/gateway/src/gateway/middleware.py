@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
@@ -12,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.problem import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from shared.problem import send_problem
 from shared.telemetry import LATENCY_BUCKETS
 
 
@@ -75,27 +74,13 @@ class BodyLimitMiddleware:
             await self._reject(scope, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": f"{PROBLEM_BASE}payload-too-large",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": f"request body exceeds {self.max_bytes} bytes",
-                "instance": scope.get("path", ""),
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await send_problem(
+            send,
+            413,
+            f"request body exceeds {self.max_bytes} bytes",
+            instance=scope.get("path", ""),
+            headers=[(b"connection", b"close")],
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 class HttpMetrics:

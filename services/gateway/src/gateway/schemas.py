@@ -76,12 +76,3 @@ class BookingAccepted(BaseModel):
     resource_id: UUID
     quantity: int
     accepted_at: datetime
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-
-
-class Readiness(BaseModel):
-    status: Literal["ready"] = "ready"
-    checks: dict[str, bool]

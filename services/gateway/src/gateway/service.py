@@ -30,7 +30,6 @@ from gateway.ports import (
     IdempotencyRecord,
     IdempotencyState,
     IdempotencyStore,
-    ReadinessCheck,
     ResourceView,
     ViewReader,
 )
@@ -46,6 +45,7 @@ from gateway.schemas import (
 from shared.auth import Principal
 from shared.events import CancelBooking, Command, CreateResource, RequestBooking, utcnow
 from shared.logging import get_logger
+from shared.service import ReadinessCheck
 from shared.telemetry import annotate_span
 
 log = get_logger(__name__)
@@ -355,16 +355,3 @@ async def cancel_booking(deps: GatewayDeps, principal: Principal, booking_id: UU
         )
     )
     return Accepted(f"/v1/bookings/{booking_id}", current.model_dump(mode="json"))
-
-
-async def readiness(deps: GatewayDeps, limit_seconds: float) -> dict[str, bool]:
-    async def run(check: ReadinessCheck) -> bool:
-        try:
-            async with asyncio.timeout(limit_seconds):
-                return await check()
-        except Exception:  # a readiness probe reports, it never raises
-            return False
-
-    names = list(deps.readiness)
-    results = await asyncio.gather(*(run(deps.readiness[n]) for n in names))
-    return dict(zip(names, results, strict=True))

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from gateway import service
 from gateway.deps import DepsDep, IdempotencyKey, Reader, Writer
-from gateway.problem import problem_responses
 from gateway.routes.resources import accepted_response
 from gateway.schemas import BookingAccepted, BookingCreate, BookingOut
+from shared.problem import problem_responses
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 
 from gateway import service
 from gateway.deps import Admin, DepsDep, IdempotencyKey, Reader
-from gateway.problem import problem_responses
 from gateway.schemas import (
     MAX_PAGE_SIZE,
     ResourceAccepted,
@@ -18,6 +17,7 @@ from gateway.schemas import (
     ResourceOut,
     ResourcePage,
 )
+from shared.problem import problem_responses
 
 router = APIRouter(prefix="/resources", tags=["resources"])
 

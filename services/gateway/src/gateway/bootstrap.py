@@ -1,0 +1,89 @@
+"""The composition root: which adapter backs which port (the gateway only publishes and reads).
+
+Wired like every Bookify service (see :mod:`shared.service`): ``bootstrap`` builds the
+runtime; the app's lifespan connects :class:`GatewayDeps` (or takes ``overrides``, fakes in
+unit tests). Kafka down at start-up does not stop the gateway: it starts, /readyz says 503,
+writes answer 503, and the next publish or probe reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from opentelemetry.sdk.trace import TracerProvider
+from pymongo import AsyncMongoClient
+
+from gateway.adapters import (
+    KafkaCommandPublisher,
+    MongoAcceptedStore,
+    MongoIdempotencyStore,
+    MongoViewReader,
+)
+from gateway.config import GatewaySettings
+from gateway.middleware import HttpMetrics
+from gateway.service import GatewayDeps
+from shared.kafka import ensure_topics
+from shared.logging import get_logger
+from shared.mongo import Document
+from shared.service import ServiceRuntime, mongo_ping
+
+log = get_logger(__name__)
+
+GatewayRuntime = ServiceRuntime[GatewaySettings, GatewayDeps, HttpMetrics]
+
+
+async def _ensure_topics(settings: GatewaySettings) -> None:
+    try:
+        async with asyncio.timeout(settings.kafka_connect_timeout_seconds):
+            await ensure_topics(settings)
+    except Exception as exc:  # the broker may auto-create; never block startup on this
+        log.warning("could not ensure topics", error=f"{type(exc).__name__}: {exc}")
+
+
+@asynccontextmanager
+async def connect(
+    runtime: GatewayRuntime, mongo: AsyncMongoClient[Document]
+) -> AsyncIterator[GatewayDeps]:
+    settings = runtime.settings
+    publisher = KafkaCommandPublisher(
+        runtime.broker,
+        topic=settings.topics.commands,
+        source=settings.ce_source,
+        publish_timeout=settings.publish_timeout_seconds,
+        connect_timeout=settings.kafka_connect_timeout_seconds,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        on_connect=partial(_ensure_topics, settings),
+    )
+    try:
+        if not await publisher.connect():
+            log.warning("starting without Kafka", servers=settings.kafka_bootstrap_servers)
+        yield GatewayDeps(
+            publisher=publisher,
+            views=MongoViewReader(mongo[settings.views_db]),
+            accepted=MongoAcceptedStore(mongo[settings.db_name]),
+            idempotency=MongoIdempotencyStore(mongo[settings.db_name]),
+            # The publisher's ping reconnects, so /readyz heals once Kafka is back.
+            readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
+            idempotency_wait_seconds=settings.idempotency_wait_seconds,
+        )
+    finally:
+        await publisher.close()
+
+
+def bootstrap(
+    settings: GatewaySettings | None = None,
+    *,
+    overrides: GatewayDeps | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> GatewayRuntime:
+    """Build the service. Nothing connects here: the lifespan does (``runtime.running()``)."""
+    return GatewayRuntime(
+        settings or GatewaySettings(),
+        metrics=HttpMetrics,
+        connect=connect,
+        overrides=overrides,
+        tracer_provider=tracer_provider,
+    )

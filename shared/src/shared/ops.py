@@ -1,0 +1,171 @@
+"""The HTTP side every service shares: the app around a runtime, and its operations routes.
+
+:func:`service_app` is each service's FastAPI app: the runtime's lifespan, the problem+json
+handlers and :func:`ops_routes`. The gateway adds its API routes and middleware on top;
+booking and consumer need nothing more.
+
+- ``/healthz``: the process is up (no dependency is touched).
+- ``/readyz``: every dependency answers within the readiness timeout; a 503 problem naming
+  what is down otherwise.
+- ``/metrics``: the runtime's registry, in OpenMetrics when asked for (the format that
+  carries the e2e histogram's trace exemplars), else Prometheus text.
+- ``GET``/``PUT <faults_path>``: the fault switch (:mod:`shared.faults`), for a bearer token
+  with the ``resources:admin`` scope; 404 outside dev and test, where it cannot be turned on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from shared.auth import AuthSettings, InvalidTokenError, Principal, Scope, verify_token
+from shared.faults import ADMIN_PATH, FaultSettings, FaultSwitch
+from shared.problem import (
+    AuthenticationError,
+    InsufficientScopeError,
+    install_problem_handlers,
+    problem_response,
+    problem_responses,
+    retry_after_header,
+)
+from shared.service import ServiceRuntime
+
+# auto_error=False: a missing token must become our 401 problem, not FastAPI's 403.
+bearer = HTTPBearer(auto_error=False, description="JWT with sub, exp, aud=bookify, scope")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def authenticate(auth: AuthSettings, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The principal of a valid bearer token, else :class:`AuthenticationError` (401)."""
+    if credentials is None:
+        raise AuthenticationError("a bearer token is required")
+    try:
+        return verify_token(auth, credentials.credentials)
+    except InvalidTokenError:
+        # The reason (expired, bad signature, ...) stays in our logs, not the response.
+        raise AuthenticationError("the bearer token is invalid", error="invalid_token") from None
+
+
+def require_scope(principal: Principal, scope: Scope) -> Principal:
+    if scope.value not in principal.scopes:
+        raise InsufficientScopeError(scope.value)
+    return principal
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, bool]
+
+
+def get_runtime(request: Request) -> ServiceRuntime[Any, Any, Any]:
+    runtime: ServiceRuntime[Any, Any, Any] = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[ServiceRuntime[Any, Any, Any], Depends(get_runtime)]
+
+
+async def operator(runtime: RuntimeDep, credentials: Credentials) -> Principal:
+    """An operator: a valid token with the ``resources:admin`` scope."""
+    return require_scope(authenticate(runtime.settings.auth, credentials), Scope.RESOURCES_ADMIN)
+
+
+def fault_switch(_: Annotated[Principal, Depends(operator)], runtime: RuntimeDep) -> FaultSwitch:
+    if not runtime.faults.allowed:
+        # As if the endpoint did not exist: production has no fault switch.
+        environment = runtime.faults.environment.value
+        raise HTTPException(404, f"fault injection is disabled in environment={environment}")
+    return runtime.faults
+
+
+Switch = Annotated[FaultSwitch, Depends(fault_switch)]
+
+
+def ops_routes(*, faults_path: str = ADMIN_PATH) -> APIRouter:
+    """The routes above, for the app's runtime (``app.state.runtime``, set by service_app)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", response_model=Health, summary="The process is up")
+    async def healthz() -> Health:
+        return Health()
+
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        summary="Kafka and MongoDB answer",
+        responses=problem_responses(503),
+    )
+    async def readyz(runtime: RuntimeDep) -> Response | Readiness:
+        checks = await runtime.readiness()
+        if not all(checks.values()):
+            down = ", ".join(name for name, ok in checks.items() if not ok)
+            retry = retry_after_header(runtime.settings.readiness_timeout_seconds)
+            return problem_response(
+                503,
+                f"not ready: {down} unreachable",
+                instance="/readyz",
+                headers={"Retry-After": retry},
+                checks=checks,
+            )
+        return Readiness(checks=checks)
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus exposition (OpenMetrics when asked for)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(runtime.registry), media_type=content_type)
+
+    @router.get(
+        faults_path,
+        summary="Current fault injection settings (dev/test only)",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def read_faults(switch: Switch) -> dict[str, object]:
+        return switch.state()
+
+    @router.put(
+        faults_path,
+        summary="Switch fault injection on or off (dev/test only)",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_faults(settings: FaultSettings, switch: Switch) -> dict[str, object]:
+        switch.update(settings)
+        return switch.state()
+
+    return router
+
+
+def service_app(
+    runtime: ServiceRuntime[Any, Any, Any],
+    *,
+    title: str,
+    description: str,
+    faults_path: str = ADMIN_PATH,
+) -> FastAPI:
+    """A service's FastAPI app: the runtime runs for as long as the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.running():
+            yield
+
+    app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(ops_routes(faults_path=faults_path))
+    return app

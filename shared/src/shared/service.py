@@ -1,0 +1,197 @@
+"""The one shape of a Bookify service process: a runtime built by ``bootstrap``, run by a lifespan.
+
+Every service (gateway, booking, consumer) is wired the same way:
+
+- ``bootstrap(settings, *, overrides=None, tracer_provider=None)`` in its ``bootstrap.py``
+  builds a :class:`ServiceRuntime`: the Prometheus registry, the FastStream broker (with the
+  service's subscribers registered on it), the fault switch, and the service's ``connect``
+  function. Nothing connects yet.
+- ``create_app(...)`` in its ``app.py`` wraps the runtime in a FastAPI app
+  (:func:`shared.ops.service_app`) whose lifespan enters :meth:`ServiceRuntime.running`:
+  the Mongo client is created, ``connect`` builds the service's adapters (its *deps*), the
+  broker starts consuming, and all of it is undone in reverse order on the way out.
+- ``overrides`` are hand-written fakes of the deps (unit tests): the lifespan then creates no
+  client at all, exactly as svcs swaps a registry's factories in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
+
+from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from shared.events import Message
+from shared.faults import FaultSwitch
+from shared.kafka import make_broker, subscribe
+from shared.logging import get_logger
+from shared.messaging import PolicyMetrics
+from shared.mongo import Document, make_mongo_client
+from shared.settings import ServiceSettings, SubscriberSettings
+
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+Handle = Callable[[Message], Awaitable[None]]
+
+
+class ServiceDeps(Protocol):
+    """What a service's adapters give the runtime besides themselves: how to tell they answer."""
+
+    @property
+    def readiness(self) -> Mapping[str, ReadinessCheck]: ...
+
+
+DepsT = TypeVar("DepsT", bound=ServiceDeps)
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SubscriberSettingsT = TypeVar("SubscriberSettingsT", bound=SubscriberSettings)
+MetricsT = TypeVar("MetricsT")
+
+Connect = Callable[
+    ["ServiceRuntime[SettingsT, DepsT, MetricsT]", AsyncMongoClient[Document]],
+    AbstractAsyncContextManager[DepsT],
+]
+"""A service's adapters, built on the runtime's broker and Mongo client, for as long as the
+process runs (it may create topics and indexes on the way in)."""
+
+
+class NotStartedError(RuntimeError):
+    """The deps were asked for before the lifespan connected them (a wiring bug)."""
+
+
+class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
+    """One process's settings, registry, metrics, broker, fault switch and (while it runs) deps."""
+
+    def __init__(
+        self,
+        settings: SettingsT,
+        *,
+        metrics: Callable[[CollectorRegistry], MetricsT],
+        connect: Connect[SettingsT, DepsT, MetricsT],
+        overrides: DepsT | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = metrics(self.registry)
+        self.broker = make_broker(settings, registry=self.registry, tracer_provider=tracer_provider)
+        # Off by default; PUT /admin/faults switches it on in dev and test only.
+        self.faults = FaultSwitch(settings.environment)
+        self._connect = connect
+        self._overrides = overrides
+        self._deps: DepsT | None = None
+        # Each subscriber's handler, built from the deps when they are connected.
+        self._handler_factories: list[Callable[[DepsT], Handle]] = []
+        self._handlers: list[Handle] = []
+
+    def subscribe(
+        self: ServiceRuntime[SubscriberSettingsT, DepsT, MetricsT],
+        topic: str,
+        handler_for: Callable[[DepsT], Handle],
+        *,
+        known_types: Mapping[str, type[Message]],
+        metrics: PolicyMetrics,
+        title: str,
+        description: str,
+    ) -> DefaultSubscriber:
+        """Subscribe to ``topic`` (:func:`shared.kafka.subscribe`); ``handler_for(deps)`` builds
+        the handler once the deps exist, so a handler never sees a store that is not open."""
+        index = len(self._handler_factories)
+        self._handler_factories.append(handler_for)
+
+        async def handle(message: Message) -> None:
+            await self._handler(index)(message)
+
+        return subscribe(
+            self.broker,
+            self.settings,
+            topic,
+            handle,
+            known_types=known_types,
+            metrics=metrics,
+            faults=self.faults,
+            title=title,
+            description=description,
+        )
+
+    def _handler(self, index: int) -> Handle:
+        if index >= len(self._handlers):
+            raise NotStartedError(f"{self.settings.service_name} got a message before it started")
+        return self._handlers[index]
+
+    @property
+    def deps(self) -> DepsT:
+        if self._deps is None:
+            raise NotStartedError(f"{self.settings.service_name} has not started")
+        return self._deps
+
+    def kafka_ping(self) -> Awaitable[bool]:
+        return self.broker.ping(timeout=self.settings.readiness_timeout_seconds)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[DepsT]:
+        """The deps, connected; subscribers consume only while they exist."""
+        if self._overrides is not None:
+            with self._using(self._overrides):
+                yield self._overrides
+            return
+        mongo: AsyncMongoClient[Document] = make_mongo_client(self.settings.mongo_uri)
+        try:
+            async with self._connect(self, mongo) as deps:
+                with self._using(deps):
+                    consumes = bool(self._handler_factories)
+                    if consumes:
+                        await self.broker.start()
+                    log.info("service_started", service=self.settings.service_name)
+                    try:
+                        yield deps
+                    finally:
+                        # Stop consuming first, so in-flight handlers finish with their stores
+                        # open (their offsets are committed by the subscriber's ack policy).
+                        if consumes:
+                            await self.broker.stop()
+        finally:
+            await mongo.close()
+        # Only reached after a clean shutdown: the broker stopped and the stores closed.
+        log.info("service_stopped", service=self.settings.service_name)
+
+    @contextmanager
+    def _using(self, deps: DepsT) -> Iterator[None]:
+        self._deps = deps
+        self._handlers = [handler_for(deps) for handler_for in self._handler_factories]
+        try:
+            yield
+        finally:
+            self._deps, self._handlers = None, []
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether each dependency answers within ``readiness_timeout_seconds``."""
+        checks = self.deps.readiness
+        names = list(checks)
+        results = await asyncio.gather(*(self._check(checks[name]) for name in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _check(self, check: ReadinessCheck) -> bool:
+        try:
+            async with asyncio.timeout(self.settings.readiness_timeout_seconds):
+                return await check()
+        except Exception:  # a probe answers "not ready", it never fails the request
+            return False
+
+
+async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:
+    await client.admin.command("ping")
+    return True
+
+
+def standard_readiness(
+    runtime: ServiceRuntime[Any, Any, Any], mongo: AsyncMongoClient[Document]
+) -> dict[str, ReadinessCheck]:
+    """Kafka through the runtime's broker and MongoDB through its client."""
+    return {"kafka": runtime.kafka_ping, "mongodb": partial(mongo_ping, mongo)}

@@ -1,0 +1,171 @@
+"""The operations routes every service shares: health, readiness, metrics, the fault switch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from prometheus_client import CollectorRegistry, Counter
+from pymongo import AsyncMongoClient
+
+from shared.auth import AuthSettings, mint_token
+from shared.faults import OFF
+from shared.mongo import Document
+from shared.ops import service_app
+from shared.service import ReadinessCheck, ServiceRuntime
+from shared.settings import ServiceSettings
+
+SECRET = "unit-test-secret-0123456789abcdef0123456789"
+AUTH = AuthSettings(jwt_secret=SECRET)
+
+
+@dataclass
+class Deps:
+    up: dict[str, bool] = field(default_factory=lambda: {"kafka": True, "mongodb": True})
+
+    @property
+    def readiness(self) -> Mapping[str, ReadinessCheck]:
+        def check(name: str) -> ReadinessCheck:
+            async def answers() -> bool:
+                return self.up[name]
+
+            return answers
+
+        return {name: check(name) for name in self.up}
+
+
+@asynccontextmanager
+async def never_connect(runtime: object, mongo: AsyncMongoClient[Document]) -> AsyncIterator[Deps]:
+    raise AssertionError("with overrides, the runtime must not connect anything")
+    yield Deps()  # pragma: no cover - unreachable, makes this a generator
+
+
+def metrics(registry: CollectorRegistry) -> Counter:
+    return Counter("unit_things", "Things counted by the unit test.", registry=registry)
+
+
+@dataclass
+class Served:
+    http: httpx.AsyncClient
+    deps: Deps
+    runtime: ServiceRuntime[ServiceSettings, Deps, Counter]
+
+
+@asynccontextmanager
+async def served(environment: str = "test") -> AsyncIterator[Served]:
+    deps = Deps()
+    runtime = ServiceRuntime(
+        ServiceSettings(environment=environment, auth=AUTH),  # type: ignore[arg-type]
+        metrics=metrics,
+        connect=never_connect,
+        overrides=deps,
+    )
+    app = service_app(runtime, title="unit", description="a service with nothing but ops")
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://svc"
+        ) as http,
+    ):
+        yield Served(http, deps, runtime)
+
+
+@pytest.fixture
+async def svc() -> AsyncIterator[Served]:
+    async with served() as s:
+        yield s
+
+
+def bearer(*scopes: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(AUTH, 'ops', list(scopes))}"}
+
+
+ADMIN = bearer("resources:admin")
+
+
+async def test_healthz_is_200_even_when_every_dependency_is_down(svc: Served) -> None:
+    svc.deps.up = {"kafka": False, "mongodb": False}
+    response = await svc.http.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_readyz_is_200_with_each_check_when_all_answer(svc: Served) -> None:
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"kafka": True, "mongodb": True}}
+
+
+async def test_readyz_is_a_503_problem_naming_what_is_down(svc: Served) -> None:
+    svc.deps.up["mongodb"] = False
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "retry-after" in response.headers
+    body = response.json()
+    assert body["detail"] == "not ready: mongodb unreachable"
+    assert body["checks"] == {"kafka": True, "mongodb": False}
+
+
+async def test_metrics_are_prometheus_text_by_default_and_openmetrics_when_asked(
+    svc: Served,
+) -> None:
+    svc.runtime.metrics.inc(3)
+    text = await svc.http.get("/metrics")
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "unit_things_total 3.0" in text.text
+    open_metrics = await svc.http.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.endswith("# EOF\n")
+
+
+async def test_the_fault_switch_wants_a_token_with_the_admin_scope(svc: Served) -> None:
+    assert (await svc.http.get("/admin/faults")).status_code == 401
+    invalid = await svc.http.get("/admin/faults", headers={"Authorization": "Bearer nope"})
+    assert invalid.status_code == 401
+    assert invalid.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    reader = await svc.http.put(
+        "/admin/faults", headers=bearer("bookings:read"), json={"latency_ms": 5}
+    )
+    assert reader.status_code == 403
+    assert reader.headers["content-type"] == "application/problem+json"
+    assert svc.runtime.faults.settings == OFF
+
+
+async def test_an_admin_switches_faults_on_and_reads_them_back(svc: Served) -> None:
+    response = await svc.http.put(
+        "/admin/faults", headers=ADMIN, json={"error_rate": 0.25, "latency_ms": 10}
+    )
+    assert response.status_code == 200
+    assert response.json()["settings"]["error_rate"] == 0.25
+    body = (await svc.http.get("/admin/faults", headers=ADMIN)).json()
+    assert (body["settings"]["latency_ms"], body["allowed"]) == (10, True)
+    assert svc.runtime.faults.settings.error_rate == 0.25
+
+
+async def test_invalid_fault_settings_are_a_422_problem_naming_the_field(svc: Served) -> None:
+    response = await svc.http.put("/admin/faults", headers=ADMIN, json={"error_rate": 3})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "error_rate"
+    assert svc.runtime.faults.settings == OFF
+
+
+async def test_the_fault_switch_does_not_exist_in_prod() -> None:
+    async with served("prod") as svc:
+        response = await svc.http.put("/admin/faults", headers=ADMIN, json={"latency_ms": 5})
+        assert response.status_code == 404
+        assert "prod" in response.json()["detail"]
+        assert svc.runtime.faults.settings == OFF
+
+
+async def test_the_openapi_document_lists_every_status_of_the_ops_routes(svc: Served) -> None:
+    paths = (await svc.http.get("/openapi.json")).json()["paths"]
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert set(paths["/admin/faults"]["put"]["responses"]) == {"200", "401", "403", "404", "422"}
+    problem = paths["/admin/faults"]["put"]["responses"]["403"]["content"]
+    assert list(problem) == ["application/problem+json"]
