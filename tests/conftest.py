@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -37,6 +37,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bookify.infra import LocalInfra, Service, free_ports
+from shared.mongo import Document
 
 # The services as real processes on top of these servers (e2e and chaos suites).
 pytest_plugins = ["tests.stack"]
@@ -51,7 +52,6 @@ MONGO_IMAGE = "mongo:8"
 Provider = Literal["docker", "local", "external"]
 KAFKA_ONLY: tuple[Service, ...] = ("kafka",)
 MONGO_ONLY: tuple[Service, ...] = ("mongo",)
-Document = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from shared.events import (
     RejectionReason,
     RequestBooking,
     ResourceCreated,
+    encode,
 )
+from shared.messaging import Delivery, Record
 
 WHEN = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -45,4 +47,32 @@ def sample_messages(resource_id: UUID | None = None) -> list[Message]:
         BookingCancelled(
             **event, booking_id=booking, principal="alice", quantity=2, available=10, version=3
         ),
+    ]
+
+
+def record_of(
+    message: Message,
+    *,
+    topic: str = "bookify.commands",
+    partition: int = 2,
+    offset: int = 41,
+    value: bytes | None = None,
+) -> Record:
+    """``message`` as the Kafka record a subscriber gets (``value`` replaces its bytes)."""
+    encoded, headers = encode(message, source="test")
+    return Record(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=str(message.partition_key).encode(),
+        value=encoded if value is None else value,
+        headers=[(k, v.encode()) for k, v in headers.items()],
+    )
+
+
+def deliveries(*messages: Message, topic: str = "bookify.commands") -> list[Delivery]:
+    """A batch as a subscriber hands it to ``BatchHandler.many``: consecutive offsets."""
+    return [
+        Delivery(record_of(m, topic=topic, partition=0, offset=i), m)
+        for i, m in enumerate(messages)
     ]

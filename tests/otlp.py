@@ -29,6 +29,8 @@ class Span:
     kind: str
     service: str
     attributes: dict[str, Any]
+    links: tuple[str, ...] = ()
+    """The span ids this span links to (a batch's members link to the span that wrote it)."""
 
 
 def _value(v: AnyValue) -> Any:
@@ -83,6 +85,7 @@ class OtlpReceiver:
                             kind=ProtoSpan.SpanKind.Name(s.kind).removeprefix("SPAN_KIND_"),
                             service=service,
                             attributes={a.key: _value(a.value) for a in s.attributes},
+                            links=tuple(link.span_id.hex() for link in s.links),
                         )
                     )
         with self._lock:
@@ -91,6 +94,11 @@ class OtlpReceiver:
     def trace(self, trace_id: str) -> list[Span]:
         with self._lock:
             return [s for s in self._spans if s.trace_id == trace_id]
+
+    def children_of(self, span_id: str) -> list[Span]:
+        """The spans whose parent is ``span_id``, in whichever trace they are."""
+        with self._lock:
+            return [s for s in self._spans if s.parent_span_id == span_id]
 
     def __enter__(self) -> OtlpReceiver:
         self._thread.start()

@@ -20,8 +20,8 @@ import pytest
 
 from bookify.infra.process import free_ports
 from bookify.platform import Platform, PlatformConfig
-from shared.auth import AuthSettings, mint_token
 from tests.otlp import OtlpReceiver
+from tests.support.auth import bearer
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
 
@@ -80,10 +80,6 @@ def load_stack(
         yield platform
 
 
-def token(sub: str, scope: str = "bookings:read bookings:write") -> str:
-    return mint_token(AuthSettings(), sub, scope.split())
-
-
 @dataclass
 class Api:
     """A thin client for the public API, acting as one principal or another."""
@@ -92,7 +88,7 @@ class Api:
 
     @staticmethod
     def auth(sub: str, scope: str = "bookings:read bookings:write") -> dict[str, str]:
-        return {"Authorization": f"Bearer {token(sub, scope)}"}
+        return bearer(sub, scope)
 
     async def create_resource(self, capacity: int, name: str = "e2e hall") -> str:
         response = await self.http.post(

@@ -31,6 +31,10 @@ func main() {
 	// FerretDB logs every failed command at WARN, including the endSessions each PyMongo
 	// client sends on close (sessions are unsupported in v1), so ERROR keeps logs useful.
 	logLevel := flag.String("log-level", "error", "debug, info, warn or error")
+	// FerretDB opens SQLite in WAL mode. synchronous=normal fsyncs the WAL at checkpoints
+	// instead of at every commit: a commit survives a crash of this process (kill -9), and
+	// only an OS crash or power loss may roll back the last ones. "full" syncs every commit.
+	synchronous := flag.String("synchronous", "normal", "SQLite synchronous pragma: normal or full")
 	flag.Parse()
 
 	var level slog.Level
@@ -38,9 +42,12 @@ func main() {
 		log.Fatalf("-log-level: %v", err)
 	}
 
+	if *synchronous != "normal" && *synchronous != "full" {
+		log.Fatalf("-synchronous: %q is neither normal nor full", *synchronous)
+	}
 	sqliteURL := "file:./?mode=memory"
 	if *dir != "" {
-		sqliteURL = "file:" + *dir + "/"
+		sqliteURL = "file:" + *dir + "/?_pragma=synchronous(" + *synchronous + ")"
 	}
 
 	f, err := ferretdb.New(&ferretdb.Config{

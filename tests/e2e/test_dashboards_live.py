@@ -23,7 +23,7 @@ from bookify.infra.process import free_ports
 from bookify.observe import LocalPrometheus
 from bookify.platform import Platform
 from tests.observability.promql import Query, all_queries, metric_names
-from tests.stack import token
+from tests.support.auth import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def prometheus(stack: Platform, tmp_path: Path) -> Iterator[tuple[LocalPrometheu
 
 def inject_faults(stack: Platform, gateway: dict[str, Any], booking: dict[str, Any]) -> None:
     """Gateway: a share of 5xx answers; booking: a share of failing handler attempts."""
-    headers = {"Authorization": f"Bearer {token('ops', 'resources:admin')}"}
+    headers = bearer("ops", "resources:admin")
     for url, settings in (
         (f"{stack['gateway'].url}/v1/admin/faults", gateway),
         (f"{stack['booking'].url}/admin/faults", booking),

@@ -21,7 +21,7 @@ import pytest
 
 from bookify.infra.process import free_ports
 from bookify.platform import Platform
-from tests.stack import token
+from tests.support.auth import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ def set_gateway_faults(stack: Platform, settings: dict[str, Any]) -> dict[str, A
     response = httpx.put(
         f"{stack['gateway'].url}/v1/admin/faults",
         json=settings,
-        headers={"Authorization": f"Bearer {token('smoke-ops', 'resources:admin')}"},
+        headers=bearer("smoke-ops", "resources:admin"),
         timeout=5,
     )
     assert response.status_code == 200, response.text
@@ -253,7 +253,7 @@ def test_error_shape_counts_expected_4xx_as_success_and_injected_5xx_as_failure(
     assert last_recovery["errors"] == 0  # faults switched off again
     state = httpx.get(
         f"{stack['gateway'].url}/v1/admin/faults",
-        headers={"Authorization": f"Bearer {token('smoke-ops', 'resources:admin')}"},
+        headers=bearer("smoke-ops", "resources:admin"),
         timeout=5,
     ).json()
     assert state["settings"]["error_rate"] == 0

@@ -1,8 +1,12 @@
-"""`bookify bench pipeline`: the booking pipeline under a fixed arrival rate, beside its ceiling.
+"""`bookify bench pipeline | generator`: the booking pipeline under a fixed arrival rate beside
+its ceiling, and the open-model generator beside wrk.
 
-Not a test: it prints figures. The ceiling is a bare FastAPI endpoint that answers 202 and
-does nothing else, served by uvicorn in its own process and driven by the same generator in
-the same run, so the ratio between the two is what the pipeline costs on this machine.
+Not tests: they print figures (``as_dict`` for ``--json``). The ceiling is a bare FastAPI
+endpoint that answers 202 and does nothing else, served by uvicorn in its own process and
+driven by the same generator in the same run, so the ratio between the two is what the
+pipeline costs on this machine. Every request goes through the generator ``bookify load
+--open`` uses (:func:`loadtests.openmodel.run_open_model` and its
+:class:`~loadtests.openmodel.HttpClient`).
 """
 
 from __future__ import annotations
@@ -21,16 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer
 from hdrh.histogram import HdrHistogram
 
 from bookify.infra.process import free_port, spawn, terminate
-from loadtests.openmodel import OpenModelResult, new_histogram, run_open_model
+from loadtests.openmodel import (
+    HttpClient,
+    HttpError,
+    OpenModelResult,
+    new_histogram,
+    run_open_model,
+)
 from shared.auth import AuthSettings, Scope, mint_token
 from shared.settings import Topics
 
 PRINCIPALS = 2_000  # spread over many principals so the per-principal rate limit never bites
+CONNECTIONS = 256  # the generator's keep-alive pool; arrivals beyond it wait inside their latency
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,41 @@ class PipelineFigures:
     rejected: int
     missing: int
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accept": result_dict(self.accept),
+            "accepted_to_decided_ms": percentiles_ms(self.confirm_latency_us),
+            "confirmed": self.confirmed,
+            "rejected": self.rejected,
+            "missing": self.missing,
+        }
 
-def _tokens(count: int) -> list[str]:
+
+def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
+    """p50 .. max in milliseconds; None where nothing was recorded."""
+    points = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9, "max": 100.0}
+    if not histogram.get_total_count():
+        return dict.fromkeys(points)
+    return {k: histogram.get_value_at_percentile(p) / 1000 for k, p in points.items()}
+
+
+def result_dict(r: OpenModelResult) -> dict[str, Any]:
+    return {
+        "rate": r.rate,
+        "duration_s": r.duration,
+        "elapsed_s": r.elapsed,
+        "intended": r.intended,
+        "completed": r.completed,
+        "dropped": r.dropped,
+        "failed": r.failed,
+        "statuses": {str(status): n for status, n in sorted(r.statuses.items())},
+        "throughput": r.throughput,
+        "latency_ms": percentiles_ms(r.latency_us),
+        "schedule_lag_ms": percentiles_ms(r.schedule_lag_us),
+    }
+
+
+def principal_tokens(count: int) -> list[str]:
     auth = AuthSettings()
     return [
         mint_token(auth, f"bench-{i}", [Scope.BOOKINGS_WRITE, Scope.BOOKINGS_READ])
@@ -59,19 +102,20 @@ def _tokens(count: int) -> list[str]:
     ]
 
 
-async def _create_resource(client: httpx.AsyncClient, capacity: int) -> str:
+async def create_resource(client: HttpClient, capacity: int) -> str:
     admin = mint_token(AuthSettings(), "bench-admin", [Scope.RESOURCES_ADMIN, Scope.BOOKINGS_READ])
-    response = await client.post(
+    reply = await client.post(
         "/v1/resources",
         json={"name": "bench", "capacity": capacity},
         headers={"Authorization": f"Bearer {admin}"},
     )
-    response.raise_for_status()
-    return str(response.headers["location"].rsplit("/", 1)[-1])
+    if reply.status >= 400:
+        raise RuntimeError(f"creating the bench resource: {reply.status} {reply.body[:300]!r}")
+    return str(reply.headers["location"].rsplit("/", 1)[-1])
 
 
 async def bench_pipeline(config: BenchConfig, progress: Any = print) -> PipelineFigures:
-    tokens = _tokens(PRINCIPALS)
+    tokens = principal_tokens(PRINCIPALS)
     accepted_at: dict[str, float] = {}
     outcome_at: dict[str, tuple[str, float]] = {}
     consumer = AIOKafkaConsumer(
@@ -97,22 +141,21 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
             if accepting_done.is_set() and accepted_at.keys() <= outcome_at.keys():
                 all_decided.set()
 
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=config.gateway, timeout=30, limits=limits) as client:
+    async with HttpClient(config.gateway, max_connections=CONNECTIONS) as client:
         capacity = int(config.rate * config.duration) + 1
-        resource = await _create_resource(client, min(capacity, 100_000))
+        resource = await create_resource(client, min(capacity, 100_000))
+        await client.warm_up("/healthz")
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(1.0)  # let the watcher's partition assignment settle
 
+        auth = [{"Authorization": f"Bearer {token}"} for token in tokens]
+        body = {"resource_id": resource, "quantity": 1}
+
         async def book(i: int) -> int:
-            response = await client.post(
-                "/v1/bookings",
-                json={"resource_id": resource, "quantity": 1},
-                headers={"Authorization": f"Bearer {tokens[i % PRINCIPALS]}"},
-            )
-            if response.status_code == 202:
-                accepted_at[response.json()["id"]] = time.time()
-            return response.status_code
+            reply = await client.post("/v1/bookings", json=body, headers=auth[i % PRINCIPALS])
+            if reply.status == 202:
+                accepted_at[reply.json()["id"]] = time.time()
+            return reply.status
 
         progress(f"pipeline: {config.rate:g}/s for {config.duration:g} s against {config.gateway}")
         accept = await run_open_model(book, rate=config.rate, duration=config.duration)
@@ -149,10 +192,10 @@ async def ceiling_server(run_dir: Path) -> AsyncIterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+        async with HttpClient(url, timeout=2) as client:
             for _ in range(100):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/healthz")).status_code == 200:
+                with contextlib.suppress(HttpError):
+                    if (await client.get("/healthz")).status == 200:
                         break
                 await asyncio.sleep(0.1)
         yield url
@@ -160,12 +203,8 @@ async def ceiling_server(run_dir: Path) -> AsyncIterator[str]:
         terminate(proc.pid, timeout=5, popen=proc)
 
 
-def _client(url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url,
-        timeout=30,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-    )
+def _client(url: str) -> HttpClient:
+    return HttpClient(url, max_connections=CONNECTIONS)
 
 
 async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
@@ -173,8 +212,9 @@ async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenMode
         body = {"resource_id": "00000000-0000-0000-0000-000000000000", "quantity": 1}
 
         async def post(_: int) -> int:
-            return (await client.post("/v1/bookings", json=body)).status_code
+            return (await client.post("/v1/bookings", json=body)).status
 
+        await client.warm_up("/healthz")
         return await run_open_model(post, rate=rate, duration=duration)
 
 
@@ -194,6 +234,25 @@ class GeneratorFigures:
             self.wrk_requests / self.wrk_cpu_s if self.wrk_cpu_s else 0.0,
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        open_per_core, wrk_per_core = self.per_core()
+        return {
+            "rate": self.rate,
+            "open_model": {
+                **result_dict(self.open_model),
+                "cpu_s": self.open_model_cpu_s,
+                "requests_per_core": open_per_core,
+            },
+            "wrk": {
+                "requests": self.wrk_requests,
+                "seconds": self.wrk_seconds,
+                "requests_per_s": self.wrk_requests / self.wrk_seconds if self.wrk_seconds else 0.0,
+                "cpu_s": self.wrk_cpu_s,
+                "requests_per_core": wrk_per_core,
+            },
+            "open_model_over_wrk_per_core": open_per_core / wrk_per_core if wrk_per_core else None,
+        }
+
 
 def _cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
@@ -212,8 +271,9 @@ async def bench_generator(rate: float, duration: float, run_dir: Path) -> Genera
     async with ceiling_server(run_dir) as url, _client(url) as client:
 
         async def get(_: int) -> int:
-            return (await client.get("/healthz")).status_code
+            return (await client.get("/healthz")).status
 
+        await client.warm_up("/healthz")
         before = _cpu_seconds(resource.RUSAGE_SELF)
         open_model = await run_open_model(get, rate=rate, duration=duration)
         open_cpu = _cpu_seconds(resource.RUSAGE_SELF) - before
@@ -259,6 +319,18 @@ def generator_report(f: GeneratorFigures) -> str:
             else "",
         ]
     )
+
+
+def pipeline_dict(pipeline: PipelineFigures, ceiling: OpenModelResult) -> dict[str, Any]:
+    """What :func:`report` prints, for ``--json``."""
+    a = pipeline.accept
+    return {
+        "pipeline": pipeline.as_dict(),
+        "ceiling": result_dict(ceiling),
+        "throughput_over_ceiling": a.throughput / ceiling.throughput
+        if ceiling.throughput
+        else None,
+    }
 
 
 def report(pipeline: PipelineFigures, ceiling: OpenModelResult) -> str:

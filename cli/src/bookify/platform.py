@@ -23,6 +23,7 @@ import httpx
 from bookify.infra.errors import StartupError
 from bookify.infra.fsutil import tail
 from bookify.infra.process import ensure_port_free, spawn, terminate
+from shared.readmodel import DEFAULT_VIEWS_DB
 
 ServiceName = Literal["booking", "consumer", "gateway"]
 # Start order: the deciders first, so the gateway's first command has somewhere to go.
@@ -55,8 +56,8 @@ class PlatformConfig:
         if self.db_prefix:
             databases = {
                 "booking": {"DB_NAME": "bookify_booking"},
-                "consumer": {"VIEWS_DB": "bookify_views"},
-                "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": "bookify_views"},
+                "consumer": {"VIEWS_DB": DEFAULT_VIEWS_DB},
+                "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": DEFAULT_VIEWS_DB},
             }[name]
             env.update({f"{p}{k}": f"{self.db_prefix}{v}" for k, v in databases.items()})
         return {**env, **self.extra_env}

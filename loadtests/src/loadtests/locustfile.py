@@ -12,10 +12,10 @@ Who does what:
 
 - the **master** (or the only process, the local runner) seeds resources through the API,
   runs the shape, owns the :class:`~loadtests.recorder.Recorder`, serves ``/metrics`` on
-  :9646, switches fault injection for the error shape's ``faults`` phase, prints progress,
-  and at test stop writes ``runs/<UTC timestamp>-<shape>/`` via ``report.finalize`` and
-  sets the process exit code from the SLO gates (0 pass, 3 SLO breach, 4 regression,
-  5 invalid run);
+  :9646, prints progress and, through a :class:`~loadtests.session.RunSession` per run
+  (what it shares with the open model), switches fault injection for the error shape's
+  ``faults`` phase and at test stop writes ``runs/<UTC timestamp>-<shape>/`` and sets the
+  process exit code from the SLO gates (0 pass, 3 SLO breach, 4 regression, 5 invalid run);
 - **workers** (``--processes N``) get the run id and resource ids from the master in a
   custom message before they spawn users, and ship their request and e2e samples to the
   master once a second (and at stop) in another, so the master's HdrHistograms hold every
@@ -51,8 +51,9 @@ from loadtests.data import (
 )
 from loadtests.exporter import DEFAULT_PORT, LocustCollector, serve
 from loadtests.gates import SloConfig
-from loadtests.recorder import SAMPLES_FILE, Recorder, Sample, locust_sample
-from loadtests.report import finalize
+from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary, Sample, locust_sample
+from loadtests.runner import DEFAULT_SLO
+from loadtests.session import CLOSED_MODEL, FaultPlan, RunSession
 from loadtests.shapes import (
     SHAPES,
     BookifyShape,
@@ -62,8 +63,6 @@ from loadtests.shapes import (
     StepWindow,
     StressShape,
     build_shape,
-    recorder_health,
-    spike_recovery,
 )
 from loadtests.users import CONTEXT, ErrorUser, ShopperUser
 
@@ -75,7 +74,6 @@ gevent: Any = importlib.import_module("gevent")
 EVENTS: Any = events
 
 DATA_MESSAGE, SAMPLES_MESSAGE = "bookify_data", "bookify_samples"
-DEFAULT_SLO = Path(__file__).with_name("slo.default.toml")
 
 __all__ = ["BookifyLoadShape", "ErrorUser", "ShopperUser"]
 
@@ -207,19 +205,15 @@ class WorkerCpu:
 
 
 @dataclass
-class Session:
-    """The master's (or local runner's) state for one locust process."""
+class LocustSession:
+    """The master's (or local runner's) state for one locust process: in the web UI each
+    start/stop is a run of its own, with its own :class:`RunSession`."""
 
     environment: Environment
     run_id: str
     load_shape: BookifyLoadShape
     resources: list[str] = field(default_factory=list)
-    shape: BookifyShape | None = None
-    recorder: Recorder | None = None
-    run_dir: Path | None = None
-    faults: faultctl.FaultController | None = None
-    fault_plan: dict[str, Any] = field(default_factory=dict)
-    fault_log: list[str] = field(default_factory=list)
+    run: RunSession | None = None
     ticker: Any = None
     last_phase: str | None = None
     started_wall: float = 0.0
@@ -237,25 +231,23 @@ class Session:
     def distributed(self) -> bool:
         return isinstance(self.runner, MasterRunner)
 
+    @property
+    def recorder(self) -> Recorder | None:
+        """The current run's recorder; None between runs, so late samples are dropped."""
+        return self.run.recorder if self.run is not None else None
+
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """test_start: new recorder and run folder; tell workers the run's data."""
         options = self.options
         shape = self.load_shape.inner or self.load_shape.configure(options, self)
-        self.shape = shape
-        if options.run_dir and not self.used_run_dir:
-            self.run_dir = Path(options.run_dir)
-            self.used_run_dir = True  # a second start in the web UI gets a fresh folder
-        else:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            self.run_dir = Path(options.runs_root) / f"{stamp}-{shape.name}"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = self._new_run_dir(shape)
         cpu = WorkerCpu(self.runner) if self.distributed else None
-        self.recorder = Recorder(
+        recorder = Recorder(
             window_s=options.window,
             t0=shape.wall_start,
             cpu_clock=cpu,
-            raw_path=self.run_dir / SAMPLES_FILE,
+            raw_path=run_dir / SAMPLES_FILE,
         )
         self.started_wall = time.time()
         _configure_users(self.run_id, self.resources, options)
@@ -263,68 +255,74 @@ class Session:
             self.runner.send_message(
                 DATA_MESSAGE, {"run_id": self.run_id, "resources": self.resources}
             )
-        self.fault_plan = self._fault_plan(shape)
+        faults = FaultPlan.for_shape(
+            shape, options, host=self.environment.host or "", run_id=self.run_id, say=_say
+        )
+        self.run = RunSession(
+            model=CLOSED_MODEL,
+            run_id=self.run_id,
+            host=self.environment.host,
+            shape=shape,
+            recorder=recorder,
+            run_dir=run_dir,
+            faults=faults,
+            say=_say,
+            resources=len(self.resources),
+            principals=options.principals,
+        )
         self.last_phase = None
         self.ticker = gevent.spawn(self._tick_loop)
         _say(
             f"run {self.run_id}: {shape.name} shape, {shape.level:g} users, "
-            f"{shape.duration:g} s; folder {self.run_dir}"
+            f"{shape.duration:g} s; folder {run_dir}"
         )
+
+    def _new_run_dir(self, shape: BookifyShape) -> Path:
+        options = self.options
+        if options.run_dir and not self.used_run_dir:
+            run_dir = Path(options.run_dir)
+            self.used_run_dir = True  # a second start in the web UI gets a fresh folder
+        else:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            run_dir = Path(options.runs_root) / f"{stamp}-{shape.name}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
 
     def stop(self) -> None:
         """test_stop: finalize the run folder and set the exit code."""
-        if self.recorder is None or self.run_dir is None or self.shape is None:
+        run = self.run
+        if run is None:
             return
         if self.ticker is not None:
             self.ticker.kill(block=True)
             self.ticker = None
-        self._faults_off()
-        recorder, run_dir, shape = self.recorder, self.run_dir, self.shape
-        self.recorder = None
-        recorder.set_phase(shape.phase)
-        recorder.stop()
-        meta = self._meta(shape, recorder)
-        slo = _slo(self.options)
-        baseline = Path(self.options.baseline) if self.options.baseline else None
-        outcome = finalize(
-            run_dir,
-            recorder,
-            slo=slo,
-            baseline_dir=baseline,
-            title=f"Bookify load test: {shape.name}",
-            meta=meta,
+        self.run = None  # from here on, samples have no run to go to
+        run.recorder.set_phase(run.shape.phase)
+        options = self.options
+        shape = run.shape
+        outcome = run.finish(
+            slo=_slo(options),
+            baseline=Path(options.baseline) if options.baseline else None,
+            model_meta={"processes": getattr(options, "processes", None) or 1},
+            done_line=_done_line,
+            capacity_line=_capacity_line(shape) if isinstance(shape, StressShape) else None,
         )
-        summary = recorder.summary()
-        total = summary.total
-        _say(
-            f"done: {total.count} requests, {total.rps:.1f} req/s, p95 {total.p95:.1f} ms, "
-            f"errors {total.error_ratio:.2%}"
-            + (f", e2e p95 {summary.e2e.p95:.0f} ms" if summary.e2e else "")
-        )
-        if isinstance(shape, StressShape):
-            _say(_capacity_line(shape))
-        if meta.get("recovery_s") is not None:
-            _say(f"spike recovery: p95 back to baseline {meta['recovery_s']:.0f} s after the spike")
-        _say(f"{outcome.headline} (exit code {int(outcome.exit_code)})")
-        for reason in outcome.reasons:
-            _say(f"  - {reason}")
-        _say(f"report: {run_dir / 'report.html'}")
         self.environment.process_exit_code = int(outcome.exit_code)
-        self.run_dir = None
 
     # ------------------------------------------------------------ background
     def _tick_loop(self) -> None:
         next_progress = time.monotonic() + self.options.progress_every
         while True:
             gevent.sleep(1.0)
-            recorder, shape = self.recorder, self.shape
-            if recorder is None or shape is None:
+            run = self.run
+            if run is None:
                 return
+            recorder, shape = run.recorder, run.shape
             recorder.set_users(int(self.runner.user_count))
             recorder.set_phase(shape.phase)
             recorder.tick()
             if shape.phase != self.last_phase:
-                self._phase_changed(self.last_phase, shape.phase)
+                run.faults.follow_phase(self.last_phase, shape.phase)
                 self.last_phase = shape.phase
             if time.monotonic() >= next_progress:
                 next_progress += self.options.progress_every
@@ -340,90 +338,25 @@ class Session:
             f"p95={p95:6.0f}ms errors={total.fail_ratio:6.2%} ({total.num_failures})"
         )
 
-    # ------------------------------------------------------------ faults
-    def _fault_plan(self, shape: BookifyShape) -> dict[str, Any]:
-        if not isinstance(shape, ErrorShape):
-            return {}
-        spec = self.options.faults or faultctl.DEFAULT_ERROR_PLAN
-        if spec.strip().lower() == "none":
-            return {}
-        plan = faultctl.parse_plan(spec)
-        available = faultctl.targets(
-            self.environment.host or "",
-            booking_url=self.options.booking_url or None,
-            consumer_url=self.options.consumer_url or None,
-        )
-        skipped = sorted(set(plan) - set(available))
-        if skipped:
-            _say(
-                f"faults: no URL for {', '.join(skipped)} (--booking-url/--consumer-url); "
-                "skipping them"
-            )
-        self.faults = faultctl.FaultController(available, self.run_id)
-        return {k: v for k, v in plan.items() if k in available}
-
-    def _phase_changed(self, old: str | None, new: str | None) -> None:
-        if not self.fault_plan:
-            return
-        if new == ErrorShape.FAULT_PHASE:
-            try:
-                assert self.faults is not None
-                self.faults.apply(self.fault_plan)
-                line = "faults on: " + ", ".join(
-                    f"{svc} {s.model_dump(exclude_defaults=True)}"
-                    for svc, s in self.fault_plan.items()
-                )
-            except faultctl.FaultInjectionError as exc:
-                line = f"faults NOT switched on: {exc}"
-            self.fault_log.append(line)
-            _say(line)
-        elif old == ErrorShape.FAULT_PHASE:
-            self._faults_off()
-
-    def _faults_off(self) -> None:
-        if self.faults is None or not self.faults.active:
-            return
-        try:
-            self.faults.reset()
-            line = "faults off"
-        except faultctl.FaultInjectionError as exc:
-            line = f"faults NOT switched off (do it by hand!): {exc}"
-        self.fault_log.append(line)
-        _say(line)
-
-    # ------------------------------------------------------------ report
-    def _meta(self, shape: BookifyShape, recorder: Recorder) -> dict[str, Any]:
-        options = self.options
-        meta: dict[str, Any] = {
-            "run_id": self.run_id,
-            "host": self.environment.host,
-            "model": "closed (Locust users)",
-            "processes": getattr(options, "processes", None) or 1,
-            "shape": shape.describe(),
-            "resources": len(self.resources),
-            "principals": options.principals,
-        }
-        if self.fault_log:
-            meta["faults"] = self.fault_log
-        if isinstance(shape, StressShape):
-            capacity = shape.capacity
-            meta["capacity_users"] = capacity.level if capacity else None
-        if shape.name == "spike":
-            meta["recovery_s"] = spike_recovery(recorder)
-        return meta
-
     # ------------------------------------------------------------ stress evaluation
     def evaluate_step(self, window: StepWindow) -> StepHealth:
-        recorder, shape = self.recorder, self.shape
-        if recorder is None or shape is None or shape.wall_start is None:
+        if self.run is None:
             return StepHealth(0, math.nan, 0.0)
-        since = shape.wall_start + window.start_s
-        health = recorder_health(recorder, since, shape.wall_start + window.end_s)
+        health = self.run.step_health(window)
         _say(
             f"step {window.step} ({window.level:g} users): {health.count} requests, "
             f"p95 {health.p95_ms:.1f} ms, errors {health.error_ratio:.2%}"
         )
         return health
+
+
+def _done_line(summary: RunSummary) -> str:
+    total = summary.total
+    return (
+        f"done: {total.count} requests, {total.rps:.1f} req/s, p95 {total.p95:.1f} ms, "
+        f"errors {total.error_ratio:.2%}"
+        + (f", e2e p95 {summary.e2e.p95:.0f} ms" if summary.e2e else "")
+    )
 
 
 def _capacity_line(shape: StressShape) -> str:
@@ -473,9 +406,9 @@ class BookifyLoadShape(LoadTestShape):
     def __init__(self) -> None:
         self.start_time = time.perf_counter()
         self.inner: BookifyShape | None = None
-        self.session: Session | None = None
+        self.session: LocustSession | None = None
 
-    def configure(self, options: Any, session: Session) -> BookifyShape:
+    def configure(self, options: Any, session: LocustSession) -> BookifyShape:
         self.session = session
         self.inner = build_shape(
             options.shape,
@@ -548,7 +481,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _say(f"error: {exc}")
         sys.exit(1)
     run_id = options.run_id or new_run_id(random.Random())
-    session = Session(environment, run_id, shape)
+    session = LocustSession(environment, run_id, shape)
     shape.configure(options, session)
     _say(f"seeding {options.seed_resources} resources through {host} ...")
     try:
@@ -583,7 +516,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 class _RecorderSink:
     """e2e samples of the local runner's users, into the session's current recorder."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: LocustSession) -> None:
         self.session = session
 
     def record_e2e(self, accepted_at: float, latency_s: float, name: str = "booking") -> None:
@@ -591,7 +524,7 @@ class _RecorderSink:
             recorder.record_e2e(accepted_at, latency_s, name)
 
 
-def _request_handler(session: Session) -> Any:
+def _request_handler(session: LocustSession) -> Any:
     def on_request(**kwargs: Any) -> None:
         if (recorder := session.recorder) is not None:
             recorder.on_locust_request(**kwargs)
@@ -599,7 +532,7 @@ def _request_handler(session: Session) -> Any:
     return on_request
 
 
-def _samples_handler(session: Session) -> Any:
+def _samples_handler(session: LocustSession) -> Any:
     def on_samples(environment: Environment, msg: Any, **_: Any) -> None:
         recorder = session.recorder
         if recorder is None:

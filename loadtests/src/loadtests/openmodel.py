@@ -5,16 +5,29 @@ pool; an arrival that finds the pool full is counted as dropped, not delayed. La
 measured from the *intended* start time, so a stalled server shows up as latency instead of
 silently lowering the offered load (Gil Tene's "coordinated omission"). Locust's users are a
 closed model and its response-time buckets are rounded, hence this module and HdrHistogram.
+
+:class:`HttpClient` is the one HTTP client the generator's users share (``bookify load
+--open`` and ``bookify bench``): aiohttp, chosen by measurement (``bookify bench generator``)
+because httpx spent three quarters of the generator's CPU choosing a pooled connection
+(httpcore checks every connection's socket on every request) and managed ~300 requests per
+CPU-second, where aiohttp manages well over ten times that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Microseconds, 1 µs .. 10 min at 3 significant digits.
 LOWEST_US, HIGHEST_US, DIGITS = 1, 600_000_000, 3
@@ -24,6 +37,99 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
+# ---------------------------------------------------------------------------- the HTTP client
+class HttpError(Exception):
+    """A request that got no HTTP answer: refused, reset, timed out, unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer, read in full (the generator's answers are small); ``headers`` look
+    names up case-insensitively."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HttpClient:
+    """A keep-alive HTTP/1.1 client for one base URL (aiohttp), for use as ``async with``.
+
+    Paths are appended to the base URL, as httpx does: ``http://h/api`` + ``/v1/x`` is
+    ``http://h/api/v1/x``. At most ``max_connections`` connections; a request that finds
+    them all busy waits for one (inside its own latency). ``timeout`` bounds each request,
+    connecting included.
+    """
+
+    def __init__(self, base_url: str, *, max_connections: int = 512, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._errors: tuple[type[BaseException], ...] = ()
+
+    async def __aenter__(self) -> HttpClient:
+        import aiohttp  # here, not at the top: Locust's processes import this module too
+
+        self._errors = (aiohttp.ClientError, TimeoutError, OSError)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=None),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+    ) -> Reply:
+        """``path`` is relative to the base URL; ``json`` or ``content`` is the body."""
+        if self._session is None:
+            raise RuntimeError("use the client as `async with HttpClient(...) as client`")
+        try:
+            async with self._session.request(
+                method, self.base_url + path, headers=headers, json=json, data=content
+            ) as response:
+                return Reply(response.status, response.headers, await response.read())
+        except self._errors as exc:
+            raise HttpError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def warm_up(self, path: str, connections: int = 16) -> None:
+        """Open ``connections`` kept-alive connections (GET ``path``, answers ignored) before a
+        schedule starts, so that its first arrivals do not each open one of their own: at
+        2,000 arrivals/s that pile-up alone costs tens of milliseconds of lag."""
+        count = min(connections, self.max_connections)
+        for _ in range(2):  # the second round runs on the kept-alive connections
+            await asyncio.gather(*(self.get(path) for _ in range(count)), return_exceptions=True)
+
+    async def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Reply:
+        return await self.request("GET", path, headers=headers)
+
+    async def post(
+        self, path: str, *, json: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        return await self.request("POST", path, json=json, headers=headers)
+
+
+# ---------------------------------------------------------------------------- the schedule
 @dataclass
 class OpenModelResult:
     rate: float
@@ -36,9 +142,6 @@ class OpenModelResult:
     latency_us: HdrHistogram = field(default_factory=new_histogram)
     schedule_lag_us: HdrHistogram = field(default_factory=new_histogram)
     elapsed: float = 0.0
-
-    def percentile_ms(self, histogram: HdrHistogram, p: float) -> float:
-        return float(histogram.get_value_at_percentile(p)) / 1000.0
 
     @property
     def throughput(self) -> float:
@@ -54,15 +157,25 @@ async def run_open_model(
 ) -> OpenModelResult:
     """Call ``send(i)`` ``rate`` times a second for ``duration`` seconds; ``send`` returns a status.
 
-    A ``send`` that raises counts as failed (status 0). Waits for in-flight requests at the end.
+    ``latency_us`` counts from each arrival's intended start to its answer;
+    ``schedule_lag_us`` from its intended start to the moment ``send`` is called (or it is
+    dropped), which is when its request goes out, not merely when it was handed to the loop.
+    A ``send`` that raises counts as failed (status 0). Waits for in-flight requests at the
+    end; cancelled, it cancels them. Objects alive at the start are moved out of the cyclic
+    garbage collector's reach (``gc.freeze``): a full collection over a big process (numpy,
+    scipy, pydantic...) pauses the loop for tens of milliseconds, which would show up as
+    scheduling lag and as latency.
     """
+    gc.freeze()
     result = OpenModelResult(rate=rate, duration=duration)
     total = int(rate * duration)
     in_flight: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     start = loop.time()
+    latency, lag = result.latency_us, result.schedule_lag_us
 
     async def one(i: int, intended: float) -> None:
+        lag.record_value(max(1, int((loop.time() - intended) * 1e6)))
         status = 0
         try:
             status = await send(i)
@@ -70,22 +183,26 @@ async def run_open_model(
             result.failed += 1
         result.statuses[status] += 1
         result.completed += 1
-        result.latency_us.record_value(max(1, int((loop.time() - intended) * 1e6)))
+        latency.record_value(max(1, int((loop.time() - intended) * 1e6)))
 
-    for i in range(total):
-        intended = start + i / rate
-        delay = intended - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        result.intended += 1
-        result.schedule_lag_us.record_value(max(1, int((loop.time() - intended) * 1e6)))
-        if len(in_flight) >= max_in_flight:
-            result.dropped += 1
-            continue
-        task = asyncio.create_task(one(i, intended))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    if in_flight:
-        await asyncio.wait(in_flight)
+    try:
+        for i in range(total):
+            intended = start + i / rate
+            delay = intended - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(in_flight) >= max_in_flight:
+                lag.record_value(max(1, int((loop.time() - intended) * 1e6)))
+                result.dropped += 1
+                continue
+            task = loop.create_task(one(i, intended))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        result.intended = total
+        if in_flight:
+            await asyncio.wait(in_flight)
+    finally:
+        for task in in_flight:
+            task.cancel()
     result.elapsed = loop.time() - start
     return result

@@ -20,9 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
-from loadtests import faultctl
 from loadtests.data import (
     DECIDED,
     TERMINAL,
@@ -40,21 +37,17 @@ from loadtests.data import (
     seed_resources,
 )
 from loadtests.gates import ExitCode, SloConfig
-from loadtests.openmodel import OpenModelResult, run_open_model
-from loadtests.recorder import SAMPLES_FILE, Recorder
-from loadtests.report import finalize
+from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run_open_model
+from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary
 from loadtests.runner import LoadOptions, Say
+from loadtests.session import OPEN_MODEL, FaultPlan, RunSession
 from loadtests.shapes import (
     BookifyShape,
     ErrorShape,
     Segment,
-    StepHealth,
     StepSlo,
-    StepWindow,
     StressShape,
     build_shape,
-    recorder_health,
-    spike_recovery,
 )
 from loadtests.users import (
     BOOKINGS,
@@ -86,11 +79,11 @@ class Live:
 
 
 class OpenClient:
-    """The shop's flows as single arrivals for the open model (httpx, asyncio)."""
+    """The shop's flows as single arrivals for the open model (asyncio)."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         pools: Pools,
         recorder: Recorder,
         *,
@@ -127,14 +120,14 @@ class OpenClient:
         *,
         ok: Callable[[int], bool],
         **kwargs: Any,
-    ) -> httpx.Response | None:
+    ) -> Reply | None:
         try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.HTTPError:
+            reply = await self.http.request(method, path, **kwargs)
+        except HttpError:
             self._record(f"{method} {name}", start, False, 0)
             return None
-        self._record(f"{method} {name}", start, ok(response.status_code), response.status_code)
-        return response
+        self._record(f"{method} {name}", start, ok(reply.status), reply.status)
+        return reply
 
     async def arrival(self, intended: float) -> int:
         """One arrival at wall time ``intended``; latency counts from then."""
@@ -161,9 +154,9 @@ class OpenClient:
                 "POST", BOOKINGS, BOOKINGS, intended, ok=lambda s: s == 202, json=body,
                 headers={**headers, "Idempotency-Key": idempotency_key(rng)},
             )  # fmt: skip
-            if r is not None and r.status_code == 202:
+            if r is not None and r.status == 202:
                 self._follow(str(r.json()["id"]), headers, time.time())
-        return r.status_code if r is not None else 0
+        return r.status if r is not None else 0
 
     async def _error(self, intended: float, rng: random.Random) -> int:
         case: ErrorCase = pick_error_case(error_cases(self.pools.resource(rng), rng), rng)
@@ -173,7 +166,7 @@ class OpenClient:
             case.method, case.path, case.request_name, intended,
             ok=lambda s: is_expected(s, case.expected), content=case.body, headers=headers,
         )  # fmt: skip
-        return r.status_code if r is not None else 0
+        return r.status if r is not None else 0
 
     def _follow(self, booking_id: str, headers: dict[str, str], accepted_at: float) -> None:
         if len(self.pollers) >= self.max_pollers:
@@ -190,7 +183,7 @@ class OpenClient:
                 "GET", f"/v1/bookings/{booking_id}", ONE_BOOKING, time.time(),
                 ok=lambda s: s == 200, headers=headers,
             )  # fmt: skip
-            if r is None or r.status_code != 200:
+            if r is None or r.status != 200:
                 return
             status = str(r.json().get("status"))
             if status in TERMINAL:
@@ -215,7 +208,7 @@ class OpenClient:
 
 
 def run_open_model_test(options: LoadOptions, say: Say = print) -> int:
-    """The open-model run; returns the exit code of ``report.finalize``."""
+    """The open-model run; returns the exit code of its verdict (``RunSession.finish``)."""
     return int(asyncio.run(_run_open(options, say)))
 
 
@@ -247,13 +240,26 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
         window_s=options.window, t0=shape.wall_start, raw_path=run_dir / SAMPLES_FILE
     )
     live = Live()
-    faults = _open_faults(options, shape, say)
+    run = RunSession(
+        model=OPEN_MODEL,
+        run_id=options.run_id,
+        host=options.host,
+        shape=shape,
+        recorder=recorder,
+        run_dir=run_dir,
+        faults=FaultPlan.for_shape(
+            shape, options, host=options.host, run_id=options.run_id, say=say
+        ),
+        say=say,
+        resources=len(resources),
+        principals=options.principals,
+    )
     say(
         f"open model: {shape.name} at {options.rate:g}/s base for {options.duration:g} s, "
         f"run {options.run_id}, folder {run_dir}"
     )
-    limits = httpx.Limits(max_connections=options.max_in_flight)
-    async with httpx.AsyncClient(base_url=options.host, timeout=30, limits=limits) as http:
+    async with HttpClient(options.host, max_connections=options.max_in_flight) as http:
+        await http.warm_up("/healthz")
         client = OpenClient(
             http,
             pools,
@@ -264,85 +270,65 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
         )
         ticker = asyncio.create_task(_open_ticker(shape, recorder, live, options, say))
         try:
-            results = await _drive(shape, client, recorder, options, faults, say)
+            results = await _drive(run, client, options)
             await client.drain(within=10.0)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            if faults is not None:
-                _faults_off(faults, say)
-    recorder.stop()
+            run.faults.switch_off()  # now, not at finish: a failed run never gets there
     intended = sum(r.intended for r in results)
     dropped = sum(r.dropped for r in results)
     elapsed = max(1e-9, sum(r.duration for r in results))
     intended_rate = intended / elapsed
     achieved_rate = sum(r.completed for r in results) / elapsed
-    meta: dict[str, Any] = {
-        "run_id": options.run_id,
-        "host": options.host,
-        "model": "open (arrival rate)",
-        "shape": shape.describe(),
-        "arrivals": {
-            "intended": intended,
-            "dropped": dropped,
-            "skipped_polls": client.skipped_polls,
-        },
-        "resources": len(resources),
-        "principals": options.principals,
-    }
-    if isinstance(shape, StressShape):
-        capacity = shape.capacity
-        meta["capacity_rate"] = capacity.level if capacity else None
-    if shape.name == "spike":
-        meta["recovery_s"] = spike_recovery(recorder)
-    outcome = finalize(
-        run_dir,
-        recorder,
+
+    def done_line(summary: RunSummary) -> str:
+        total = summary.total
+        return (
+            f"done: {intended} arrivals intended ({intended_rate:.1f}/s), achieved "
+            f"{achieved_rate:.1f}/s, {dropped} dropped; p95 {total.p95:.1f} ms, "
+            f"errors {total.error_ratio:.2%}"
+        )
+
+    outcome = run.finish(
         slo=slo,
-        baseline_dir=options.baseline,
+        baseline=options.baseline,
+        model_meta={
+            "arrivals": {
+                "intended": intended,
+                "dropped": dropped,
+                "skipped_polls": client.skipped_polls,
+            }
+        },
+        done_line=done_line,
+        capacity_line=_capacity_line(shape) if isinstance(shape, StressShape) else None,
         intended_rate=intended_rate,
         achieved_rate=achieved_rate,
-        title=f"Bookify load test: {shape.name} (open model)",
-        meta=meta,
     )
-    total = recorder.summary().total
-    say(
-        f"done: {intended} arrivals intended ({intended_rate:.1f}/s), achieved "
-        f"{achieved_rate:.1f}/s, {dropped} dropped; p95 {total.p95:.1f} ms, "
-        f"errors {total.error_ratio:.2%}"
-    )
-    if isinstance(shape, StressShape):
-        capacity = shape.capacity
-        say(
-            f"capacity: {capacity.level:g} arrivals/s (step {capacity.step})"
-            if capacity
-            else "capacity: not found, even step 1 broke the step SLO"
-        )
-    say(f"{outcome.headline} (exit code {int(outcome.exit_code)})")
-    for reason in outcome.reasons:
-        say(f"  - {reason}")
-    say(f"report: {run_dir / 'report.html'}")
     return outcome.exit_code
 
 
+def _capacity_line(shape: StressShape) -> str:
+    capacity = shape.capacity
+    if capacity is None:
+        return "capacity: not found, even step 1 broke the step SLO"
+    return f"capacity: {capacity.level:g} arrivals/s (step {capacity.step})"
+
+
 async def _drive(
-    shape: BookifyShape,
-    client: OpenClient,
-    recorder: Recorder,
-    options: LoadOptions,
-    faults: faultctl.FaultController | None,
-    say: Say,
+    run: RunSession, client: OpenClient, options: LoadOptions
 ) -> list[OpenModelResult]:
     """Each segment's arrivals start on schedule even while the last segment's tail runs."""
+    shape = run.shape
     assert shape.wall_start is not None
     start = shape.wall_start
 
     async def segment(seg: Segment) -> OpenModelResult:
         await asyncio.sleep(max(0.0, start + seg.start_s - time.time()))
         shape.phase = seg.phase
-        if faults is not None and seg.phase == ErrorShape.FAULT_PHASE:
-            _faults_on(faults, options, say)
+        if seg.phase == ErrorShape.FAULT_PHASE:
+            run.faults.switch_on()
         seg_start = time.time()
         rate = seg.level
 
@@ -352,8 +338,8 @@ async def _drive(
         result = await run_open_model(
             send, rate=rate, duration=seg.end_s - seg.start_s, max_in_flight=options.max_in_flight
         )
-        if faults is not None and seg.phase == ErrorShape.FAULT_PHASE:
-            _faults_off(faults, say)
+        if seg.phase == ErrorShape.FAULT_PHASE:
+            run.faults.switch_off()
         return result
 
     if not isinstance(shape, StressShape):
@@ -369,10 +355,9 @@ async def _drive(
             shape.level_of(step),
         )
         results.append(await segment(seg))
-        window = shape.window_of(step)
-        health = _health(recorder, shape, window)
+        health = run.step_health(shape.window_of(step))
         result = shape.judge_step(step, health)
-        say(
+        run.say(
             f"step {step} ({seg.level:g}/s): {health.count} requests, p95 "
             f"{health.p95_ms:.1f} ms, errors {health.error_ratio:.2%} -> "
             f"{'healthy' if result.healthy else 'BROKEN: ' + result.why}"
@@ -381,13 +366,6 @@ async def _drive(
             break
     shape.phase = None
     return results
-
-
-def _health(recorder: Recorder, shape: BookifyShape, window: StepWindow) -> StepHealth:
-    assert shape.wall_start is not None
-    return recorder_health(
-        recorder, shape.wall_start + window.start_s, shape.wall_start + window.end_s
-    )
 
 
 async def _open_ticker(
@@ -409,40 +387,3 @@ async def _open_ticker(
                 f"[{now - started:5.0f}s] phase={shape.phase or '-':10} rps={rps:7.1f} "
                 f"p95={p95:6.0f}ms errors={errors / count if count else 0:6.2%} ({errors})"
             )
-
-
-def _open_faults(
-    options: LoadOptions, shape: BookifyShape, say: Say
-) -> faultctl.FaultController | None:
-    if not isinstance(shape, ErrorShape) or options.faults.strip().lower() == "none":
-        return None
-    return faultctl.FaultController(
-        faultctl.targets(
-            options.host, booking_url=options.booking_url, consumer_url=options.consumer_url
-        ),
-        options.run_id,
-    )
-
-
-def _faults_on(faults: faultctl.FaultController, options: LoadOptions, say: Say) -> None:
-    plan = faultctl.parse_plan(options.faults or faultctl.DEFAULT_ERROR_PLAN)
-    skipped = sorted(set(plan) - set(faults.available))
-    if skipped:
-        say(f"faults: no URL for {', '.join(skipped)} (--booking-url/--consumer-url); skipping")
-    plan = {k: v for k, v in plan.items() if k in faults.available}
-    try:
-        faults.apply(plan)
-        settings = ", ".join(f"{k} {v.model_dump(exclude_defaults=True)}" for k, v in plan.items())
-        say(f"faults on: {settings}")
-    except faultctl.FaultInjectionError as exc:
-        say(f"faults NOT switched on: {exc}")
-
-
-def _faults_off(faults: faultctl.FaultController, say: Say) -> None:
-    if not faults.active:
-        return
-    try:
-        faults.reset()
-        say("faults off")
-    except faultctl.FaultInjectionError as exc:
-        say(f"faults NOT switched off (do it by hand!): {exc}")

@@ -20,18 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import random
+import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol, TypeVar
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.logging import get_logger
 from shared.settings import Environment
+
+log = get_logger(__name__)
 
 # Where every service serves its switch (the gateway under /v1); see shared.ops.
 ADMIN_PATH = "/admin/faults"
 ALLOWED_ENVIRONMENTS = frozenset({Environment.DEV, Environment.TEST})
+
+
+class KillPoint(StrEnum):
+    """Where a process can be made to die on purpose, each named where its code reaches it."""
+
+    AFTER_APPEND = "after_append"
+    """booking: the batch's ledger entries are stored, none of its events is sent yet."""
 
 
 class FaultSettings(BaseModel):
@@ -49,10 +63,19 @@ class FaultSettings(BaseModel):
     poison_rate: float = Field(
         default=0.0, ge=0, le=1, description="Fraction of messages that fail every attempt."
     )
+    kill_at: KillPoint | None = Field(
+        default=None,
+        description="SIGKILL this process the next time it reaches this point (chaos tests).",
+    )
 
     @property
     def active(self) -> bool:
-        return self.latency_ms > 0 or self.error_rate > 0 or self.poison_rate > 0
+        return (
+            self.latency_ms > 0
+            or self.error_rate > 0
+            or self.poison_rate > 0
+            or self.kill_at is not None
+        )
 
 
 OFF = FaultSettings()
@@ -68,14 +91,6 @@ class InjectedFaultError(RuntimeError):
 
 class InjectedPoisonError(InjectedFaultError):
     """A message chosen as poison: every attempt fails, so it ends in the DLQ."""
-
-
-class _HasId(Protocol):
-    @property
-    def message_id(self) -> Any: ...
-
-
-M = TypeVar("M", bound=_HasId)
 
 
 def _unit_hash(key: str) -> float:
@@ -150,14 +165,15 @@ class FaultSwitch:
         if self.roll_error():
             raise InjectedFaultError("injected transient handler error")
 
-    def wrap(self, handle: Callable[[M], Awaitable[None]]) -> Callable[[M], Awaitable[None]]:
-        """``handle`` with the faults applied before it (keyed by the message id)."""
+    def checkpoint(self, point: KillPoint) -> None:
+        """Die here by SIGKILL if ``kill_at`` names this point: a crash at an exact place.
 
-        async def faulty(message: M) -> None:
-            await self.before_handling(str(message.message_id))
-            await handle(message)
-
-        return faulty
+        The line logged first is how a chaos test proves the kill landed where it claims.
+        """
+        if self._settings.kill_at is point:
+            log.error("fault_kill_point", point=point.value, pid=os.getpid())
+            logging.shutdown()  # flush the line above: nothing runs after SIGKILL
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def state(self) -> dict[str, Any]:
         """The JSON body of ``GET /admin/faults``."""

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -21,12 +21,14 @@ from prometheus_client import CollectorRegistry
 from shared.events import Message
 from shared.faults import FaultSwitch
 from shared.messaging import (
+    BatchHandler,
     DeadLetters,
+    Delivery,
     PolicyMetrics,
     Publish,
     Record,
     RetryPolicy,
-    process_record,
+    process_batch,
 )
 from shared.settings import ServiceSettings, SubscriberSettings
 from shared.telemetry import kafka_middlewares
@@ -74,23 +76,27 @@ def subscribe(
     broker: KafkaBroker,
     settings: SubscriberSettings,
     topic: str,
-    handle: Callable[[Message], Awaitable[None]],
+    handler: BatchHandler,
     *,
     known_types: Mapping[str, type[Message]],
     metrics: PolicyMetrics,
     faults: FaultSwitch,
     title: str,
     description: str,
-) -> DefaultSubscriber:
-    """Subscribe ``handle`` to ``topic`` under the error policy of :mod:`shared.messaging`.
+) -> BatchSubscriber:
+    """Subscribe ``handler`` to ``topic`` in batches, under the policy of :mod:`shared.messaging`.
 
-    The consumer group, offset reset and retry policy come from ``settings``; the DLQ is the
-    settings' ``topics.dlq``. Injected faults (``faults``, off unless switched on in dev or
-    test) run before ``handle`` on every attempt, so they are retried like real failures.
+    Each poll hands over what the partitions have ready, up to ``settings.batch_max_records``
+    (waiting at most ``settings.batch_timeout_ms`` when nothing is), so a quiet topic costs no
+    latency and a busy one is handled a batch at a time: one store write, publishes awaited
+    together, one offset commit. The consumer group, offset reset and retry policy come from
+    ``settings``; the DLQ is ``settings.topics.dlq``. Injected faults (``faults``, off unless
+    switched on in dev or test) run before the handler on every attempt, for each message.
 
-    Ack policy: ``NACK_ON_ERROR`` with auto-commit off, so an offset is committed only after
-    ``process_record`` returned (handled, or dead-lettered); if even the dead-letter publish
-    fails, the record is nacked (the consumer seeks back) and comes again: at-least-once.
+    Ack policy: ``NACK_ON_ERROR`` with auto-commit off, so offsets are committed only after
+    ``process_batch`` returned (every record handled, or dead-lettered); if even a dead-letter
+    publish fails, the batch is nacked (the consumer seeks back) and comes again:
+    at-least-once.
 
     FastStream's JSON decoding is bypassed and its header parsing made lenient on purpose: a
     failure there happens before our policy runs and would nack a poison record forever.
@@ -101,9 +107,12 @@ def subscribe(
         base_delay=settings.retry_base_delay,
         max_delay=settings.retry_max_delay,
     )
-    faulty_handle = faults.wrap(handle)
+    faulty = FaultyHandler(handler, faults)
     subscriber = broker.subscriber(
         topic,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
         group_id=settings.group,
         auto_offset_reset=settings.auto_offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -114,10 +123,10 @@ def subscribe(
     )
 
     @subscriber
-    async def on_record(_: bytes, message: KafkaMessage) -> None:
-        await process_record(
-            to_record(message.raw_message),
-            faulty_handle,
+    async def on_batch(_: Any, message: KafkaMessage) -> None:
+        await process_batch(
+            [to_record(raw) for raw in message.raw_message],
+            faulty,
             known_types=known_types,
             dead_letters=dead_letters,
             policy=policy,
@@ -125,6 +134,23 @@ def subscribe(
         )
 
     return subscriber
+
+
+class FaultyHandler:
+    """``handler`` with the fault switch applied before it, keyed by each message's id."""
+
+    def __init__(self, handler: BatchHandler, faults: FaultSwitch) -> None:
+        self._handler = handler
+        self._faults = faults
+
+    async def __call__(self, message: Message) -> None:
+        await self._faults.before_handling(str(message.message_id))
+        await self._handler(message)
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            await self._faults.before_handling(str(delivery.message.message_id))
+        await self._handler.many(deliveries)
 
 
 def publish_through(broker: KafkaBroker) -> Publish:
@@ -164,12 +190,16 @@ async def parse_leniently(
     try:
         return await original(raw)
     except (UnicodeDecodeError, AttributeError):
-        message = await original(dataclasses.replace(raw, headers=readable_headers(raw.headers)))
+        readable = (
+            tuple(dataclasses.replace(r, headers=readable_headers(r.headers)) for r in raw)
+            if isinstance(raw, tuple)  # a batch
+            else dataclasses.replace(raw, headers=readable_headers(raw.headers))
+        )
+        message = await original(readable)
         message.raw_message = raw
         return message
 
 
-async def raw_body(message: StreamMessage[Any]) -> bytes:
+async def raw_body(message: StreamMessage[Any]) -> Any:
     """Skip FastStream's JSON decoding: shared.events.decode validates the bytes itself."""
-    body: bytes = message.body
-    return body
+    return message.body

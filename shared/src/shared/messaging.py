@@ -30,7 +30,7 @@ from pymongo.errors import ConnectionFailure
 
 from shared.events import MalformedMessageError, Message, decode
 from shared.logging import get_logger
-from shared.telemetry import annotate_span
+from shared.telemetry import annotate_span, consuming
 
 log = get_logger(__name__)
 
@@ -135,6 +135,75 @@ class DeadLetters:
         )
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A decoded message and the record it came in (its headers carry the trace context)."""
+
+    record: Record
+    message: Message
+
+
+class BatchHandler(Protocol):
+    """A handler that can take a whole batch, and one message alone (the fallback path)."""
+
+    async def __call__(self, message: Message) -> None: ...
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle every delivery; idempotent, so a batch that failed halfway may come again."""
+        ...
+
+
+async def process_batch(
+    records: Sequence[Record],
+    handler: BatchHandler,
+    *,
+    known_types: Mapping[str, type[Message]],
+    dead_letters: DeadLetters,
+    policy: RetryPolicy = RetryPolicy(),
+    metrics: PolicyMetrics | None = None,
+) -> None:
+    """Run ``handler.many`` on the decodable records of a batch, under the same policy.
+
+    Malformed records go to the DLQ at once. An outage retries the whole batch without limit.
+    Any other failure falls back to the records one by one (:func:`process_record`), so one
+    bad record is retried and dead-lettered alone while the others are handled: handlers are
+    idempotent, so whatever the failed batch did already is replayed harmlessly.
+    """
+    deliveries: list[Delivery] = []
+    for record in records:
+        try:
+            message = decode(record.header_map, record.value, known_types)
+        except MalformedMessageError as exc:
+            await _give_up(record, exc, dead_letters, metrics)
+        else:
+            deliveries.append(Delivery(record, message))
+    if not deliveries:
+        return
+    outage = 0
+    while True:
+        try:
+            await handler.many(deliveries)
+            return
+        except UNAVAILABLE as exc:
+            outage += 1
+            await _wait_out(exc, outage, policy)
+        except Exception as exc:
+            if metrics is not None:
+                metrics.failed(exc)
+            log.info("batch_failed_one_by_one", error=repr(exc), size=len(deliveries))
+            break
+    for delivery in deliveries:
+        with consuming(delivery.record, delivery.message):
+            await process_record(
+                delivery.record,
+                handler,
+                known_types=known_types,
+                dead_letters=dead_letters,
+                policy=policy,
+                metrics=metrics,
+            )
+
+
 async def process_record(
     record: Record,
     handle: Callable[[Message], Awaitable[None]],
@@ -145,23 +214,16 @@ async def process_record(
     metrics: PolicyMetrics | None = None,
 ) -> None:
     """Run ``handle`` on the decoded record under the policy in this module's docstring."""
-
-    async def give_up(error: BaseException) -> None:
-        await dead_letters.send(record, error)
-        if metrics is not None:
-            metrics.dead_lettered(error)
-
     try:
         message = decode(record.header_map, record.value, known_types)
     except MalformedMessageError as exc:
-        await give_up(exc)
+        await _give_up(record, exc, dead_letters, metrics)
         return
     annotate_span(
         message_type=message.ce_type,
         booking_id=getattr(message, "booking_id", None),
         resource_id=getattr(message, "resource_id", None),
     )
-
     failures = 0
     outage = 0
     while True:
@@ -170,14 +232,30 @@ async def process_record(
             return
         except UNAVAILABLE as exc:
             outage += 1
-            log.warning("dependency_unavailable", error=repr(exc), attempt=outage)
-            await asyncio.sleep(policy.delay(min(outage, 8)) + policy.base_delay)
+            await _wait_out(exc, outage, policy)
         except Exception as exc:
             failures += 1
             if metrics is not None:
                 metrics.failed(exc)
             if failures >= policy.attempts:
-                await give_up(exc)
+                await _give_up(record, exc, dead_letters, metrics)
                 return
             log.info("handler_retry", error=repr(exc), attempt=failures)
             await asyncio.sleep(policy.delay(failures))
+
+
+async def _wait_out(error: BaseException, outage: int, policy: RetryPolicy) -> None:
+    """Back off before trying again through an outage: capped, never given up on."""
+    log.warning("dependency_unavailable", error=repr(error), attempt=outage)
+    await asyncio.sleep(policy.delay(min(outage, 8)) + policy.base_delay)
+
+
+async def _give_up(
+    record: Record,
+    error: BaseException,
+    dead_letters: DeadLetters,
+    metrics: PolicyMetrics | None,
+) -> None:
+    await dead_letters.send(record, error)
+    if metrics is not None:
+        metrics.dead_lettered(error)

@@ -68,7 +68,8 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
-def get_runtime(request: Request) -> ServiceRuntime[Any, Any, Any]:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool (a thread hop each time).
+async def get_runtime(request: Request) -> ServiceRuntime[Any, Any, Any]:
     runtime: ServiceRuntime[Any, Any, Any] = request.app.state.runtime
     return runtime
 
@@ -81,7 +82,9 @@ async def operator(runtime: RuntimeDep, credentials: Credentials) -> Principal:
     return require_scope(authenticate(runtime.settings.auth, credentials), Scope.RESOURCES_ADMIN)
 
 
-def fault_switch(_: Annotated[Principal, Depends(operator)], runtime: RuntimeDep) -> FaultSwitch:
+async def fault_switch(
+    _: Annotated[Principal, Depends(operator)], runtime: RuntimeDep
+) -> FaultSwitch:
     if not runtime.faults.allowed:
         # As if the endpoint did not exist: production has no fault switch.
         environment = runtime.faults.environment.value
@@ -164,7 +167,16 @@ def service_app(
         async with runtime.running():
             yield
 
-    app = FastAPI(title=title, version="1.0.0", description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+        # Off: the gateway's spans come from OpenTelemetry's FastAPIInstrumentor and its RED
+        # metrics from its own middleware (DESIGN §5); FastAPI's native telemetry would do
+        # both again, on every request of every service.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.include_router(ops_routes(faults_path=faults_path))

@@ -17,12 +17,12 @@ Every service (gateway, booking, consumer) is wired the same way:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
-from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -31,14 +31,13 @@ from shared.events import Message
 from shared.faults import FaultSwitch
 from shared.kafka import make_broker, subscribe
 from shared.logging import get_logger
-from shared.messaging import PolicyMetrics
+from shared.messaging import BatchHandler, Delivery, PolicyMetrics
 from shared.mongo import Document, make_mongo_client
 from shared.settings import ServiceSettings, SubscriberSettings
 
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
-Handle = Callable[[Message], Awaitable[None]]
 
 
 class ServiceDeps(Protocol):
@@ -87,32 +86,28 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
         self._overrides = overrides
         self._deps: DepsT | None = None
         # Each subscriber's handler, built from the deps when they are connected.
-        self._handler_factories: list[Callable[[DepsT], Handle]] = []
-        self._handlers: list[Handle] = []
+        self._handler_factories: list[Callable[[DepsT], BatchHandler]] = []
+        self._handlers: list[BatchHandler] = []
 
     def subscribe(
         self: ServiceRuntime[SubscriberSettingsT, DepsT, MetricsT],
         topic: str,
-        handler_for: Callable[[DepsT], Handle],
+        handler_for: Callable[[DepsT], BatchHandler],
         *,
         known_types: Mapping[str, type[Message]],
         metrics: PolicyMetrics,
         title: str,
         description: str,
-    ) -> DefaultSubscriber:
+    ) -> BatchSubscriber:
         """Subscribe to ``topic`` (:func:`shared.kafka.subscribe`); ``handler_for(deps)`` builds
         the handler once the deps exist, so a handler never sees a store that is not open."""
         index = len(self._handler_factories)
         self._handler_factories.append(handler_for)
-
-        async def handle(message: Message) -> None:
-            await self._handler(index)(message)
-
         return subscribe(
             self.broker,
             self.settings,
             topic,
-            handle,
+            _Started(lambda: self._handler(index)),
             known_types=known_types,
             metrics=metrics,
             faults=self.faults,
@@ -120,7 +115,7 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
             description=description,
         )
 
-    def _handler(self, index: int) -> Handle:
+    def _handler(self, index: int) -> BatchHandler:
         if index >= len(self._handlers):
             raise NotStartedError(f"{self.settings.service_name} got a message before it started")
         return self._handlers[index]
@@ -183,6 +178,19 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
                 return await check()
         except Exception:  # a probe answers "not ready", it never fails the request
             return False
+
+
+class _Started:
+    """The handler the runtime built from its deps, looked up on every call."""
+
+    def __init__(self, current: Callable[[], BatchHandler]) -> None:
+        self._current = current
+
+    async def __call__(self, message: Message) -> None:
+        await self._current()(message)
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        await self._current().many(deliveries)
 
 
 async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:

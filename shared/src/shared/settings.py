@@ -76,6 +76,12 @@ class SubscriberSettings(ServiceSettings):
     retry_attempts: int = Field(default=5, ge=1, description="Handler tries before the DLQ.")
     retry_base_delay: float = Field(default=0.05, ge=0)
     retry_max_delay: float = Field(default=5.0, ge=0)
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="Most records handled as one batch."
+    )
+    batch_timeout_ms: int = Field(
+        default=100, ge=1, description="How long a poll waits for records when none are ready."
+    )
 
     @property
     def group(self) -> str:

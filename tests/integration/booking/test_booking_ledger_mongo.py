@@ -222,3 +222,57 @@ async def test_the_unique_indexes_exist(
     indexes = await mongo_db["ledger"].index_information()
     assert indexes["op_key"].get("unique") is True
     assert indexes["resource_seq"].get("unique") is True
+
+
+def chain(head: LedgerEntry, count: int) -> list[LedgerEntry]:
+    """``count`` bookings decided one after another in memory, as a batch decides them."""
+    entries = []
+    for _ in range(count):
+        head = booked(head)
+        entries.append(head)
+    return entries
+
+
+async def test_a_batch_is_appended_in_one_insert_and_every_entry_is_findable(
+    ledger: MongoLedgerRepository,
+) -> None:
+    first = created(capacity=10)
+    batch = [first, *chain(first, 4)]
+
+    assert await ledger.append_many(batch) == 5
+
+    for entry in batch:
+        assert await ledger.get(entry.resource_id, entry.seq) == entry
+        assert await ledger.find_by_op_key(entry.op_key) == entry
+    assert await find_head(ledger, first.resource_id) == batch[-1]
+
+
+async def test_a_batch_stops_at_the_first_seq_another_writer_took(
+    ledger: MongoLedgerRepository,
+) -> None:
+    first = created(capacity=10)
+    await ledger.append(first)
+    ours = chain(first, 4)  # seqs 2 to 5
+    theirs = booked(ours[0])  # another worker's booking got seq 3 first
+    await ledger.append(theirs)
+
+    stored = await ledger.append_many(ours)
+
+    assert stored == 1  # seq 2; then seq 3 is refused, and nothing after it is written
+    assert await ledger.get(first.resource_id, 2) == ours[0]
+    assert await ledger.get(first.resource_id, 3) == theirs
+    assert await ledger.get(first.resource_id, 4) is None
+    assert await ledger.find_by_op_key(ours[2].op_key) is None
+
+
+async def test_a_batch_stops_at_an_operation_already_recorded(
+    ledger: MongoLedgerRepository,
+) -> None:
+    first = created(capacity=10)
+    decided = booked(first)
+    await ledger.append_many([first, decided])
+    # The same booking decided again at a fresher seq (a redelivery after the head moved).
+    again = replace(decided, seq=decided.seq + 1)
+
+    assert await ledger.append_many([again, booked(again)]) == 0
+    assert await find_head(ledger, first.resource_id) == decided

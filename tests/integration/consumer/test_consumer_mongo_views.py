@@ -6,25 +6,19 @@ update filters are held to exactly the rules the in-memory fake applies.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from consumer.adapters.mongo import MongoViewRepository
-from consumer.domain import (
-    BookingStatus,
-    BookingView,
-    Notification,
-    ResourceChange,
-    ResourceDetails,
-)
+from consumer.domain import BookingStatus, Notification
+from shared.readmodel import BOOKINGS, RESOURCES
+from tests.support.builders import LATER, T0, booking, change
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-LATER = T0 + timedelta(seconds=5)
 C, R, X = BookingStatus.CONFIRMED, BookingStatus.REJECTED, BookingStatus.CANCELLED
 
 
@@ -33,24 +27,6 @@ async def repo(mongo_db: AsyncDatabase[dict[str, Any]]) -> MongoViewRepository:
     views = MongoViewRepository(mongo_db)
     await views.ensure_indexes()
     return views
-
-
-def booking(status: BookingStatus, *, at: datetime = T0) -> BookingView:
-    return BookingView(
-        booking_id="b-1",
-        principal="alice",
-        resource_id="r-1",
-        quantity=2,
-        status=status,
-        reason="sold_out" if status is R else None,
-        accepted_at=at,
-        updated_at=at,
-    )
-
-
-def change(version: int, available: int, *, named: bool = False) -> ResourceChange:
-    details = ResourceDetails("Hall A", 10, T0) if named else None
-    return ResourceChange("r-1", available, version, LATER, details)
 
 
 async def test_documents_have_the_documented_shapes(
@@ -63,7 +39,7 @@ async def test_documents_have_the_documented_shapes(
     )
     await repo.mark_processed("e-1", "bookify.booking.confirmed.v1", LATER)
 
-    assert await mongo_db["resources"].find_one({"_id": "r-1"}) == {
+    assert await mongo_db[RESOURCES].find_one({"_id": "r-1"}) == {
         "_id": "r-1",
         "name": "Hall A",
         "capacity": 10,
@@ -72,7 +48,7 @@ async def test_documents_have_the_documented_shapes(
         "created_at": T0,
         "updated_at": LATER,
     }
-    assert await mongo_db["bookings"].find_one({"_id": "b-1"}) == {
+    assert await mongo_db[BOOKINGS].find_one({"_id": "b-1"}) == {
         "_id": "b-1",
         "principal": "alice",
         "resource_id": "r-1",
@@ -123,7 +99,7 @@ async def test_booking_status_only_moves_forward(
     if stored:
         assert await repo.apply_booking(booking(stored))
 
-    written = await repo.apply_booking(booking(incoming, at=LATER))
+    written = await repo.apply_booking(booking(incoming, accepted_at=LATER))
 
     view = await repo.get_booking("b-1")
     assert view is not None
@@ -134,9 +110,9 @@ async def test_booking_status_only_moves_forward(
 async def test_cancellation_keeps_the_acceptance_time_of_the_booking(
     repo: MongoViewRepository,
 ) -> None:
-    await repo.apply_booking(booking(C, at=T0))
+    await repo.apply_booking(booking(C, accepted_at=T0))
 
-    await repo.apply_booking(booking(X, at=LATER))
+    await repo.apply_booking(booking(X, accepted_at=LATER))
 
     view = await repo.get_booking("b-1")
     assert view is not None
@@ -166,7 +142,7 @@ async def test_booking_before_its_resource_then_late_creation_names_it_without_r
     repo: MongoViewRepository, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
     assert await repo.apply_resource(change(4, 6))
-    unnamed = await mongo_db["resources"].find_one({"_id": "r-1"})
+    unnamed = await mongo_db[RESOURCES].find_one({"_id": "r-1"})
     assert unnamed is not None
     assert (unnamed["name"], unnamed["capacity"], unnamed["created_at"]) == (None, None, None)
 
@@ -204,7 +180,7 @@ async def test_indexes_are_created_once_and_creating_them_again_is_harmless(
 ) -> None:
     await repo.ensure_indexes()
 
-    bookings = await mongo_db["bookings"].index_information()
+    bookings = await mongo_db[BOOKINGS].index_information()
     notifications = await mongo_db["notifications"].index_information()
     assert bookings["principal"]["key"] == [("principal", 1)]
     assert notifications["principal_created_at"]["key"] == [("principal", 1), ("created_at", 1)]
@@ -212,3 +188,48 @@ async def test_indexes_are_created_once_and_creating_them_again_is_harmless(
 
 async def test_ping_answers_when_the_server_does(repo: MongoViewRepository) -> None:
     await repo.ping()
+
+
+async def test_a_bulk_of_resource_changes_takes_new_ones_and_names_unnamed_ones(
+    repo: MongoViewRepository, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    await repo.apply_resource(change(5, 3))  # r-1 first seen through a booking, unnamed
+    others = [replace(change(1, 7, named=True), resource_id=f"r-{i}") for i in (2, 3)]
+
+    taken = await repo.apply_resources([change(2, 9, named=True), *others])
+
+    assert taken == 3  # r-1 named (its version 5 stays), r-2 and r-3 created
+    r1 = await mongo_db[RESOURCES].find_one({"_id": "r-1"})
+    assert r1 is not None
+    assert (r1["name"], r1["available"], r1["version"]) == ("Hall A", 3, 5)
+    for rid in ("r-2", "r-3"):
+        doc = await mongo_db[RESOURCES].find_one({"_id": rid})
+        assert doc is not None
+        assert (doc["name"], doc["available"]) == ("Hall A", 7)
+    unnamed = await repo.apply_resources([replace(change(1, 1), resource_id="r-4")])
+    assert unnamed == 1
+    r4 = await mongo_db[RESOURCES].find_one({"_id": "r-4"})
+    assert r4 is not None
+    assert (r4["name"], r4["capacity"], r4["created_at"]) == (None, None, None)
+
+
+async def test_a_bulk_of_bookings_keeps_every_guard(repo: MongoViewRepository) -> None:
+    await repo.apply_booking(booking(X))
+    fresh = replace(booking(C), booking_id="b-2")
+
+    stored = await repo.apply_bookings([booking(C), fresh])
+
+    assert stored == 1  # b-1 stays cancelled; b-2 is new
+    assert (await repo.get_booking("b-1")) == booking(X)
+    assert (await repo.get_booking("b-2")) == fresh
+
+
+async def test_marking_a_batch_processed_says_which_events_are_new(
+    repo: MongoViewRepository,
+) -> None:
+    await repo.mark_processed("e-1", "t", LATER)
+
+    new = await repo.mark_processed_many([("e-1", "t"), ("e-2", "t"), ("e-3", "t")], LATER)
+
+    assert new == {"e-2", "e-3"}
+    assert await repo.mark_processed_many([("e-2", "t")], LATER) == set()

@@ -24,11 +24,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from consumer.app import create_app
 from consumer.config import ConsumerSettings
 from shared.events import BookingConfirmed, Event, ResourceCreated, encode
+from shared.mongo import Document
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-Document = dict[str, Any]
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 30.0) -> T:

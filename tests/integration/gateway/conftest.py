@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,17 +14,14 @@ from pymongo import AsyncMongoClient
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from shared.auth import AuthSettings, mint_token
+from shared.auth import AuthSettings
+from tests.support.auth import bearer
 
 SECRET = "integration-test-secret-0123456789abcdef"
 AUTH = AuthSettings(jwt_secret=SECRET)
 
 
-def bearer(sub: str = "alice", scope: str = "bookings:read bookings:write") -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(AUTH, sub, scope.split())}"}
-
-
-ADMIN = bearer("admin", "resources:admin bookings:read")
+ADMIN = bearer("admin", "resources:admin bookings:read", settings=AUTH)
 
 
 @pytest.fixture
@@ -71,7 +69,7 @@ def gateway_factory() -> Callable[..., Any]:
 @pytest.fixture
 def tokens() -> Callable[..., dict[str, str]]:
     """``tokens("alice")`` / ``tokens("admin", "resources:admin")``: Authorization headers."""
-    return bearer
+    return functools.partial(bearer, settings=AUTH)
 
 
 @pytest.fixture

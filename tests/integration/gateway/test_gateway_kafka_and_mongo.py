@@ -18,6 +18,8 @@ from pymongo import AsyncMongoClient
 
 from gateway.config import GatewaySettings
 from shared.events import COMMAND_TYPES, CreateResource, RequestBooking, decode
+from shared.mongo import Document
+from shared.readmodel import BOOKINGS, RESOURCES
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +27,6 @@ pytestmark = pytest.mark.integration
 # would shadow the real ``gateway``), so helpers come from conftest as fixtures.
 Tokens = Callable[..., dict[str, str]]
 GatewayFactory = Callable[..., Any]
-
-Document = dict[str, Any]
 
 
 async def read_commands(settings: GatewaySettings, count: int, within: float = 30.0) -> list[Any]:
@@ -149,6 +149,29 @@ async def test_idempotency_holds_in_mongo_even_for_concurrent_duplicates(
     }
 
 
+async def test_a_retried_key_replays_the_first_202_from_what_mongo_stored(
+    gateway: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    mongo_client: AsyncMongoClient[Document],
+    tokens: Tokens,
+) -> None:
+    resource_id = await create_resource(gateway, tokens)
+    body = {"resource_id": str(resource_id), "quantity": 2}
+    headers = tokens("alice") | {"Idempotency-Key": "order-43"}
+
+    first = await gateway.post("/v1/bookings", json=body, headers=headers)
+    retry = await gateway.post("/v1/bookings", json=body, headers=headers)
+
+    assert first.status_code == retry.status_code == 202, retry.text
+    assert retry.text == first.text  # accepted_at survives MongoDB's millisecond precision
+    assert retry.headers["location"] == first.headers["location"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    # Answered is told by the accepted record: the reservation is written once, never updated.
+    [reservation] = await mongo_client[gateway_settings.db_name]["idempotency"].find().to_list()
+    assert reservation["entity_id"] == first.json()["id"]
+    assert "response" not in reservation
+
+
 async def test_reads_come_from_the_consumers_views(
     gateway: httpx.AsyncClient,
     gateway_settings: GatewaySettings,
@@ -158,7 +181,7 @@ async def test_reads_come_from_the_consumers_views(
     views = mongo_client[gateway_settings.views_db]
     now = datetime.now(UTC)
     resource_ids = sorted(str(uuid4()) for _ in range(3))
-    await views["resources"].insert_many(
+    await views[RESOURCES].insert_many(
         [
             {"_id": rid, "name": f"R{i}", "capacity": 5, "available": 5 - i, "version": i + 1,
              "created_at": now, "updated_at": now}
@@ -166,7 +189,7 @@ async def test_reads_come_from_the_consumers_views(
         ]
     )  # fmt: skip
     booking_id = str(uuid4())
-    await views["bookings"].insert_one(
+    await views[BOOKINGS].insert_one(
         {"_id": booking_id, "principal": "alice", "resource_id": resource_ids[0], "quantity": 1,
          "status": "rejected", "reason": "sold_out", "accepted_at": now, "updated_at": now}
     )  # fmt: skip
@@ -183,6 +206,30 @@ async def test_reads_come_from_the_consumers_views(
     assert booking.json()["status"] == "rejected"
     assert booking.json()["reason"] == "sold_out"
     assert cancel.status_code == 409
+
+
+async def test_a_resource_seen_only_through_bookings_is_bookable_but_not_shown(
+    gateway: httpx.AsyncClient,
+    gateway_settings: GatewaySettings,
+    mongo_client: AsyncMongoClient[Document],
+    tokens: Tokens,
+) -> None:
+    # What the consumer stores when a booking is projected before its ResourceCreated.
+    resource_id = str(uuid4())
+    await mongo_client[gateway_settings.views_db][RESOURCES].insert_one(
+        {"_id": resource_id, "name": None, "capacity": None, "available": 3, "version": 2,
+         "created_at": None, "updated_at": datetime.now(UTC)}
+    )  # fmt: skip
+
+    resource = await gateway.get(f"/v1/resources/{resource_id}", headers=tokens())
+    listed = (await gateway.get("/v1/resources", headers=tokens())).json()
+    booking = await gateway.post(
+        "/v1/bookings", json={"resource_id": resource_id, "quantity": 1}, headers=tokens("alice")
+    )
+
+    assert resource.status_code == 404, resource.text  # not created yet, not accepted here
+    assert listed == {"items": [], "next_cursor": None}
+    assert booking.status_code == 202, booking.text
 
 
 async def test_readyz_is_200_with_kafka_and_mongo_up(gateway: httpx.AsyncClient) -> None:
@@ -213,7 +260,7 @@ async def test_with_kafka_unreachable_the_gateway_starts_and_writes_are_503(
     )
     resource_id = str(uuid4())
     now = datetime.now(UTC)
-    await mongo_client[settings.views_db]["resources"].insert_one(
+    await mongo_client[settings.views_db][RESOURCES].insert_one(
         {"_id": resource_id, "name": "R", "capacity": 5, "available": 5, "version": 1,
          "created_at": now, "updated_at": now}
     )  # fmt: skip

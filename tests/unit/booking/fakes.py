@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+from prometheus_client import CollectorRegistry
+
 from booking.domain import AlreadyDecided, ConcurrencyConflict, LedgerEntry
+from booking.metrics import BookingMetrics
+from booking.service_layer import CommandHandler
 from shared.events import CancelBooking, CreateResource, Event, RequestBooking
+from shared.messaging import RetryPolicy
+from tests.support.clock import FakeClock
 
 ACCEPTED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-class Clock:
+def ticking_clock() -> FakeClock:
     """Ticks one millisecond per reading, so recorded_at values differ and are predictable."""
-
-    def __init__(self) -> None:
-        self.now = ACCEPTED + timedelta(seconds=1)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
+    return FakeClock(ACCEPTED + timedelta(seconds=1), tick=0.001)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class FakeLedger:
 
     entries: list[LedgerEntry] = field(default_factory=list)
     conflicts: int = 0
+    batch_appends: int = 0
     gets: int = 0
     op_key_lookups: int = 0
     _by_key: dict[tuple[UUID, int], LedgerEntry] = field(default_factory=dict, repr=False)
@@ -69,6 +71,21 @@ class FakeLedger:
             raise ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
         if entry.op_key in self._by_op:
             raise AlreadyDecided(self._by_op[entry.op_key])
+        self._store(entry)
+
+    async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """One ordered insert: stops at the first entry a unique key refuses."""
+        await asyncio.sleep(0)
+        self.batch_appends += 1
+        for stored, entry in enumerate(entries):
+            if (entry.resource_id, entry.seq) in self._by_key or entry.op_key in self._by_op:
+                if (entry.resource_id, entry.seq) in self._by_key:
+                    self.conflicts += 1
+                return stored
+            self._store(entry)
+        return len(entries)
+
+    def _store(self, entry: LedgerEntry) -> None:
         self.entries.append(entry)
         self._by_key[entry.resource_id, entry.seq] = entry
         self._by_op[entry.op_key] = entry
@@ -86,6 +103,19 @@ class FakePublisher:
             self.failures -= 1
             raise ConnectionError("kafka is down")
         self.published.append(event)
+
+    async def send(self, event: Event) -> Awaitable[None]:
+        """Taken in call order; the returned ack fails like publish while Kafka is down."""
+        await asyncio.sleep(0)
+        if self.failures > 0:
+            self.failures -= 1
+            return self._failed()
+        self.published.append(event)
+        return asyncio.sleep(0)
+
+    @staticmethod
+    async def _failed() -> None:
+        raise ConnectionError("kafka is down")
 
 
 def create(resource_id: UUID, capacity: int, *, principal: str = "admin") -> CreateResource:
@@ -123,4 +153,25 @@ def cancel(booking: RequestBooking, *, principal: str | None = None) -> CancelBo
         accepted_at=ACCEPTED,
         booking_id=booking.booking_id,
         resource_id=booking.resource_id,
+    )
+
+
+NO_WAIT = RetryPolicy(attempts=50, base_delay=0.0, max_delay=0.0)
+
+
+def handler_for(
+    ledger: FakeLedger,
+    publisher: FakePublisher,
+    metrics: BookingMetrics | None = None,
+    *,
+    heads_cached: int = 100,
+) -> CommandHandler:
+    """The real decide loop on the fakes, with a ticking clock and no back-off waits."""
+    return CommandHandler(
+        ledger,
+        publisher,
+        metrics or BookingMetrics(CollectorRegistry()),
+        clock=ticking_clock(),
+        backoff=NO_WAIT,
+        heads_cached=heads_cached,
     )

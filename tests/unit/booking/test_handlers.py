@@ -31,35 +31,16 @@ from shared.events import (
     RequestBooking,
     ResourceCreated,
 )
-from shared.messaging import RetryPolicy
 from tests.unit.booking.fakes import (
     ACCEPTED,
-    Clock,
+    NO_WAIT,
     FakeLedger,
     FakePublisher,
     cancel,
     create,
+    handler_for,
     request,
 )
-
-NO_WAIT = RetryPolicy(attempts=50, base_delay=0.0, max_delay=0.0)
-
-
-def handler_for(
-    ledger: FakeLedger,
-    publisher: FakePublisher,
-    metrics: BookingMetrics | None = None,
-    *,
-    heads_cached: int = 100,
-) -> CommandHandler:
-    return CommandHandler(
-        ledger,
-        publisher,
-        metrics or BookingMetrics(CollectorRegistry()),
-        clock=Clock(),
-        backoff=NO_WAIT,
-        heads_cached=heads_cached,
-    )
 
 
 def count(metrics: BookingMetrics, outcome: str) -> float:

@@ -20,7 +20,7 @@ from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
 from shared.events import EVENT_TYPES, BookingConfirmed, Message, decode, encode
 from shared.kafka import parse_leniently, raw_body
-from tests.unit.booking.fakes import Clock, FakeLedger, create, request
+from tests.unit.booking.fakes import FakeLedger, create, request, ticking_clock
 
 
 @dataclass
@@ -50,7 +50,7 @@ async def wired() -> AsyncIterator[Wired]:
     ledger = FakeLedger()
     publisher = KafkaEventPublisher(events_broker, settings.topics.events)
     runtime = bootstrap(
-        settings, overrides=BookingDeps(ledger=ledger, publisher=publisher, clock=Clock())
+        settings, overrides=BookingDeps(ledger=ledger, publisher=publisher, clock=ticking_clock())
     )
     w = Wired(runtime.broker, settings, runtime.metrics, ledger)
 

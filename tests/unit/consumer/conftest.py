@@ -6,7 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.metrics import ConsumerMetrics
-from tests.unit.consumer.fakes import Clock, Events, FakeViewRepository
+from tests.support.clock import FakeClock
+from tests.unit.consumer.fakes import T0, Events, FakeViewRepository
 
 
 @pytest.fixture
@@ -20,8 +21,8 @@ def metrics() -> ConsumerMetrics:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture

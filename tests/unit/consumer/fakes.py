@@ -1,9 +1,10 @@
-"""The consumer unit tests' kit: an in-memory ViewRepository, a clock, event factories."""
+"""The consumer unit tests' kit: an in-memory ViewRepository, event factories."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -42,6 +43,8 @@ class FakeViewRepository:
         self.processed: dict[str, tuple[str, datetime]] = {}
         self.fail_once: dict[str, BaseException] = {}
         self.stale_dedupe = False
+        self.batch_calls = 0
+        self.resource_reads = 0
 
     def _maybe_fail(self, method: str) -> None:
         if (error := self.fail_once.pop(method, None)) is not None:
@@ -80,7 +83,29 @@ class FakeViewRepository:
         self.notifications[notification.event_id] = notification
         return True
 
+    # The batch forms: the same rules, one call each (the Mongo adapter makes them bulks).
+    async def apply_resources(self, changes: Sequence[ResourceChange]) -> int:
+        self.batch_calls += 1
+        return sum([await self.apply_resource(change) for change in changes])
+
+    async def apply_bookings(self, views: Sequence[BookingView]) -> int:
+        self.batch_calls += 1
+        return sum([await self.apply_booking(view) for view in views])
+
+    async def add_notifications(self, notifications: Sequence[Notification]) -> int:
+        self.batch_calls += 1
+        return sum([await self.add_notification(n) for n in notifications])
+
+    async def mark_processed_many(
+        self, events: Sequence[tuple[str, str]], at: datetime
+    ) -> set[str]:
+        self.batch_calls += 1
+        return {
+            event_id for event_id, kind in events if await self.mark_processed(event_id, kind, at)
+        }
+
     async def get_resource(self, resource_id: str) -> ResourceView | None:
+        self.resource_reads += 1
         return self.resources.get(resource_id)
 
     async def get_booking(self, booking_id: str) -> BookingView | None:
@@ -88,19 +113,6 @@ class FakeViewRepository:
 
     async def ping(self) -> None:
         return None
-
-
-@dataclass
-class Clock:
-    """A hand-moved clock, so latencies are exact."""
-
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass

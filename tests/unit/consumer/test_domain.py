@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from consumer.domain import (
     BookingStatus,
-    BookingView,
     ResourceChange,
     ResourceDetails,
     ResourceView,
@@ -20,22 +18,8 @@ from consumer.domain import (
     project,
 )
 from shared.events import RejectionReason
-from tests.unit.consumer.fakes import T0, Events
-
-LATER = T0 + timedelta(seconds=5)
-
-
-def booking(status: BookingStatus, *, accepted_at: datetime = T0) -> BookingView:
-    return BookingView(
-        booking_id="b-1",
-        principal="alice",
-        resource_id="r-1",
-        quantity=2,
-        status=status,
-        reason="sold_out" if status is BookingStatus.REJECTED else None,
-        accepted_at=accepted_at,
-        updated_at=T0,
-    )
+from tests.support.builders import LATER, T0, booking, change
+from tests.unit.consumer.fakes import Events
 
 
 def resource(*, version: int, available: int = 8, name: str | None = "Hall A") -> ResourceView:
@@ -148,11 +132,6 @@ def test_cancelling_keeps_the_time_the_booking_was_accepted() -> None:
 
 
 # ------------------------------------------------------------------ resource version guard
-
-
-def change(version: int, available: int, *, named: bool = False) -> ResourceChange:
-    details = ResourceDetails("Hall A", 10, T0) if named else None
-    return ResourceChange("r-1", available, version, LATER, details)
 
 
 @pytest.mark.parametrize(

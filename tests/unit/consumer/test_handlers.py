@@ -12,14 +12,15 @@ from consumer.domain import BookingStatus
 from consumer.metrics import ConsumerMetrics
 from consumer.service_layer import EventHandler
 from shared.events import RejectionReason
-from tests.unit.consumer.fakes import Clock, Events, FakeViewRepository, sample
+from tests.support.clock import FakeClock
+from tests.unit.consumer.fakes import Events, FakeViewRepository, sample
 
 E2E_COUNT = "bookify_booking_e2e_seconds_count"
 E2E_SUM = "bookify_booking_e2e_seconds_sum"
 
 
 @pytest.fixture
-def handle(views: FakeViewRepository, metrics: ConsumerMetrics, clock: Clock) -> EventHandler:
+def handle(views: FakeViewRepository, metrics: ConsumerMetrics, clock: FakeClock) -> EventHandler:
     return EventHandler(views, metrics, clock=clock)
 
 
@@ -77,7 +78,7 @@ async def test_redelivered_event_changes_nothing_and_is_measured_once(
     handle: EventHandler,
     views: FakeViewRepository,
     metrics: ConsumerMetrics,
-    clock: Clock,
+    clock: FakeClock,
     events: Events,
 ) -> None:
     confirmed = events.confirmed(uuid4())
@@ -98,7 +99,7 @@ async def test_redelivered_event_changes_nothing_and_is_measured_once(
 
 
 async def test_e2e_latency_is_the_time_from_acceptance_to_the_views_being_written(
-    handle: EventHandler, metrics: ConsumerMetrics, clock: Clock, events: Events
+    handle: EventHandler, metrics: ConsumerMetrics, clock: FakeClock, events: Events
 ) -> None:
     clock.advance(0.04)
 
@@ -111,7 +112,7 @@ async def test_e2e_latency_is_the_time_from_acceptance_to_the_views_being_writte
 
 
 async def test_event_accepted_by_a_clock_ahead_of_ours_is_measured_as_zero_not_negative(
-    handle: EventHandler, metrics: ConsumerMetrics, clock: Clock, events: Events
+    handle: EventHandler, metrics: ConsumerMetrics, clock: FakeClock, events: Events
 ) -> None:
     clock.advance(-2)
 
@@ -157,7 +158,7 @@ async def test_crash_between_steps_is_repaired_by_redelivery_and_measured_once(
 
 
 async def test_two_consumers_sharing_a_partition_measure_the_event_once(
-    views: FakeViewRepository, metrics: ConsumerMetrics, clock: Clock, events: Events
+    views: FakeViewRepository, metrics: ConsumerMetrics, clock: FakeClock, events: Events
 ) -> None:
     """A zombie that passed the dedupe check before the other finished still counts nothing."""
     confirmed = events.confirmed(uuid4())

@@ -12,7 +12,8 @@ from httpx import ASGITransport, AsyncClient
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from shared.auth import AuthSettings, mint_token
+from shared.auth import AuthSettings
+from tests.support import auth
 
 from .fakes import Fakes
 
@@ -23,7 +24,7 @@ ALL_SCOPES = "bookings:read bookings:write resources:admin"
 
 
 def bearer(sub: str = "alice", scope: str = ALL_SCOPES) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(AUTH, sub, scope.split())}"}
+    return auth.bearer(sub, scope, settings=AUTH)
 
 
 def settings(**overrides: Any) -> GatewaySettings:

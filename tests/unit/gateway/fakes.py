@@ -1,4 +1,5 @@
-"""Hand-written fakes of the gateway's ports (gateway.ports), given as create_app(overrides=)."""
+"""Hand-written fakes of the gateway's ports (gateway.ports), given as create_app(overrides=),
+and of the one collection method the group inserter uses."""
 
 from __future__ import annotations
 
@@ -8,30 +9,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from pymongo.errors import BulkWriteError, ServerSelectionTimeoutError
+
 from gateway.ports import (
     AcceptedKind,
     AcceptedRecord,
-    BookingView,
     DependencyUnavailableError,
     IdempotencyRecord,
     IdempotencyState,
-    ResourceView,
-    UnsafeDocumentError,
 )
 from gateway.service import GatewayDeps
 from shared.events import Command
-from shared.mongo import unsafe_keys
+from shared.mongo import Document
+from shared.readmodel import BookingStatus, BookingView, ResourceView
+from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
 
 
 @dataclass
@@ -52,12 +45,24 @@ class FakePublisher:
 
 @dataclass
 class FakeViews:
+    """The read model as the consumer stores it (shared.readmodel): ids are strings."""
+
     resources: dict[UUID, ResourceView] = field(default_factory=dict)
     bookings: dict[UUID, BookingView] = field(default_factory=dict)
+    resource_reads: int = 0
 
-    def add_resource(self, resource_id: UUID, *, capacity: int = 10, available: int = 10) -> None:
+    def add_resource(
+        self, resource_id: UUID, *, capacity: int = 10, available: int = 10, named: bool = True
+    ) -> None:
+        """``named=False``: seen only through bookings, before ResourceCreated reached it."""
         self.resources[resource_id] = ResourceView(
-            id=resource_id, name="Hall A", capacity=capacity, available=available, updated_at=NOW
+            resource_id=str(resource_id),
+            name="Hall A" if named else None,
+            capacity=capacity if named else None,
+            available=available,
+            version=1,
+            created_at=NOW if named else None,
+            updated_at=NOW,
         )
 
     def add_booking(
@@ -65,67 +70,82 @@ class FakeViews:
         reason: str | None = None, quantity: int = 2,
     ) -> None:  # fmt: skip
         self.bookings[booking_id] = BookingView(
-            id=booking_id,
+            booking_id=str(booking_id),
             principal=principal,
-            resource_id=resource_id,
+            resource_id=str(resource_id),
             quantity=quantity,
-            status=status,
+            status=BookingStatus(status),
             reason=reason,
             accepted_at=NOW,
             updated_at=NOW + timedelta(seconds=1),
         )
 
     async def get_resource(self, resource_id: UUID) -> ResourceView | None:
+        self.resource_reads += 1
         return self.resources.get(resource_id)
 
     async def list_resources(self, *, after: UUID | None, limit: int) -> list[ResourceView]:
-        ordered = sorted(self.resources.values(), key=lambda r: str(r.id))
+        ordered = sorted(self.resources.values(), key=lambda r: r.resource_id)
         if after is not None:
-            ordered = [r for r in ordered if str(r.id) > str(after)]
+            ordered = [r for r in ordered if r.resource_id > str(after)]
         return ordered[:limit]
 
     async def get_booking(self, booking_id: UUID) -> BookingView | None:
         return self.bookings.get(booking_id)
 
 
+def _mongo_down() -> DependencyUnavailableError:
+    return DependencyUnavailableError("mongodb", "ServerSelectionTimeoutError")
+
+
 @dataclass
 class FakeAccepted:
+    """``fail=True`` acts like an unreachable MongoDB; ``writes``/``reads`` count round trips."""
+
     records: dict[UUID, AcceptedRecord] = field(default_factory=dict)
+    fail: bool = False
+    writes: int = 0
+    reads: int = 0
 
     async def record(self, record: AcceptedRecord) -> None:
+        self.writes += 1
+        if self.fail:
+            raise _mongo_down()
         self.records.setdefault(record.id, record)
 
     async def get(self, entity_id: UUID, kind: AcceptedKind) -> AcceptedRecord | None:
+        self.reads += 1
         rec = self.records.get(entity_id)
         return rec if rec is not None and rec.kind is kind else None
 
 
 @dataclass
 class FakeIdempotency:
-    """Unique by key_id, like the real collection's _id."""
+    """Unique by key_id, like the real collection's _id. ``fail=True``: MongoDB is down."""
 
     records: dict[str, IdempotencyRecord] = field(default_factory=dict)
+    fail: bool = False
+    writes: int = 0
+    reads: int = 0
 
     async def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        self.writes += 1
+        if self.fail:
+            raise _mongo_down()
         if record.key_id in self.records:
+            self.reads += 1  # the real store reads the existing record back
             return self.records[record.key_id]
         self.records[record.key_id] = record
         return None
 
     async def get(self, key_id: str) -> IdempotencyRecord | None:
+        self.reads += 1
         return self.records.get(key_id)
 
-    async def complete(self, key_id: str, *, location: str, response: dict[str, Any]) -> None:
-        if unsafe_keys(response):
-            raise UnsafeDocumentError(str(unsafe_keys(response)))
-        self.records[key_id] = replace(
-            self.records[key_id],
-            state=IdempotencyState.COMPLETED,
-            location=location,
-            response=response,
-        )
-
     async def mark_failed(self, key_id: str) -> None:
+        self.writes += 1
+        if self.fail:
+            raise _mongo_down()
         rec = self.records[key_id]
         if rec.state is IdempotencyState.PENDING:
             self.records[key_id] = replace(rec, state=IdempotencyState.FAILED)
@@ -137,7 +157,7 @@ class Fakes:
     views: FakeViews = field(default_factory=FakeViews)
     accepted: FakeAccepted = field(default_factory=FakeAccepted)
     idempotency: FakeIdempotency = field(default_factory=FakeIdempotency)
-    clock: Clock = field(default_factory=Clock)
+    clock: FakeClock = field(default_factory=lambda: FakeClock(NOW, tick=0.001))
     ready: dict[str, bool] = field(default_factory=lambda: {"mongodb": True, "kafka": True})
 
     def deps(self) -> GatewayDeps:
@@ -157,3 +177,48 @@ class Fakes:
             idempotency_wait_seconds=0.2,
             idempotency_poll_seconds=0.01,
         )
+
+
+@dataclass
+class FakeCollection:
+    """A collection's unordered ``insert_many`` as MongoDB answers it: unique ``_id``, a
+    BulkWriteError naming each failed document by index, the others written."""
+
+    docs: dict[Any, Document] = field(default_factory=dict)
+    calls: list[list[Document]] = field(default_factory=list)
+    outage: bool = False  # raise what PyMongo raises when no server answers
+    invalid: set[Any] = field(default_factory=set)  # _ids refused with a non-duplicate error
+    write_concern_error: bool = False
+    hold: asyncio.Event | None = None  # each insert_many stays in flight until this is set
+    bug: Exception | None = None  # raised once by the next insert_many, as a client bug would
+
+    async def insert_many(self, documents: list[Document], *, ordered: bool) -> object:
+        assert ordered is False, "the group inserter must not let one failure stop the rest"
+        self.calls.append(list(documents))
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.bug is not None:
+            bug, self.bug = self.bug, None
+            raise bug
+        if self.outage:
+            raise ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
+        errors: list[dict[str, Any]] = []
+        for index, doc in enumerate(documents):
+            if doc["_id"] in self.invalid:
+                errors.append({"index": index, "code": 2, "errmsg": "bad value", "op": doc})
+            elif doc["_id"] in self.docs:
+                errors.append(
+                    {"index": index, "code": 11000, "errmsg": "E11000 duplicate key", "op": doc}
+                )
+            else:
+                self.docs[doc["_id"]] = doc
+        concern = [{"code": 64, "errmsg": "waiting for replication timed out"}]
+        if errors or self.write_concern_error:
+            raise BulkWriteError(
+                {
+                    "writeErrors": errors,
+                    "writeConcernErrors": concern if self.write_concern_error else [],
+                    "nInserted": len(documents) - len(errors),
+                }
+            )
+        return None

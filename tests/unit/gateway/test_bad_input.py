@@ -7,15 +7,15 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import httpx
-import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.adapters import safe_document
 from gateway.app import create_app
 from gateway.ports import UnsafeDocumentError
-from shared.auth import AuthSettings, mint_token
+from shared.auth import AuthSettings
 from shared.events import Command
+from tests.support import auth
 
 from .conftest import AUTH, bearer, settings
 from .fakes import Fakes
@@ -256,18 +256,16 @@ async def test_missing_token_is_401_with_bearer_challenge(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def _token(**claims: object) -> str:
-    return jwt.encode(claims, AUTH.jwt_secret.get_secret_value(), algorithm="HS256")
-
-
 @pytest.mark.parametrize(
     "token",
     [
         "garbage",
-        mint_token(AuthSettings(jwt_secret="another-secret-0123456789abcdef0123"), "a", ["x"]),
-        mint_token(AUTH, "alice", ["bookings:read"], ttl=timedelta(seconds=-60)),
-        _token(sub="alice", scope="bookings:read", exp=9999999999),  # no audience
-        _token(sub="alice", aud="bookify", exp=9999999999),  # no scope
+        auth.token(
+            "a", "x", settings=AuthSettings(jwt_secret="another-secret-0123456789abcdef0123")
+        ),
+        auth.token("alice", "bookings:read", settings=AUTH, ttl=timedelta(seconds=-60)),
+        auth.token("alice", "bookings:read", settings=AUTH, aud=None),  # no audience
+        auth.token("alice", settings=AUTH, scope=None),  # no scope
     ],
     ids=["garbage", "wrong-secret", "expired", "no-aud", "no-scope"],
 )

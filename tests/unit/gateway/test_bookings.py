@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import httpx
@@ -86,6 +88,18 @@ async def test_booking_a_just_created_resource_is_accepted(
         "/v1/resources", json={"name": "Hall", "capacity": 5}, headers=bearer()
     )
     resource_id = UUID(created.json()["id"])
+
+    response = await book(client, resource_id)
+
+    assert response.status_code == 202
+
+
+async def test_booking_a_resource_seen_only_through_bookings_is_accepted(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # Its ResourceCreated is not projected yet, but the booking service knows it.
+    resource_id = uuid4()
+    fakes.views.add_resource(resource_id, named=False)
 
     response = await book(client, resource_id)
 
@@ -222,6 +236,134 @@ async def test_retry_after_a_failed_publish_reuses_the_reserved_ids(
     assert response.status_code == 202
     assert response.json()["id"] == str(reservation.entity_id)
     assert fakes.publisher.published[0].command_id == reservation.command_id
+
+
+async def test_a_replay_is_rebuilt_from_the_reservation_once_the_accepted_record_exists(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    first = await book(client, resource_id, key="k-replay")
+    [reservation] = fakes.idempotency.records.values()
+
+    second = await book(client, resource_id, key="k-replay")
+
+    # No "completed" write: the accepted record (written after the ack) says it was answered.
+    assert reservation.state is IdempotencyState.PENDING
+    assert reservation.response is None
+    assert UUID(first.json()["id"]) in fakes.accepted.records
+    assert (second.text, second.headers["location"]) == (first.text, first.headers["location"])
+    assert len(fakes.publisher.published) == 1
+
+
+async def test_a_completed_record_of_an_older_gateway_replays_its_stored_response(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    await book(client, resource_id, key="k-old")
+    [(key_id, reservation)] = fakes.idempotency.records.items()
+    stored = {"id": str(reservation.entity_id), "note": "as the older gateway sent it"}
+    fakes.idempotency.records[key_id] = replace(
+        reservation, state=IdempotencyState.COMPLETED, location="/v1/bookings/x", response=stored
+    )
+
+    response = await book(client, resource_id, key="k-old")
+
+    assert response.status_code == 202
+    assert response.json() == stored
+    assert response.headers["location"] == "/v1/bookings/x"
+
+
+async def test_accepted_at_is_kept_to_the_millisecond_as_mongodb_stores_it(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.clock.tick = timedelta(microseconds=1234)
+
+    body = (await book(client, resource_id, key="k-ms")).json()
+
+    accepted_at = datetime.fromisoformat(body["accepted_at"])
+    assert accepted_at.microsecond % 1000 == 0
+    assert fakes.publisher.published[0].accepted_at == accepted_at
+
+
+# ------------------------------------------------------------------ store round trips
+
+
+async def test_a_resource_once_seen_is_not_read_again_for_the_next_bookings(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    for _ in range(3):
+        assert (await book(client, resource_id)).status_code == 202
+
+    assert fakes.views.resource_reads == 1
+    assert fakes.accepted.reads == 0
+
+
+async def test_a_resource_created_here_is_booked_without_reading_the_store(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    created = await client.post(
+        "/v1/resources", json={"name": "Hall", "capacity": 5}, headers=bearer()
+    )
+
+    response = await book(client, UUID(created.json()["id"]))
+
+    assert response.status_code == 202
+    assert (fakes.views.resource_reads, fakes.accepted.reads) == (0, 0)
+
+
+async def test_an_unknown_resource_is_not_remembered_as_unknown(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    resource_id = uuid4()
+    assert_problem(await book(client, resource_id), 422, "unknown-resource")
+
+    fakes.views.add_resource(resource_id)  # projected a moment later
+
+    assert (await book(client, resource_id)).status_code == 202
+
+
+async def test_a_keyed_booking_of_a_known_resource_costs_two_store_writes_and_no_read(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    await book(client, resource_id)  # the resource is known from now on
+    reads_before = fakes.views.resource_reads
+
+    response = await book(client, resource_id, key="k-lean")
+
+    assert response.status_code == 202
+    assert fakes.views.resource_reads == reads_before
+    # The reservation and the accepted record; nothing updated afterwards.
+    assert (fakes.idempotency.writes, fakes.idempotency.reads) == (1, 0)
+    assert (fakes.accepted.writes, fakes.accepted.reads) == (2, 0)
+
+
+# ------------------------------------------------------------------ MongoDB down
+
+
+async def test_mongo_failing_at_the_reservation_is_a_503_and_nothing_is_published(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.idempotency.fail = True
+
+    response = await book(client, resource_id, key="k-down")
+
+    assert_problem(response, 503, "service-unavailable")
+    assert int(response.headers["retry-after"]) >= 1
+    assert fakes.publisher.published == []
+
+
+async def test_mongo_failing_after_the_ack_is_a_503_and_the_retry_is_the_same_booking(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.accepted.fail = True
+    assert_problem(await book(client, resource_id, key="k-after-ack"), 503)
+    [reservation] = fakes.idempotency.records.values()
+
+    fakes.accepted.fail = False
+    response = await book(client, resource_id, key="k-after-ack")
+
+    # The first command may well be in Kafka: the retry republishes it, same ids.
+    assert response.status_code == 202
+    assert response.json()["id"] == str(reservation.entity_id)
+    assert {c.command_id for c in fakes.publisher.published} == {reservation.command_id}
 
 
 # ------------------------------------------------------------------ Kafka down

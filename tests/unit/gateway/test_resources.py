@@ -65,6 +65,34 @@ async def test_a_resource_in_the_read_model_shows_its_availability(
     assert body["updated_at"] is not None
 
 
+async def test_a_resource_seen_only_through_bookings_reads_from_its_accepted_record(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    created = await client.post(
+        "/v1/resources", json={"name": "Hall A", "capacity": 7}, headers=bearer("admin", ADMIN)
+    )
+    # A booking was projected before ResourceCreated: a view without name or capacity.
+    fakes.views.add_resource(UUID(created.json()["id"]), available=5, named=False)
+
+    response = await client.get(created.headers["location"], headers=bearer())
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["name"], body["capacity"], body["available"]) == ("Hall A", 7, 7)
+    assert body["updated_at"] is None  # not yet created in the read model
+
+
+async def test_a_resource_seen_only_through_bookings_and_never_accepted_here_is_404(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    rid = uuid4()
+    fakes.views.add_resource(rid, named=False)
+
+    response = await client.get(f"/v1/resources/{rid}", headers=bearer())
+
+    assert_problem(response, 404, "not-found")
+
+
 async def test_unknown_resource_is_404(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get(f"/v1/resources/{uuid4()}", headers=bearer()), 404, "not-found")
 
@@ -92,6 +120,25 @@ async def test_listing_walks_every_resource_once_by_cursor(
 
     assert seen == sorted(str(i) for i in ids)
     assert pages == 3
+
+
+async def test_listing_leaves_out_resources_not_created_yet_and_still_walks_past_them(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    first, unnamed, last = sorted((uuid4() for _ in range(3)), key=str)
+    fakes.views.add_resource(first)
+    fakes.views.add_resource(unnamed, named=False)
+    fakes.views.add_resource(last)
+
+    one = (await client.get("/v1/resources?limit=2", headers=bearer())).json()
+    two = (
+        await client.get(f"/v1/resources?limit=2&cursor={one['next_cursor']}", headers=bearer())
+    ).json()
+
+    assert [item["id"] for item in one["items"]] == [str(first)]
+    assert one["next_cursor"] == str(unnamed)
+    assert [item["id"] for item in two["items"]] == [str(last)]
+    assert two["next_cursor"] is None
 
 
 async def test_listing_an_empty_catalogue_has_no_next_cursor(client: httpx.AsyncClient) -> None:

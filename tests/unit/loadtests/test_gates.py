@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import loadtests
 from loadtests.gates import ExitCode, GateResult, LatencySlo, SloConfig, SloConfigError, evaluate
 from loadtests.recorder import LatencyStats, RunSummary, Validity
+from loadtests.runner import DEFAULT_SLO
 from loadtests.stats import Comparison, Verdict
 
-DEFAULT_SLO = Path(loadtests.__file__).parent / "slo.default.toml"
 VALID = Validity(True, "", 0, 10, 0.4)
 
 

@@ -4,6 +4,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,13 +13,11 @@ from loadtests.recorder import Recorder
 from loadtests.report import (
     REPORT_FILE,
     SUMMARY_FILE,
-    Series,
     build_summary,
     finalize,
-    read_summary,
-    svg_chart,
     write_report,
 )
+from loadtests.report_chart import Series, svg_chart
 
 T0 = 1_700_000_000.0
 SLO = SloConfig.from_mapping(
@@ -27,6 +26,12 @@ SLO = SloConfig.from_mapping(
         "baseline": {"resamples": 500, "percentiles": [50, 95], "phases": ["steady"]},
     }
 )
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The run folder's summary.json, as a script reading it would see it."""
+    data: dict[str, Any] = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8"))
+    return data
 
 
 def synthetic_run(seed: int, *, slow: float = 1.0, seconds: int = 60) -> Recorder:

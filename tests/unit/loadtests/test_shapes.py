@@ -21,24 +21,17 @@ from loadtests.shapes import (
     recorder_health,
     spike_recovery,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def ticks(
-    shape: BookifyShape, clock: Clock, until: float, every: float = 1.0
+    shape: BookifyShape, clock: FakeClock, until: float, every: float = 1.0
 ) -> list[tuple[float, str | None, tuple[int, float] | None]]:
     """(time, phase, tick) for t = 0, every, 2*every, ... until (inclusive)."""
     out = []
     t = 0.0
     while t <= until + 1e-9:
-        clock.now = t
+        clock.set(t)
         state = shape.tick()
         out.append((t, shape.phase, state))
         t += every
@@ -46,8 +39,8 @@ def ticks(
 
 
 def test_soak_holds_its_users_then_stops() -> None:
-    clock = Clock()
-    shape = SoakShape(level=8, duration=10, clock=clock)
+    clock = FakeClock()
+    shape = SoakShape(level=8, duration=10, clock=clock.monotonic)
     seq = ticks(shape, clock, 12)
     assert [s for t, _, s in seq if t < 10] == [(8, 4.0)] * 10
     assert {p for t, p, _ in seq if t < 10} == {"soak"}
@@ -56,8 +49,8 @@ def test_soak_holds_its_users_then_stops() -> None:
 
 
 def test_spike_goes_ten_times_up_within_seconds_and_comes_back() -> None:
-    clock = Clock()
-    shape = SpikeShape(level=5, duration=100, ramp_s=2, clock=clock)
+    clock = FakeClock()
+    shape = SpikeShape(level=5, duration=100, ramp_s=2, clock=clock.monotonic)
     seq = ticks(shape, clock, 100, every=5)
     phases = [p for _, p, _ in seq]
     assert phases[:6] == ["baseline"] * 6  # t = 0..25
@@ -78,8 +71,8 @@ def test_a_spike_needs_a_factor_above_one() -> None:
 
 
 def test_error_shape_switches_faults_on_in_the_middle_only() -> None:
-    clock = Clock()
-    shape = ErrorShape(level=4, duration=20, clock=clock)
+    clock = FakeClock()
+    shape = ErrorShape(level=4, duration=20, clock=clock.monotonic)
     seq = ticks(shape, clock, 20)
     phases = [p for t, p, _ in seq if t < 20]
     assert phases[0] == "errors"
@@ -116,11 +109,11 @@ class FakeEvaluator:
 
 
 def test_stress_steps_up_until_a_step_breaks_and_reports_the_last_healthy_one() -> None:
-    clock = Clock()
+    clock = FakeClock()
     evaluate = FakeEvaluator({1: 50, 2: 120, 3: 900, 4: 50})
     shape = StressShape(
         level=10, step=5, duration=100, step_s=10, slo=StepSlo(p95_ms=300),
-        evaluate=evaluate, clock=clock,
+        evaluate=evaluate, clock=clock.monotonic,
     )  # fmt: skip
     seq = ticks(shape, clock, 40)
     users = [s[0] if s else None for _, _, s in seq]
@@ -137,17 +130,23 @@ def test_stress_steps_up_until_a_step_breaks_and_reports_the_last_healthy_one() 
 
 
 def test_stress_judges_each_step_after_its_settling_time() -> None:
-    clock = Clock()
+    clock = FakeClock()
     evaluate = FakeEvaluator({1: 1, 2: 1})
-    shape = StressShape(level=1, duration=20, step_s=10, settle_s=3, evaluate=evaluate, clock=clock)
+    shape = StressShape(
+        level=1, duration=20, step_s=10, settle_s=3, evaluate=evaluate, clock=clock.monotonic
+    )
     ticks(shape, clock, 21)
     assert [(w.start_s, w.end_s) for w in evaluate.asked] == [(3, 10), (13, 20)]
 
 
 def test_stress_ends_after_its_last_step_when_nothing_breaks() -> None:
-    clock = Clock()
+    clock = FakeClock()
     shape = StressShape(
-        level=2, duration=30, step_s=10, evaluate=FakeEvaluator({1: 1, 2: 1, 3: 1}), clock=clock
+        level=2,
+        duration=30,
+        step_s=10,
+        evaluate=FakeEvaluator({1: 1, 2: 1, 3: 1}),
+        clock=clock.monotonic,
     )
     seq = ticks(shape, clock, 35)
     assert [s for t, _, s in seq if t >= 30] == [None] * 6
@@ -157,9 +156,9 @@ def test_stress_ends_after_its_last_step_when_nothing_breaks() -> None:
 
 
 def test_stress_without_a_healthy_step_has_no_capacity() -> None:
-    clock = Clock()
+    clock = FakeClock()
     shape = StressShape(
-        level=2, duration=30, step_s=10, evaluate=FakeEvaluator({1: 5000}), clock=clock
+        level=2, duration=30, step_s=10, evaluate=FakeEvaluator({1: 5000}), clock=clock.monotonic
     )
     seq = ticks(shape, clock, 12)
     assert seq[10][2] is None
@@ -167,31 +166,31 @@ def test_stress_without_a_healthy_step_has_no_capacity() -> None:
 
 
 def test_a_step_with_too_many_errors_is_unhealthy_even_when_fast() -> None:
-    clock = Clock()
+    clock = FakeClock()
 
     def erroring(window: StepWindow) -> StepHealth:
         return StepHealth(count=100, p95_ms=5.0, error_ratio=0.2)
 
-    shape = StressShape(level=1, duration=30, step_s=10, evaluate=erroring, clock=clock)
+    shape = StressShape(level=1, duration=30, step_s=10, evaluate=erroring, clock=clock.monotonic)
     ticks(shape, clock, 10)
     assert not shape.results[0].healthy
     assert "error ratio" in shape.results[0].why
 
 
 def test_reset_time_starts_a_shape_over() -> None:
-    clock = Clock()
-    shape = SoakShape(level=1, duration=5, clock=clock)
+    clock = FakeClock()
+    shape = SoakShape(level=1, duration=5, clock=clock.monotonic)
     ticks(shape, clock, 6)
     assert shape.finished
     shape.reset_time()
-    clock.now = 0
+    clock.set(0)
     assert shape.tick() == (1, 1.0)
 
 
 def test_fractional_levels_round_up_to_whole_users() -> None:
-    clock = Clock()
-    assert SoakShape(level=0.4, duration=5, clock=clock).tick() == (1, 1.0)
-    assert SoakShape(level=2.5, duration=5, clock=clock).tick() == (3, 1.25)
+    clock = FakeClock()
+    assert SoakShape(level=0.4, duration=5, clock=clock.monotonic).tick() == (1, 1.0)
+    assert SoakShape(level=2.5, duration=5, clock=clock.monotonic).tick() == (3, 1.25)
 
 
 @pytest.mark.parametrize(
@@ -213,8 +212,8 @@ def test_build_shape_knows_every_shape_by_name() -> None:
 # ---------------------------------------------------------------- live stats from a recorder
 def recorder_with(windows: dict[int, list[tuple[float, bool]]], phases: dict[int, str]) -> Recorder:
     """A recorder (1 s windows, t0 = 1000) with (latency ms, ok) samples per window."""
-    clock = Clock()
-    recorder = Recorder(window_s=1.0, t0=1000.0, clock=clock, measure_cpu=False)
+    clock = FakeClock()
+    recorder = Recorder(window_s=1.0, t0=1000.0, clock=clock.monotonic, measure_cpu=False)
     for index, samples in sorted(windows.items()):
         for i, (latency_ms, ok) in enumerate(samples):
             start = 1000.0 + index + i / (len(samples) + 1)

@@ -5,6 +5,7 @@ The operators' endpoint every service shares is tested in test_ops.py."""
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from shared.faults import (
     InjectedFaultError,
     InjectedPoisonError,
 )
+from shared.kafka import FaultyHandler
 
 ASGIMessage = dict[str, Any]
 
@@ -128,31 +130,56 @@ async def test_an_injected_transient_error_is_not_a_poison() -> None:
     assert not isinstance(caught.value, InjectedPoisonError)
 
 
+class Recorder:
+    """A batch handler that notes the ids it is handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, message: Any) -> None:
+        self.seen.append(message.message_id)
+
+    async def many(self, deliveries: Any) -> None:
+        self.seen.extend(d.message.message_id for d in deliveries)
+
+
 async def test_latency_is_added_before_the_handler() -> None:
     faults, sleep = switch()
     faults.update(FaultSettings(latency_ms=150))
-    seen: list[str] = []
+    handler = Recorder()
 
-    async def handler(message: Msg) -> None:
-        seen.append(message.message_id)
-
-    await faults.wrap(handler)(Msg("a"))
+    await FaultyHandler(handler, faults)(Msg("a"))  # type: ignore[arg-type]
     assert sleep.calls == [0.15]
-    assert seen == ["a"]
+    assert handler.seen == ["a"]
 
 
-async def test_the_wrapped_handler_runs_untouched_while_faults_are_off() -> None:
+async def test_the_handler_runs_untouched_while_faults_are_off() -> None:
     faults, sleep = switch()
-    seen: list[str] = []
+    handler = Recorder()
 
-    async def handler(message: Msg) -> None:
-        seen.append(message.message_id)
-
-    wrapped = faults.wrap(handler)
+    faulty = FaultyHandler(handler, faults)  # type: ignore[arg-type]
     for i in range(50):
-        await wrapped(Msg(str(i)))
-    assert len(seen) == 50
+        await faulty(Msg(str(i)))
+    await faulty.many([SimpleNamespace(message=Msg(str(i))) for i in range(50, 60)])
+    assert len(handler.seen) == 60
     assert sleep.calls == []
+
+
+async def test_a_poison_in_a_batch_fails_the_whole_batch_before_the_handler() -> None:
+    faults, _ = switch()
+    faults.update(FaultSettings(poison_rate=1.0))
+    handler = Recorder()
+
+    with pytest.raises(InjectedPoisonError):
+        await FaultyHandler(handler, faults).many([SimpleNamespace(message=Msg("x"))])  # type: ignore[arg-type, list-item]
+    assert handler.seen == []
+
+
+def test_the_kill_point_is_part_of_the_settings_and_off_by_default() -> None:
+    assert OFF.kill_at is None
+    assert FaultSettings(kill_at="after_append").active
+    with pytest.raises(ValidationError):
+        FaultSettings(kill_at="somewhere_else")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- gateway middleware

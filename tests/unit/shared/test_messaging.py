@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from pymongo.errors import AutoReconnect
 
-from shared.events import ALL_TYPES, Message, encode
-from shared.messaging import DeadLetters, PolicyMetrics, Record, RetryPolicy, process_record
-from tests.messages import sample_messages
+from shared.events import ALL_TYPES, Message
+from shared.messaging import (
+    DeadLetters,
+    Delivery,
+    PolicyMetrics,
+    Record,
+    RetryPolicy,
+    process_batch,
+    process_record,
+)
+from tests.messages import record_of, sample_messages
 
 FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -39,18 +49,6 @@ class FlakyHandler:
             raise self.error
 
 
-def record_of(message: Message, *, value: bytes | None = None) -> Record:
-    encoded, headers = encode(message, source="test")
-    return Record(
-        topic="bookify.commands",
-        partition=2,
-        offset=41,
-        key=b"k",
-        value=encoded if value is None else value,
-        headers=[(k, v.encode()) for k, v in headers.items()],
-    )
-
-
 @dataclass
 class Counted:
     """What PolicyMetrics exported after one record: dead letters and failed attempts."""
@@ -66,10 +64,11 @@ class Counted:
         return self.registry.get_sample_value("bookify_handler_failures_total", labels) or 0
 
 
-async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> Counted:
+async def under_policy(process: Any, what: Any, handler: Any, publish: FakePublish) -> Counted:
+    """``process`` (process_record or process_batch) with the FAST policy; what it counted."""
     registry = CollectorRegistry()
-    await process_record(
-        record,
+    await process(
+        what,
         handler,
         known_types=ALL_TYPES,
         dead_letters=DeadLetters(publish, "bookify.dlq"),
@@ -77,6 +76,10 @@ async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> Co
         metrics=PolicyMetrics(registry, "t"),
     )
     return Counted(registry)
+
+
+async def run(record: Record, handler: FlakyHandler, publish: FakePublish) -> Counted:
+    return await under_policy(process_record, record, handler, publish)
 
 
 async def test_a_healthy_record_is_handled_once_and_not_dead_lettered() -> None:
@@ -103,7 +106,7 @@ async def test_a_record_that_keeps_failing_goes_to_the_dlq_with_its_origin() -> 
     assert (counted.dead, counted.failures("ValueError")) == (1, FAST.attempts)
     assert len(handler.seen) == FAST.attempts
     [(value, topic, key, headers)] = publish.sent
-    assert (value, topic, key) == (record.value, "bookify.dlq", b"k")
+    assert (value, topic, key) == (record.value, "bookify.dlq", record.key)
     assert headers["dlq_error_type"] == "ValueError"
     assert headers["dlq_error_message"] == "boom"
     assert headers["dlq_source_topic"] == "bookify.commands"
@@ -130,3 +133,71 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered() -> None
 def test_backoff_stays_within_its_cap(attempt: int) -> None:
     policy = RetryPolicy(attempts=5, base_delay=0.1, max_delay=2.0)
     assert 0.0 <= policy.delay(attempt) <= min(2.0, 0.1 * 2**attempt)
+
+
+# ---------------------------------------------------------------- batches
+@dataclass
+class BatchFake:
+    """A batch handler: ``many`` fails with ``batch_error`` (if set); alone, ``poison`` fails."""
+
+    batch_error: Exception | None = None
+    poison: list[Message] = field(default_factory=list)
+    batches: list[list[Message]] = field(default_factory=list)
+    alone: list[Message] = field(default_factory=list)
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        self.batches.append([d.message for d in deliveries])
+        if self.batch_error is not None:
+            error, self.batch_error = self.batch_error, None
+            raise error
+
+    async def __call__(self, message: Message) -> None:
+        self.alone.append(message)
+        if message in self.poison:
+            raise ValueError("poison")
+
+
+async def run_batch(records: list[Record], handler: BatchFake, publish: FakePublish) -> Counted:
+    return await under_policy(process_batch, records, handler, publish)
+
+
+async def test_a_batch_is_handed_over_whole_and_malformed_records_go_to_the_dlq_alone() -> None:
+    good = sample_messages()[:3]
+    records = [record_of(good[0]), record_of(good[1], value=b"{oops"), record_of(good[2])]
+    handler, publish = BatchFake(), FakePublish()
+
+    counted = await run_batch(records, handler, publish)
+
+    assert handler.batches == [[good[0], good[2]]]
+    assert handler.alone == []
+    assert [value for value, *_ in publish.sent] == [b"{oops"]
+    assert counted.dead == 1
+
+
+async def test_a_failing_batch_falls_back_one_by_one_and_only_the_bad_record_is_dead_lettered() -> (
+    None
+):
+    good = sample_messages()[:3]  # three commands of different types (they share their ids)
+    handler = BatchFake(batch_error=ValueError("one of them is bad"), poison=[good[1]])
+    publish = FakePublish()
+
+    counted = await run_batch([record_of(m) for m in good], handler, publish)
+
+    assert len(handler.batches) == 1
+    # Every record alone; the poison one retried until the policy gives up.
+    assert handler.alone.count(good[0]) == handler.alone.count(good[2]) == 1
+    assert handler.alone.count(good[1]) == FAST.attempts
+    assert len(publish.sent) == 1
+    assert counted.dead == 1
+    assert counted.failures("ValueError") == 1 + FAST.attempts
+
+
+async def test_an_outage_retries_the_whole_batch_until_it_passes() -> None:
+    good = sample_messages()[:2]
+    handler, publish = BatchFake(batch_error=AutoReconnect("mongo restarting")), FakePublish()
+
+    counted = await run_batch([record_of(m) for m in good], handler, publish)
+
+    assert handler.batches == [good, good]
+    assert handler.alone == []
+    assert (counted.dead, publish.sent) == (0, [])

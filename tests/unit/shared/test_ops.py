@@ -12,12 +12,13 @@ from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient
 
-from shared.auth import AuthSettings, mint_token
+from shared.auth import AuthSettings
 from shared.faults import OFF
 from shared.mongo import Document
 from shared.ops import service_app
 from shared.service import ReadinessCheck, ServiceRuntime
 from shared.settings import ServiceSettings
+from tests.support import auth
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 AUTH = AuthSettings(jwt_secret=SECRET)
@@ -81,7 +82,7 @@ async def svc() -> AsyncIterator[Served]:
 
 
 def bearer(*scopes: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(AUTH, 'ops', list(scopes))}"}
+    return auth.bearer("ops", scopes, settings=AUTH)
 
 
 ADMIN = bearer("resources:admin")

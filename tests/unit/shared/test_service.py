@@ -125,7 +125,7 @@ async def test_a_message_before_the_deps_are_connected_fails_and_is_dead_lettere
     failures = runtime.registry.get_sample_value(
         "bookify_handler_failures_total", {"service": "unit", "error_type": "NotStartedError"}
     )
-    assert failures == 1
+    assert failures == 2  # the batch's attempt, then the message's one attempt alone
 
 
 async def test_the_fault_switch_applies_before_the_handler_on_every_attempt() -> None:
@@ -136,7 +136,8 @@ async def test_the_fault_switch_applies_before_the_handler_on_every_attempt() ->
     async with TestKafkaBroker(runtime.broker), runtime.running():
         await runtime.broker.publish(value, runtime.settings.topics.events, headers=headers)
     assert deps.seen == []
-    assert runtime.faults.injected["poison"] == runtime.settings.retry_attempts
+    # The batch's attempt, then every attempt of the message alone.
+    assert runtime.faults.injected["poison"] == 1 + runtime.settings.retry_attempts
 
 
 async def test_readiness_runs_every_check_and_a_hung_one_is_false_after_the_timeout() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
 import typer
@@ -13,12 +14,32 @@ from bookify.bench import (
     bench_generator,
     bench_pipeline,
     generator_report,
+    pipeline_dict,
     report,
+)
+from bookify.bench_stages import (
+    StageConfig,
+    bench_gateway,
+    bench_stage,
+    drain_report,
+    gateway_report,
 )
 from bookify.infra import paths
 from bookify.infra.local import LocalInfra, print_progress
+from bookify.platform import ServiceName
 
 app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+
+Messages = Annotated[
+    int, typer.Option(min=100, max=200_000, help="Messages put on the topic before it starts.")
+]
+Resources = Annotated[
+    list[int],
+    typer.Option(
+        "--resources", min=1, max=1000, help="Resources they spread over (repeat for several runs)."
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the figures as JSON for scripts.")]
 
 
 @app.command("pipeline")
@@ -30,31 +51,114 @@ def pipeline(
         str | None,
         typer.Option(help="Kafka bootstrap servers (default: from `bookify infra status`)."),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Drive bookings at a fixed arrival rate against a running `bookify up`, then the ceiling."""
     bootstrap = kafka or LocalInfra().status().services["kafka"].endpoint
     if not bootstrap:
         typer.secho("error: no Kafka found; start the platform with `make up`", err=True)
         raise typer.Exit(1)
+    say = (lambda _: None) if as_json else print_progress
     config = BenchConfig(gateway=gateway, kafka_bootstrap=bootstrap, rate=rate, duration=duration)
-    figures = asyncio.run(bench_pipeline(config, progress=print_progress))
-    print_progress(f"ceiling: bare FastAPI 202 at {rate:g}/s for {duration:g} s")
+    figures = asyncio.run(bench_pipeline(config, progress=say))
+    say(f"ceiling: bare FastAPI 202 at {rate:g}/s for {duration:g} s")
     run_dir = paths.default_run_dir(paths.repo_root())
     ceiling = asyncio.run(bench_ceiling(rate, duration, run_dir))
-    typer.echo(report(figures, ceiling))
+    if as_json:
+        typer.echo(json.dumps(pipeline_dict(figures, ceiling), indent=2))
+    else:
+        typer.echo(report(figures, ceiling))
 
 
 @app.command("generator")
 def generator(
     rate: Annotated[float, typer.Option(min=1, help="Arrivals per second offered.")] = 2000,
     duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per generator.")] = 10,
+    as_json: AsJson = False,
 ) -> None:
     """The open-model generator's requests/s per core and scheduling lag, beside wrk."""
     run_dir = paths.default_run_dir(paths.repo_root())
-    print_progress(f"open model at {rate:g}/s, then wrk, {duration:g} s each, on a bare endpoint")
+    if not as_json:
+        print_progress(
+            f"open model at {rate:g}/s, then wrk, {duration:g} s each, on a bare endpoint"
+        )
     try:
         figures = asyncio.run(bench_generator(rate, duration, run_dir))
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(generator_report(figures))
+    if as_json:
+        typer.echo(json.dumps(figures.as_dict(), indent=2))
+    else:
+        typer.echo(generator_report(figures))
+
+
+def _infra() -> tuple[str, str]:
+    """Kafka's and FerretDB's endpoints from `bookify infra`, or a clear error."""
+    infra = LocalInfra().status().services
+    kafka, mongo = infra["kafka"].endpoint, infra["mongo"].endpoint
+    if not kafka or not mongo:
+        typer.secho(
+            "error: Kafka and FerretDB are not running; start them with `bookify infra up`",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return kafka, mongo
+
+
+def _stage(stage: ServiceName, messages: int, resources: list[int], as_json: bool) -> None:
+    kafka, mongo = _infra()
+    run_dir = paths.default_run_dir(paths.repo_root())
+    say = (lambda _: None) if as_json else print_progress
+    figures = [
+        asyncio.run(
+            bench_stage(
+                stage,
+                StageConfig(kafka, mongo, messages, count, run_dir),
+                progress=say,
+            )
+        )
+        for count in resources
+    ]
+    if as_json:
+        typer.echo(json.dumps([f.as_dict() for f in figures], indent=2))
+    else:
+        typer.echo(drain_report(figures))
+
+
+@app.command("decider")
+def decider(
+    messages: Messages = 20_000,
+    resources: Resources = [1, 100],  # noqa: B006 - typer reads the default, never mutates it
+    as_json: AsJson = False,
+) -> None:
+    """Booking alone: N commands on its topic, then its drain rate beside Kafka's."""
+    _stage("booking", messages, resources, as_json)
+
+
+@app.command("projector")
+def projector(
+    messages: Messages = 20_000,
+    resources: Resources = [1, 100],  # noqa: B006 - typer reads the default, never mutates it
+    as_json: AsJson = False,
+) -> None:
+    """The consumer alone: N events on its topic, then its drain rate beside Kafka's."""
+    _stage("consumer", messages, resources, as_json)
+
+
+@app.command("gateway")
+def gateway(
+    rate: Annotated[
+        float, typer.Option(min=1, help="Bookings per second offered (above what it takes).")
+    ] = 3000,
+    duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds of load.")] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """The gateway alone at saturation: accepted bookings/s beside a bare FastAPI 202."""
+    kafka, mongo = _infra()
+    run_dir = paths.default_run_dir(paths.repo_root())
+    say = (lambda _: None) if as_json else print_progress
+    figures = asyncio.run(
+        bench_gateway(StageConfig(kafka, mongo, 0, 1, run_dir), rate, duration, progress=say)
+    )
+    typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else gateway_report(figures))

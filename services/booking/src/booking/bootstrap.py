@@ -83,6 +83,7 @@ def bootstrap(
             metrics,
             clock=deps.clock,
             max_attempts=settings.append_attempts,
+            checkpoint=runtime.faults.checkpoint,
         )
 
     runtime.subscribe(

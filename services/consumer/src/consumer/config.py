@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.readmodel import DEFAULT_VIEWS_DB
 from shared.settings import SubscriberSettings
 
 
@@ -13,7 +14,7 @@ class ConsumerSettings(SubscriberSettings):
 
     service_name: str = "bookify-consumer"
     port: int = 8002
-    views_db: str = "bookify_views"
+    views_db: str = DEFAULT_VIEWS_DB
     group_id: str = Field(
         default="bookify-consumer", description="Consumer group; the topic prefix goes before it."
     )

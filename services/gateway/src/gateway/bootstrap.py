@@ -17,12 +17,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 
 from gateway.adapters import (
+    GroupCommit,
     KafkaCommandPublisher,
     MongoAcceptedStore,
     MongoIdempotencyStore,
     MongoViewReader,
 )
 from gateway.config import GatewaySettings
+from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.service import GatewayDeps
 from shared.kafka import ensure_topics
@@ -57,19 +59,26 @@ async def connect(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         on_connect=partial(_ensure_topics, settings),
     )
+    group = GroupCommit(settings.group_commit_max_docs, settings.group_commit_delay_seconds)
+    accepted = MongoAcceptedStore(mongo[settings.db_name], group)
+    idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)
     try:
         if not await publisher.connect():
             log.warning("starting without Kafka", servers=settings.kafka_bootstrap_servers)
         yield GatewayDeps(
             publisher=publisher,
             views=MongoViewReader(mongo[settings.views_db]),
-            accepted=MongoAcceptedStore(mongo[settings.db_name]),
-            idempotency=MongoIdempotencyStore(mongo[settings.db_name]),
+            accepted=accepted,
+            idempotency=idempotency,
             # The publisher's ping reconnects, so /readyz heals once Kafka is back.
             readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
             idempotency_wait_seconds=settings.idempotency_wait_seconds,
+            known_resources=KnownIds(settings.known_resources_max),
         )
     finally:
+        # Inserts still waiting for their group commit go out while the client is open.
+        await accepted.close()
+        await idempotency.close()
         await publisher.close()
 
 

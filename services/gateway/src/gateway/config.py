@@ -7,6 +7,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.readmodel import DEFAULT_VIEWS_DB
 from shared.settings import ServiceSettings, refuse_dev_secret
 
 
@@ -16,7 +17,7 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "bookify-gateway"
     port: int = 8000
     db_name: str = "bookify_gateway"
-    views_db: str = "bookify_views"
+    views_db: str = DEFAULT_VIEWS_DB
 
     rate_limit_per_second: float = Field(default=20.0, gt=0, description="Per principal.")
     rate_limit_burst: int = Field(default=40, ge=1, description="Token bucket size.")
@@ -28,6 +29,17 @@ class GatewaySettings(ServiceSettings):
         default=2.0, ge=0, description="How long a duplicate waits for the in-flight original."
     )
     retry_after_seconds: int = Field(default=1, ge=1, description="Retry-After on 503.")
+
+    # Group commit of the accept path's inserts (gateway.adapters.group_commit).
+    group_commit_max_docs: int = Field(
+        default=256, ge=1, description="Documents per insert_many at most."
+    )
+    group_commit_delay_seconds: float = Field(
+        default=0.001, ge=0, description="How long a lone insert waits for others to join it."
+    )
+    known_resources_max: int = Field(
+        default=50_000, ge=0, description="Resource ids remembered as existing (LRU)."
+    )
 
     @property
     def ce_source(self) -> str:

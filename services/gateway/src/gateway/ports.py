@@ -1,7 +1,8 @@
 """What the gateway needs from the outside world, as Protocols.
 
-The Mongo and Kafka adapters live in ``adapters.py``; unit tests pass hand-written fakes
-(tests/unit/gateway/fakes.py) through :class:`gateway.main.GatewayDeps` instead.
+The Mongo and Kafka adapters live in the ``gateway.adapters`` package; unit tests pass
+hand-written fakes (tests/unit/gateway/fakes.py) through :class:`gateway.service.GatewayDeps`
+instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from shared.events import Command
+from shared.readmodel import BookingView, ResourceView
 
 
 class AcceptedKind(StrEnum):
@@ -36,36 +38,23 @@ class AcceptedRecord:
     capacity: int | None = None
 
 
-@dataclass(frozen=True)
-class ResourceView:
-    id: UUID
-    name: str
-    capacity: int
-    available: int
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class BookingView:
-    id: UUID
-    principal: str
-    resource_id: UUID
-    quantity: int
-    status: str
-    reason: str | None
-    accepted_at: datetime
-    updated_at: datetime
-
-
 class IdempotencyState(StrEnum):
+    """A reservation's state. Whether its 202 was sent is not stored here: the accepted
+    record of its ``entity_id`` exists exactly then (it is written only after the Kafka ack),
+    which saves the request a write."""
+
     PENDING = "pending"  # reserved; the command may or may not be in Kafka yet
     FAILED = "failed"  # the publish failed; a retry may take the reservation over at once
-    COMPLETED = "completed"  # the 202 was sent; replay ``response``
+    COMPLETED = "completed"  # only in records of older gateways, which stored ``response``
 
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """One Idempotency-Key use. ``key_id`` hashes principal+operation+key (unique _id)."""
+    """One Idempotency-Key use. ``key_id`` hashes principal+operation+key (unique _id).
+
+    The ids (and ``accepted_at``) are chosen before publishing, so the 202 is rebuilt from
+    them and the request; ``location``/``response`` are only read from older records.
+    """
 
     key_id: str
     principal: str
@@ -102,7 +91,11 @@ class CommandPublisher(Protocol):
 
 
 class ViewReader(Protocol):
-    """The consumer's read model (``bookify_views``), read-only for the gateway."""
+    """The consumer's read model (:mod:`shared.readmodel`), read-only for the gateway.
+
+    Views come back as stored: a resource the consumer has seen only through bookings has
+    no name or capacity yet, and :mod:`gateway.service` treats it as not yet created.
+    """
 
     async def get_resource(self, resource_id: UUID) -> ResourceView | None: ...
 
@@ -113,7 +106,10 @@ class ViewReader(Protocol):
 
 class AcceptedStore(Protocol):
     async def record(self, record: AcceptedRecord) -> None:
-        """Insert; an existing record with the same id is kept (a retried publish)."""
+        """Insert; an existing record with the same id is kept (a retried publish).
+
+        Also what marks an Idempotency-Key's request as answered (see IdempotencyState).
+        """
 
     async def get(self, entity_id: UUID, kind: AcceptedKind) -> AcceptedRecord | None: ...
 
@@ -124,9 +120,8 @@ class IdempotencyStore(Protocol):
 
     async def get(self, key_id: str) -> IdempotencyRecord | None: ...
 
-    async def complete(self, key_id: str, *, location: str, response: dict[str, Any]) -> None: ...
-
-    async def mark_failed(self, key_id: str) -> None: ...
+    async def mark_failed(self, key_id: str) -> None:
+        """PENDING -> FAILED (a retry need not wait); never touches another state."""
 
 
 ReadinessCheck = Callable[[], Awaitable[bool]]

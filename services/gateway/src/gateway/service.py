@@ -1,36 +1,26 @@
 """The gateway's use cases: parsed request in, command published, outcome out.
 
 Routes stay thin (parse -> call one function here -> map the outcome); this module
-talks only to the Protocols in ports.py, so unit tests drive it with fakes.
+talks only to the Protocols in ports.py, so unit tests drive it with fakes. The accept
+path the writes share (idempotency, publish, accepted record) is gateway.accept.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
-from gateway.errors import (
-    IdempotencyKeyReusedError,
-    NotCancellableError,
-    NotFoundError,
-    UnknownResourceError,
-)
+from gateway.accept import Accepted, Ids, Plan, accept
+from gateway.errors import NotCancellableError, NotFoundError, UnknownResourceError
+from gateway.known import KnownIds
 from gateway.ports import (
     AcceptedKind,
     AcceptedRecord,
     AcceptedStore,
     CommandPublisher,
-    DependencyUnavailableError,
-    IdempotencyRecord,
-    IdempotencyState,
     IdempotencyStore,
-    ResourceView,
     ViewReader,
 )
 from gateway.schemas import (
@@ -43,14 +33,14 @@ from gateway.schemas import (
     ResourcePage,
 )
 from shared.auth import Principal
-from shared.events import CancelBooking, Command, CreateResource, RequestBooking, utcnow
-from shared.logging import get_logger
+from shared.events import CancelBooking, CreateResource, RequestBooking, utcnow
+from shared.readmodel import ResourceView
 from shared.service import ReadinessCheck
-from shared.telemetry import annotate_span
 
-log = get_logger(__name__)
+__all__ = ["Accepted", "GatewayDeps"]  # Accepted: what the routes turn into a 202
 
 TERMINAL_FOR_CANCEL = frozenset({"rejected", "cancelled"})
+KNOWN_RESOURCES = 50_000  # ids remembered, about 10 MB
 
 
 @dataclass
@@ -65,125 +55,7 @@ class GatewayDeps:
     clock: Callable[[], datetime] = utcnow
     idempotency_wait_seconds: float = 2.0
     idempotency_poll_seconds: float = 0.05
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A 202: where to poll and the exact body (replayed verbatim for a repeated key)."""
-
-    location: str
-    body: dict[str, Any]
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class _Ids:
-    entity_id: UUID
-    command_id: UUID
-    accepted_at: datetime
-
-
-@dataclass(frozen=True)
-class _Plan:
-    command: Command
-    record: AcceptedRecord
-    location: str
-    body: dict[str, Any]
-
-
-def request_hash(operation: str, payload: dict[str, Any]) -> str:
-    """Hash of the *parsed* body, so whitespace or key order do not make it "different"."""
-    canonical = json.dumps([operation, payload], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def idempotency_key_id(principal: str, operation: str, key: str) -> str:
-    # The client's key is hashed, never stored as-is or used as a document key.
-    return hashlib.sha256(f"{principal}\x00{operation}\x00{key}".encode()).hexdigest()
-
-
-async def _accept(
-    deps: GatewayDeps,
-    principal: Principal,
-    *,
-    operation: str,
-    payload: dict[str, Any],
-    idempotency_key: str | None,
-    plan: Callable[[_Ids], _Plan],
-) -> Accepted:
-    """Publish once per Idempotency-Key, record it, and answer the same 202 every time.
-
-    The key's reservation (with the ids to use) is written *before* publishing: a retry
-    after a timeout whose command did land reuses the same booking and command ids, and
-    the booking service, idempotent on those ids, decides it once.
-    """
-    ids = _Ids(uuid4(), uuid4(), deps.clock())
-    key_id: str | None = None
-    if idempotency_key is not None:
-        key_id = idempotency_key_id(principal.sub, operation, idempotency_key)
-        digest = request_hash(operation, payload)
-        existing = await deps.idempotency.reserve(
-            IdempotencyRecord(
-                key_id=key_id,
-                principal=principal.sub,
-                operation=operation,
-                request_hash=digest,
-                entity_id=ids.entity_id,
-                command_id=ids.command_id,
-                accepted_at=ids.accepted_at,
-                updated_at=ids.accepted_at,
-            )
-        )
-        if existing is not None:
-            if existing.request_hash != digest:
-                raise IdempotencyKeyReusedError(
-                    "this Idempotency-Key was already used with a different request body"
-                )
-            existing = await _wait_for_original(deps, existing)
-            if existing.state is IdempotencyState.COMPLETED and existing.response is not None:
-                return Accepted(existing.location or "", existing.response, replayed=True)
-            # The original failed or is stuck: take it over with *its* ids. Publishing the
-            # same command twice is harmless; downstream dedupes by command/booking id.
-            ids = _Ids(existing.entity_id, existing.command_id, existing.accepted_at)
-
-    p = plan(ids)
-    annotate_span(
-        command_id=p.command.command_id,
-        booking_id=getattr(p.command, "booking_id", None),
-        resource_id=getattr(p.command, "resource_id", None),
-    )
-    try:
-        await deps.publisher.publish(p.command)
-    except DependencyUnavailableError:
-        if key_id is not None:
-            await _best_effort_mark_failed(deps, key_id)
-        raise
-    # After the ack, before the 202: a GET on the Location must never 404.
-    await deps.accepted.record(p.record)
-    if key_id is not None:
-        await deps.idempotency.complete(key_id, location=p.location, response=p.body)
-    return Accepted(p.location, p.body)
-
-
-async def _wait_for_original(deps: GatewayDeps, record: IdempotencyRecord) -> IdempotencyRecord:
-    """A concurrent duplicate waits briefly for the original's response."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deps.idempotency_wait_seconds
-    while record.state is IdempotencyState.PENDING and loop.time() < deadline:
-        await asyncio.sleep(deps.idempotency_poll_seconds)
-        latest = await deps.idempotency.get(record.key_id)
-        if latest is None:  # cannot happen with a unique _id, unless someone deleted it
-            return replace(record, state=IdempotencyState.FAILED)
-        record = latest
-    return record
-
-
-async def _best_effort_mark_failed(deps: GatewayDeps, key_id: str) -> None:
-    try:
-        await deps.idempotency.mark_failed(key_id)
-    except DependencyUnavailableError:
-        # Still "pending": a retry just waits idempotency_wait_seconds before taking over.
-        log.warning("could not mark idempotency reservation failed", key_id=key_id)
+    known_resources: KnownIds = field(default_factory=lambda: KnownIds(KNOWN_RESOURCES))
 
 
 # ------------------------------------------------------------------ resources
@@ -192,7 +64,7 @@ async def _best_effort_mark_failed(deps: GatewayDeps, key_id: str) -> None:
 async def create_resource(
     deps: GatewayDeps, principal: Principal, body: ResourceCreate, idempotency_key: str | None
 ) -> Accepted:
-    def plan(ids: _Ids) -> _Plan:
+    def plan(ids: Ids) -> Plan:
         command = CreateResource(
             command_id=ids.command_id,
             principal=principal.sub,
@@ -214,9 +86,9 @@ async def create_resource(
         out = ResourceAccepted(
             id=ids.entity_id, name=body.name, capacity=body.capacity, accepted_at=ids.accepted_at
         )
-        return _Plan(command, record, f"/v1/resources/{ids.entity_id}", out.model_dump(mode="json"))
+        return Plan(command, record, f"/v1/resources/{ids.entity_id}", out.model_dump(mode="json"))
 
-    return await _accept(
+    accepted = await accept(
         deps,
         principal,
         operation="create_resource",
@@ -224,11 +96,21 @@ async def create_resource(
         idempotency_key=idempotency_key,
         plan=plan,
     )
+    deps.known_resources.add(accepted.entity_id)  # its accepted record exists now
+    return accepted
 
 
-def _resource_out(view: ResourceView) -> ResourceOut:
+def _resource_out(view: ResourceView | None) -> ResourceOut | None:
+    """The view as the API shows it; None while the resource is not created yet.
+
+    The consumer stores a resource it first sees through a booking with no name or
+    capacity until ResourceCreated arrives: it exists (bookings on it are fine), but
+    there is nothing to show, so reads fall back as if it were not projected yet.
+    """
+    if view is None or view.name is None or view.capacity is None:
+        return None
     return ResourceOut(
-        id=view.id,
+        id=UUID(view.resource_id),
         name=view.name,
         capacity=view.capacity,
         available=view.available,
@@ -237,9 +119,8 @@ def _resource_out(view: ResourceView) -> ResourceOut:
 
 
 async def get_resource(deps: GatewayDeps, resource_id: UUID) -> ResourceOut:
-    view = await deps.views.get_resource(resource_id)
-    if view is not None:
-        return _resource_out(view)
+    if (out := _resource_out(await deps.views.get_resource(resource_id))) is not None:
+        return out
     # Accepted but not yet projected: nothing is booked yet, so available == capacity.
     rec = await deps.accepted.get(resource_id, AcceptedKind.RESOURCE)
     if rec is None or rec.name is None or rec.capacity is None:
@@ -256,17 +137,26 @@ async def get_resource(deps: GatewayDeps, resource_id: UUID) -> ResourceOut:
 async def list_resources(deps: GatewayDeps, *, cursor: UUID | None, limit: int) -> ResourcePage:
     views = await deps.views.list_resources(after=cursor, limit=limit + 1)
     page = views[:limit]
-    items = [_resource_out(v) for v in page]
-    return ResourcePage(items=items, next_cursor=page[-1].id if len(views) > limit else None)
+    # A resource not created yet is left out; the cursor still walks the stored ones.
+    items = [out for v in page if (out := _resource_out(v)) is not None]
+    more = len(views) > limit
+    return ResourcePage(items=items, next_cursor=UUID(page[-1].resource_id) if more else None)
 
 
 # ------------------------------------------------------------------ bookings
 
 
 async def _resource_exists(deps: GatewayDeps, resource_id: UUID) -> bool:
-    if await deps.views.get_resource(resource_id) is not None:
+    """Seen in the views or accepted here; remembered, since a resource is never deleted."""
+    if deps.known_resources.knows(resource_id):
         return True
-    return await deps.accepted.get(resource_id, AcceptedKind.RESOURCE) is not None
+    exists = (
+        await deps.views.get_resource(resource_id) is not None
+        or await deps.accepted.get(resource_id, AcceptedKind.RESOURCE) is not None
+    )
+    if exists:
+        deps.known_resources.add(resource_id)
+    return exists
 
 
 async def request_booking(
@@ -275,7 +165,7 @@ async def request_booking(
     if not await _resource_exists(deps, body.resource_id):
         raise UnknownResourceError(f"resource {body.resource_id} does not exist")
 
-    def plan(ids: _Ids) -> _Plan:
+    def plan(ids: Ids) -> Plan:
         command = RequestBooking(
             command_id=ids.command_id,
             principal=principal.sub,
@@ -299,9 +189,9 @@ async def request_booking(
             quantity=body.quantity,
             accepted_at=ids.accepted_at,
         )
-        return _Plan(command, record, f"/v1/bookings/{ids.entity_id}", out.model_dump(mode="json"))
+        return Plan(command, record, f"/v1/bookings/{ids.entity_id}", out.model_dump(mode="json"))
 
-    return await _accept(
+    return await accept(
         deps,
         principal,
         operation="request_booking",
@@ -319,10 +209,10 @@ async def get_booking(deps: GatewayDeps, principal: Principal, booking_id: UUID)
         if view.principal != principal.sub:
             raise not_found
         return BookingOut(
-            id=view.id,
-            resource_id=view.resource_id,
+            id=UUID(view.booking_id),
+            resource_id=UUID(view.resource_id),
             quantity=view.quantity,
-            status=view.status,
+            status=view.status.value,
             reason=view.reason,
             accepted_at=view.accepted_at,
             updated_at=view.updated_at,
@@ -354,4 +244,4 @@ async def cancel_booking(deps: GatewayDeps, principal: Principal, booking_id: UU
             resource_id=current.resource_id,
         )
     )
-    return Accepted(f"/v1/bookings/{booking_id}", current.model_dump(mode="json"))
+    return Accepted(f"/v1/bookings/{booking_id}", current.model_dump(mode="json"), booking_id)

@@ -18,19 +18,21 @@ op_key look-ups into ``_id`` reads where it can (see :meth:`MongoLedgerRepositor
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from booking.domain import AlreadyDecided, ConcurrencyConflict, EntryKind, LedgerEntry
 from shared.events import RejectionReason
 
 Document = dict[str, Any]
 
+DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 COLLECTION = "ledger"
 OPS_COLLECTION = "ledger_ops"
 
@@ -46,6 +48,15 @@ class LedgerRepository(Protocol):
 
     async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
         """The entry recording the operation, or None. Off the hot path (it may scan)."""
+        ...
+
+    async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """Append ``entries`` in order, stopping at the first one refused; how many were stored.
+
+        One round trip for a whole batch. A refused entry (its seq taken, or its op_key
+        recorded) and every entry after it are not stored: the caller decides those again
+        one by one, where :meth:`append` says why each was refused.
+        """
         ...
 
     async def append(self, entry: LedgerEntry) -> None:
@@ -109,6 +120,20 @@ class MongoLedgerRepository:
             raise await self._refusal(entry) from None
         await self._point(entry.op_key, entry_id(entry.resource_id, entry.seq))
 
+    async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
+        if not entries:
+            return 0
+        try:
+            await self._ledger.insert_many([to_document(e) for e in entries], ordered=True)
+            stored = len(entries)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            stored = int(errors[0]["index"])
+        await self._point_many(entries[:stored])
+        return stored
+
     async def _refusal(self, entry: LedgerEntry) -> AlreadyDecided | ConcurrencyConflict:
         """Why the insert of ``entry`` was refused.
 
@@ -125,6 +150,17 @@ class MongoLedgerRepository:
         # The seq is another operation's. Ours may be recorded too, at another seq: deciding
         # again at a fresher seq leaves only the op_key to clash, which then answers.
         return ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
+
+    async def _point_many(self, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        pointers = [{"_id": e.op_key, "entry_id": entry_id(e.resource_id, e.seq)} for e in entries]
+        try:
+            await self._ops.insert_many(pointers, ordered=False)
+        except BulkWriteError as exc:
+            # Duplicates are someone else's copies of the same pointers (see _point).
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def _point(self, op_key: str, target: str) -> None:
         # A duplicate is someone else's copy of the same pointer: an op_key has one entry, ever.

@@ -19,10 +19,13 @@ nothing here reads, modifies and writes back a document.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+from uuid import UUID
 
+from opentelemetry.trace import Link
 from structlog.stdlib import BoundLogger
 
 from booking.adapters import EventPublisher, LedgerRepository
@@ -40,9 +43,18 @@ from booking.domain import (
 )
 from booking.metrics import BookingMetrics
 from booking.service_layer.heads import HEADS_CACHED, LedgerHeads
-from shared.events import CancelBooking, CreateResource, Message, RequestBooking, utcnow
+from shared.events import (
+    CancelBooking,
+    CreateResource,
+    Event,
+    Message,
+    RequestBooking,
+    utcnow,
+)
+from shared.faults import KillPoint
 from shared.logging import get_logger
-from shared.messaging import RetryPolicy
+from shared.messaging import Delivery, RetryPolicy
+from shared.telemetry import consuming
 
 log = get_logger(__name__)
 
@@ -63,6 +75,8 @@ class Outcome(StrEnum):
 
 
 Command = CreateResource | RequestBooking | CancelBooking
+Decided = tuple[Delivery, LedgerEntry, Event]
+"""A command decided in memory: what to append, and the event to send once it is stored."""
 
 
 class CommandHandler:
@@ -76,6 +90,7 @@ class CommandHandler:
         max_attempts: int = 50,
         backoff: RetryPolicy = CONFLICT_BACKOFF,
         heads_cached: int = HEADS_CACHED,
+        checkpoint: Callable[[KillPoint], None] = lambda _: None,
     ) -> None:
         self._ledger = ledger
         self._publisher = publisher
@@ -83,13 +98,87 @@ class CommandHandler:
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff
+        # The fault switch's kill points (chaos tests crash the process exactly there).
+        self._checkpoint = checkpoint
         # Per process (per handler): another worker's appends show up as seq conflicts.
         self._heads = LedgerHeads(ledger, heads_cached)
         self._stripes = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
 
     async def __call__(self, message: Message) -> None:
-        """The shape :func:`shared.messaging.process_record` calls."""
+        """One command alone: the path :func:`shared.messaging.process_batch` falls back to."""
         await self.handle(message)
+
+    async def many(self, deliveries: Sequence[Delivery]) -> None:
+        """Decide a batch: in memory on each resource's head, then one ordered append.
+
+        Requests and first creations are decided one after another on the head as the batch
+        leaves it, and appended together (:meth:`_append_and_announce`). A command that needs
+        a look-up first (a cancel, a creation that records nothing) runs alone, after the
+        decisions before it are stored, so every resource still sees its commands in order.
+        """
+        decided: list[Decided] = []
+        heads: dict[UUID, LedgerEntry | None] = {}
+        for delivery in deliveries:
+            command = delivery.message
+            decision: Decision | None = None
+            if isinstance(command, RequestBooking | CreateResource):
+                rid = command.resource_id
+                if rid not in heads:
+                    heads[rid] = await self._heads.head(rid)
+                decision = decide(heads[rid], command, self._clock())
+            if decision is None or decision.entry is None or decision.event is None:
+                await self._append_and_announce(decided)
+                decided, heads = [], {}
+                with consuming(delivery.record, command):
+                    await self.handle(command)
+                continue
+            heads[decision.entry.resource_id] = decision.entry
+            decided.append((delivery, decision.entry, decision.event))
+        await self._append_and_announce(decided)
+
+    async def _append_and_announce(self, decided: Sequence[Decided]) -> None:
+        """Store the decisions in one ordered append, then publish their events together.
+
+        Each command keeps a span of its own (its trace runs through booking): the first one's
+        holds the append, the others link to it. An event is sent only once its entry is
+        stored, and every ack is awaited before the batch's offsets are committed. Entries the
+        ledger refused (a seq race with another worker, an operation already decided) and
+        those after them are decided again one by one, which re-reads the head and replays
+        what was decided already.
+        """
+        if not decided:
+            return
+        first, first_entry, first_event = decided[0]
+        acks: list[Awaitable[Any]] = []
+        with consuming(first.record, first.message) as span:
+            stored = await self._ledger.append_many([entry for _, entry, _ in decided])
+            if stored:
+                self._checkpoint(KillPoint.AFTER_APPEND)
+                acks.append(await self._announce(first_entry, first_event))
+        link = [Link(span.get_span_context())]
+        for delivery, entry, event in decided[1:stored]:
+            with consuming(delivery.record, delivery.message, links=link):
+                acks.append(await self._announce(entry, event))
+        await asyncio.gather(*acks)
+        for delivery, _, _ in decided[stored:]:
+            with consuming(delivery.record, delivery.message, links=link):
+                await self.handle(delivery.message)
+
+    async def _announce(self, entry: LedgerEntry, event: Event) -> Awaitable[Any]:
+        self._heads.advance(entry)
+        self._metrics.decided(entry.kind)
+        log.info(
+            "decided",
+            op_key=entry.op_key,
+            command_id=str(entry.command_id),
+            resource_id=str(entry.resource_id),
+            kind=entry.kind.value,
+            seq=entry.seq,
+            reserved=entry.reserved,
+            capacity=entry.capacity,
+            reason=entry.reason,
+        )
+        return await self._publisher.send(event)
 
     async def handle(self, message: Message) -> Outcome:
         if not isinstance(message, CreateResource | RequestBooking | CancelBooking):
@@ -141,6 +230,7 @@ class CommandHandler:
                 await asyncio.sleep(self._backoff.delay(attempt))
                 head = await self._heads.refresh(rid, exc.current or head)
                 continue
+            self._checkpoint(KillPoint.AFTER_APPEND)
             self._heads.advance(decision.entry)
             self._metrics.decided(decision.entry.kind)
             bound.info(

@@ -1,4 +1,5 @@
-"""The read side's ports to the outside world: the views store and the Kafka consumer's lag."""
+"""The read side's port to the views store; the Kafka consumer's lag is sampled by
+:mod:`consumer.adapters.kafka_lag`, imported from there."""
 
 from consumer.adapters.repository import ViewRepository
 

@@ -1,5 +1,8 @@
 """The views in MongoDB (database ``settings.views_db``), written only by this service.
 
+``bookings`` and ``resources`` are the read model the gateway reads: their documents are
+written with :mod:`shared.readmodel`'s codec, which also documents their shapes.
+
 Every guard lives in the update's filter, never in a read before the write: a guarded
 upsert whose filter does not match tries to insert the same ``_id`` and fails with a
 duplicate key, which is exactly "a newer state is already there". That is one
@@ -8,37 +11,39 @@ read-modify-write), still safe because this consumer is the partition's only wri
 unique ``_id`` is enforced. Every write is idempotent, so a crash between two of them is
 repaired by simply applying the event again.
 
-Documents (ids as strings, times as BSON dates):
+This service's own documents (ids as strings, times as BSON dates):
 
-- ``bookings``: {_id: booking_id, principal, resource_id, quantity,
-  status: "confirmed"|"rejected"|"cancelled", reason: str|None, accepted_at, updated_at}
-- ``resources``: {_id: resource_id, name, capacity, available, version, created_at, updated_at}
-  (``name``/``capacity``/``created_at`` are None until ResourceCreated is seen)
 - ``notifications``: {_id: event_id, principal, booking_id, resource_id, kind, text, created_at}
 - ``processed_events``: {_id: event_id, type: ce_type, processed_at}
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, OperationFailure
 
-from consumer.domain import (
+from consumer.domain import Notification, ResourceChange, blocking_statuses
+from shared.mongo import Document
+from shared.readmodel import (
+    BOOKINGS,
+    RESOURCE_DETAILS,
+    RESOURCES,
     BookingStatus,
     BookingView,
-    Notification,
-    ResourceChange,
     ResourceView,
-    blocking_statuses,
+    booking_from_document,
+    booking_to_document,
+    resource_from_document,
+    resource_to_document,
 )
-from shared.mongo import Document
 
-BOOKINGS = "bookings"
-RESOURCES = "resources"
+ALL_STATUSES = frozenset(BookingStatus)
+DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 NOTIFICATIONS = "notifications"
 PROCESSED_EVENTS = "processed_events"
 
@@ -52,7 +57,8 @@ class MongoViewRepository:
         self._processed = db[PROCESSED_EVENTS]
 
     async def ensure_indexes(self) -> None:
-        """Idempotent; the gateway looks bookings and notifications up by principal."""
+        """Idempotent. By principal: no reader queries these yet (the gateway reads views by
+        ``_id`` only, nothing reads notifications); they are ready for per-principal lists."""
         await self._bookings.create_index([("principal", ASCENDING)], name="principal")
         await self._notifications.create_index(
             [("principal", ASCENDING), ("created_at", ASCENDING)], name="principal_created_at"
@@ -65,121 +71,158 @@ class MongoViewRepository:
         return await self._processed.find_one({"_id": event_id}, {"_id": 1}) is not None
 
     async def mark_processed(self, event_id: str, event_type: str, at: datetime) -> bool:
-        return await _insert_once(
-            self._processed, {"_id": event_id, "type": event_type, "processed_at": at}
-        )
+        return bool(await self.mark_processed_many([(event_id, event_type)], at))
+
+    async def mark_processed_many(
+        self, events: Sequence[tuple[str, str]], at: datetime
+    ) -> set[str]:
+        docs = [
+            {"_id": event_id, "type": event_type, "processed_at": at}
+            for event_id, event_type in events
+        ]
+        duplicates = await _inserts(self._processed, docs)
+        return {event_id for i, (event_id, _) in enumerate(events) if i not in duplicates}
 
     async def apply_resource(self, change: ResourceChange) -> bool:
-        fields: Document = {
-            "available": change.available,
-            "version": change.version,
-            "updated_at": change.at,
-        }
-        details = _details(change)
-        try:
-            result = await self._resources.update_one(
-                {"_id": change.resource_id, "version": {"$lt": change.version}},
-                {"$set": {**fields, **details}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # a newer (or this very) version is stored already
-        else:
-            if result.upserted_id is not None and not details:
+        return bool(await self.apply_resources([change]))
+
+    async def apply_resources(self, changes: Sequence[ResourceChange]) -> int:
+        """One unordered bulk of guarded upserts; the rare follow-ups one by one. How many
+        resources changed."""
+        updates = [_resource_update(change) for change in changes]
+        upserted, stale = await _updates(self._resources, [op for op, _ in updates])
+        changed = len(changes) - len(stale)
+        for index, (change, (_, details)) in enumerate(zip(changes, updates, strict=True)):
+            key = {"_id": change.resource_id}
+            if index in upserted and change.details is None:
                 # First seen through a booking: keep the documented shape until it is
                 # named. (Not $setOnInsert: FerretDB v1 drops null values from it.)
                 await self._resources.update_one(
-                    {"_id": change.resource_id, "name": {"$exists": False}},
-                    {"$set": {"name": None, "capacity": None, "created_at": None}},
+                    {**key, "name": {"$exists": False}}, {"$set": details}
                 )
-            return True
-        if not details:
-            return False
-        result = await self._resources.update_one(
-            {"_id": change.resource_id, "name": None}, {"$set": details}
-        )
-        return result.modified_count > 0
+            elif index in stale and change.details is not None:
+                # A newer version is stored, maybe still unnamed: name it now.
+                result_one = await self._resources.update_one(
+                    {**key, "name": None}, {"$set": details}
+                )
+                changed += result_one.modified_count
+        return changed
 
     async def apply_booking(self, view: BookingView) -> bool:
-        blocked = sorted(s.value for s in blocking_statuses(view.status))
-        try:
-            await self._bookings.update_one(
-                {"_id": view.booking_id, "status": {"$nin": blocked}},
+        return bool(await self.apply_bookings([view]))
+
+    async def apply_bookings(self, views: Sequence[BookingView]) -> int:
+        """Each view under its guard, in one or two round trips; how many were stored.
+
+        A decision (confirmed, rejected) may replace nothing at all, so its guarded upsert
+        is exactly an insert, which costs FerretDB far less than an upsert: decisions are
+        inserted, and only cancellations are guarded updates.
+        """
+        decisions = [v for v in views if blocking_statuses(v.status) == ALL_STATUSES]
+        refused = await _inserts(self._bookings, [booking_to_document(v) for v in decisions])
+        updates = []
+        for view in views:
+            if blocking_statuses(view.status) == ALL_STATUSES:
+                continue
+            blocked = sorted(s.value for s in blocking_statuses(view.status))
+            fields = booking_to_document(view)
+            key = {"_id": fields.pop("_id")}
+            # A cancellation keeps the time the booking itself was accepted.
+            on_insert = {"accepted_at": fields.pop("accepted_at")}
+            updates.append(
                 {
-                    "$set": {
-                        "principal": view.principal,
-                        "resource_id": view.resource_id,
-                        "quantity": view.quantity,
-                        "status": view.status.value,
-                        "reason": view.reason,
-                        "updated_at": view.updated_at,
-                    },
-                    # A cancellation keeps the time the booking itself was accepted.
-                    "$setOnInsert": {"accepted_at": view.accepted_at},
-                },
-                upsert=True,
+                    "q": {**key, "status": {"$nin": blocked}},
+                    "u": {"$set": fields, "$setOnInsert": on_insert},
+                    "upsert": True,
+                }
             )
-        except DuplicateKeyError:
-            return False
-        return True
+        _, refused_updates = await _updates(self._bookings, updates)
+        return len(views) - len(refused) - len(refused_updates)
 
     async def add_notification(self, notification: Notification) -> bool:
-        return await _insert_once(
-            self._notifications,
+        return bool(await self.add_notifications([notification]))
+
+    async def add_notifications(self, notifications: Sequence[Notification]) -> int:
+        """Insert each once per event id; how many were new."""
+        docs = [
             {
-                "_id": notification.event_id,
-                "principal": notification.principal,
-                "booking_id": notification.booking_id,
-                "resource_id": notification.resource_id,
-                "kind": notification.kind.value,
-                "text": notification.text,
-                "created_at": notification.created_at,
-            },
-        )
+                "_id": n.event_id,
+                "principal": n.principal,
+                "booking_id": n.booking_id,
+                "resource_id": n.resource_id,
+                "kind": n.kind.value,
+                "text": n.text,
+                "created_at": n.created_at,
+            }
+            for n in notifications
+        ]
+        duplicates = await _inserts(self._notifications, docs)
+        return len(docs) - len(duplicates)
 
     async def get_resource(self, resource_id: str) -> ResourceView | None:
         doc = await self._resources.find_one({"_id": resource_id})
-        if doc is None:
-            return None
-        return ResourceView(
-            resource_id=doc["_id"],
-            name=doc.get("name"),
-            capacity=doc.get("capacity"),
-            available=doc["available"],
-            version=doc["version"],
-            created_at=doc.get("created_at"),
-            updated_at=doc["updated_at"],
-        )
+        return None if doc is None else resource_from_document(doc)
 
     async def get_booking(self, booking_id: str) -> BookingView | None:
         doc = await self._bookings.find_one({"_id": booking_id})
-        if doc is None:
-            return None
-        return BookingView(
-            booking_id=doc["_id"],
-            principal=doc["principal"],
-            resource_id=doc["resource_id"],
-            quantity=doc["quantity"],
-            status=BookingStatus(doc["status"]),
-            reason=doc.get("reason"),
-            accepted_at=doc["accepted_at"],
-            updated_at=doc["updated_at"],
-        )
+        return None if doc is None else booking_from_document(doc)
 
 
-def _details(change: ResourceChange) -> Document:
-    if change.details is None:
-        return {}
-    return {
-        "name": change.details.name,
-        "capacity": change.details.capacity,
-        "created_at": change.details.created_at,
+def _resource_update(change: ResourceChange) -> tuple[Document, Document]:
+    """The guarded upsert of ``change``, and the details it carries (None when unnamed)."""
+    fields = resource_to_document(change.first_view())
+    key = {"_id": fields.pop("_id")}
+    # Availability stays in ``fields``; the details are None unless the change has them.
+    details = {name: fields.pop(name) for name in RESOURCE_DETAILS}
+    named = change.details is not None
+    update = {
+        "q": {**key, "version": {"$lt": change.version}},
+        "u": {"$set": {**fields, **details} if named else fields},
+        "upsert": True,
     }
+    return update, details
 
 
-async def _insert_once(collection: AsyncCollection[Document], doc: Document) -> bool:
+async def _updates(
+    collection: AsyncCollection[Document], updates: Sequence[Document]
+) -> tuple[set[int], set[int]]:
+    """Run the ``update`` statements in order, in as few round trips as the refusals allow:
+    (upserted, refused) indexes.
+
+    A refused guarded upsert is the rule working (a newer state is stored): an answer, not
+    an error; anything else raises. The ``update`` command itself, not ``bulk_write``:
+    FerretDB v1 leaves ``nModified`` out of a reply with write errors, which PyMongo's bulk
+    bookkeeping cannot take, and it stops at the first error even when told not to; so the
+    statements are sent ordered, and resent from just after each refusal.
+    """
+    upserted: set[int] = set()
+    refused: set[int] = set()
+    start = 0
+    while start < len(updates):
+        reply = await collection.database.command(
+            {"update": collection.name, "updates": list(updates[start:]), "ordered": True}
+        )
+        upserted.update(start + u["index"] for u in reply.get("upserted", []))
+        errors = reply.get("writeErrors", [])
+        if not errors:
+            break
+        error = errors[0]
+        if error.get("code") != DUPLICATE_KEY:
+            raise OperationFailure(f"update of {collection.name} failed: {error}", details=reply)
+        refused.add(start + error["index"])
+        start += error["index"] + 1
+    return upserted, refused
+
+
+async def _inserts(collection: AsyncCollection[Document], docs: Sequence[Document]) -> set[int]:
+    """Insert ``docs`` unordered in one round trip; the indexes already there."""
+    if not docs:
+        return set()
     try:
-        await collection.insert_one(doc)
-    except DuplicateKeyError:
-        return False
-    return True
+        await collection.insert_many(list(docs), ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {e["index"] for e in errors}
+    return set()

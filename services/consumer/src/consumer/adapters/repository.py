@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from consumer.domain import BookingView, Notification, ResourceChange, ResourceView
+from consumer.domain import Notification, ResourceChange
+from shared.readmodel import BookingView, ResourceView
 
 
 class ViewRepository(Protocol):
@@ -34,6 +36,26 @@ class ViewRepository(Protocol):
 
     async def add_notification(self, notification: Notification) -> bool:
         """Insert once per event id; False when it was already there."""
+        ...
+
+    async def apply_resources(self, changes: Sequence[ResourceChange]) -> int:
+        """:meth:`apply_resource` for each change (one per resource), in few round trips;
+        how many were taken."""
+        ...
+
+    async def apply_bookings(self, views: Sequence[BookingView]) -> int:
+        """:meth:`apply_booking` for each view (one per booking), in one round trip; how
+        many were stored."""
+        ...
+
+    async def add_notifications(self, notifications: Sequence[Notification]) -> int:
+        """:meth:`add_notification` for each, in one round trip; how many were new."""
+        ...
+
+    async def mark_processed_many(
+        self, events: Sequence[tuple[str, str]], at: datetime
+    ) -> set[str]:
+        """:meth:`mark_processed` for each (event_id, event_type); the ids newly marked."""
         ...
 
     async def get_resource(self, resource_id: str) -> ResourceView | None: ...

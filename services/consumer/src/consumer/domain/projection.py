@@ -12,14 +12,15 @@ arriving after a newer one:
 
 The Mongo adapter states the same rules as update filters (see ``blocking_statuses``);
 the in-memory fake used by the unit tests applies them through ``next_booking`` and
-``next_resource``, and the integration tests hold both to the same behaviour.
+``next_resource``, and the integration tests hold both to the same behaviour. The views
+themselves are the read model's types (:mod:`shared.readmodel`), which the gateway reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
 
 from shared.events import (
     BookingCancelled,
@@ -29,13 +30,7 @@ from shared.events import (
     RejectionReason,
     ResourceCreated,
 )
-
-
-class BookingStatus(StrEnum):
-    CONFIRMED = "confirmed"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
-
+from shared.readmodel import BookingStatus, BookingView, ResourceView
 
 # How far along its life a booking is; a status may only replace a lower rank.
 _RANK = {BookingStatus.CONFIRMED: 1, BookingStatus.REJECTED: 1, BookingStatus.CANCELLED: 2}
@@ -44,18 +39,6 @@ _REASON_TEXT: dict[str, str] = {
     RejectionReason.SOLD_OUT.value: "sold out",
     RejectionReason.UNKNOWN_RESOURCE.value: "unknown resource",
 }
-
-
-@dataclass(frozen=True)
-class BookingView:
-    booking_id: str
-    principal: str
-    resource_id: str
-    quantity: int
-    status: BookingStatus
-    reason: str | None
-    accepted_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -77,16 +60,18 @@ class ResourceChange:
     at: datetime
     details: ResourceDetails | None = None
 
-
-@dataclass(frozen=True)
-class ResourceView:
-    resource_id: str
-    name: str | None
-    capacity: int | None
-    available: int
-    version: int
-    created_at: datetime | None
-    updated_at: datetime
+    def first_view(self) -> ResourceView:
+        """The view of a resource this change is the first news of."""
+        details = self.details
+        return ResourceView(
+            resource_id=self.resource_id,
+            name=details.name if details else None,
+            capacity=details.capacity if details else None,
+            available=self.available,
+            version=self.version,
+            created_at=details.created_at if details else None,
+            updated_at=self.at,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,17 +155,9 @@ def next_booking(current: BookingView | None, new: BookingView) -> BookingView |
 
 def next_resource(current: ResourceView | None, change: ResourceChange) -> ResourceView | None:
     """The resource view after ``change``, or None when nothing changes."""
-    details = change.details
     if current is None:
-        return ResourceView(
-            resource_id=change.resource_id,
-            name=details.name if details else None,
-            capacity=details.capacity if details else None,
-            available=change.available,
-            version=change.version,
-            created_at=details.created_at if details else None,
-            updated_at=change.at,
-        )
+        return change.first_view()
+    details = change.details
     if change.version > current.version:
         current = replace(
             current, available=change.available, version=change.version, updated_at=change.at
@@ -190,6 +167,32 @@ def next_resource(current: ResourceView | None, change: ResourceChange) -> Resou
         # A late ResourceCreated still names a resource first seen through a booking.
         return _with_details(current, details)
     return None
+
+
+def coalesce_changes(changes: Sequence[ResourceChange]) -> list[ResourceChange]:
+    """One change per resource that :func:`next_resource` takes exactly as it would take
+    ``changes`` one by one: the newest availability, with the details if any change has them
+    (they are fixed at creation, so any copy of them is the same)."""
+    latest: dict[str, ResourceChange] = {}
+    for change in changes:
+        kept = latest.get(change.resource_id)
+        if kept is None:
+            latest[change.resource_id] = change
+            continue
+        newer = change if change.version > kept.version else kept
+        latest[change.resource_id] = replace(newer, details=change.details or kept.details)
+    return list(latest.values())
+
+
+def coalesce_bookings(views: Sequence[BookingView]) -> list[BookingView]:
+    """One view per booking: ``views`` folded in order by :func:`next_booking`. Stored with
+    the guard of its status, it leaves the view a one-by-one application would."""
+    latest: dict[str, BookingView] = {}
+    for view in views:
+        folded = next_booking(latest.get(view.booking_id), view)
+        if folded is not None:
+            latest[view.booking_id] = folded
+    return list(latest.values())
 
 
 def _with_details(view: ResourceView, details: ResourceDetails) -> ResourceView:

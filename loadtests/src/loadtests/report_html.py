@@ -1,0 +1,393 @@
+"""``report.html``: one self-contained page (inline CSS, charts as inline SVG, no scripts,
+fonts or URLs) for a ``summary.json`` dict, so it can be attached to a CI job or mailed."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from loadtests.gates import ExitCode
+from loadtests.recorder import SAMPLES_FILE
+from loadtests.report_chart import PALETTE, Series, fmt_clock, svg_chart
+from loadtests.stats import Verdict
+
+CSS = """
+:root { --ink:#0f172a; --muted:#64748b; --line:#e2e8f0; --bg:#f8fafc; --card:#fff;
+  --ok:#15803d; --okbg:#dcfce7; --bad:#b91c1c; --badbg:#fee2e2; --warn:#a16207; --warnbg:#fef9c3; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--ink);
+  font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif; }
+main { max-width:1200px; margin:0 auto; padding:28px 24px 48px; }
+h1 { font-size:22px; margin:0 0 2px; } h2 { font-size:16px; margin:32px 0 10px; }
+.sub { color:var(--muted); margin-bottom:18px; }
+.banner { border-radius:10px; padding:16px 20px; margin-bottom:18px; border:1px solid; }
+.banner .status { font-size:24px; font-weight:700; letter-spacing:.02em; }
+.banner ul { margin:8px 0 0; padding-left:20px; }
+.PASS { background:var(--okbg); border-color:#86efac; color:var(--ok); }
+.SLO_BREACH, .REGRESSION { background:var(--badbg); border-color:#fca5a5; color:var(--bad); }
+.INVALID, .NONE { background:var(--warnbg); border-color:#fde047; color:var(--warn); }
+.banner li, .banner .head { color:var(--ink); }
+.cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(150px,1fr)); gap:10px; }
+.card { background:var(--card); border:1px solid var(--line); border-radius:8px;
+  padding:10px 14px; }
+.card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
+.card .v { font-size:20px; font-weight:650; font-variant-numeric:tabular-nums; }
+.charts { display:grid; grid-template-columns:repeat(auto-fit,minmax(520px,1fr)); gap:12px; }
+.chart { background:var(--card); border:1px solid var(--line); border-radius:8px;
+  padding:8px 10px 4px; }
+svg text { font-family:inherit; }
+.ct { font-size:13px; font-weight:650; fill:var(--ink); }
+.yt { font-size:11px; fill:var(--muted); text-anchor:end; }
+.xt { font-size:11px; fill:var(--muted); text-anchor:middle; }
+.lg { font-size:11px; fill:#334155; } .pl { font-size:10px; fill:#475569; }
+.hl { font-size:10px; text-anchor:end; }
+.grid { stroke:#eef2f7; } .axis { stroke:#94a3b8; }
+table { width:100%; border-collapse:collapse; background:var(--card); border:1px solid var(--line);
+  border-radius:8px; overflow:hidden; font-variant-numeric:tabular-nums; }
+th, td { padding:7px 10px; border-bottom:1px solid var(--line); text-align:right;
+  white-space:nowrap; }
+th { background:#f1f5f9; font-size:12px; color:#334155; font-weight:600; }
+th:first-child, td:first-child, td.l, th.l { text-align:left; }
+tr:last-child td { border-bottom:none; }
+.tw { overflow-x:auto; border-radius:8px; }
+td.wrap { white-space:normal; min-width:180px; }
+.pill { display:inline-block; padding:1px 8px; border-radius:999px; font-size:12px;
+  font-weight:650; }
+.p-ok { background:var(--okbg); color:var(--ok); }
+.p-bad { background:var(--badbg); color:var(--bad); }
+.p-warn { background:var(--warnbg); color:var(--warn); }
+.p-info { background:#e0e7ff; color:#3730a3; }
+.muted { color:var(--muted); } .note { color:var(--muted); font-size:12px; margin-top:6px; }
+code { background:#f1f5f9; padding:1px 5px; border-radius:4px; font-size:12px; }
+"""
+
+_VERDICT_PILL = {
+    Verdict.REGRESSION.value: "p-bad",
+    Verdict.IMPROVEMENT.value: "p-ok",
+    Verdict.EQUIVALENT.value: "p-info",
+    Verdict.INCONCLUSIVE.value: "p-warn",
+}
+_STATUS_TEXT = {
+    ExitCode.PASS.name: "PASS",
+    ExitCode.SLO_BREACH.name: "FAIL · SLO breached",
+    ExitCode.REGRESSION.name: "FAIL · regression",
+    ExitCode.INVALID.name: "INVALID run",
+}
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _ms(value: Any) -> str:
+    if value is None:
+        return '<span class="muted">&ndash;</span>'
+    v = float(value)
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def _pct(value: Any, digits: int = 2) -> str:
+    return (
+        '<span class="muted">&ndash;</span>'
+        if value is None
+        else f"{float(value) * 100:.{digits}f}%"
+    )
+
+
+def _pvalue(value: Any) -> str:
+    if value is None:
+        return "&ndash;"
+    return "&lt;0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _phases(data: Mapping[str, Any]) -> list[tuple[float, float, str]]:
+    spans: list[tuple[float, float, str]] = []
+    for w in data["windows"]:
+        phase = w["phase"]
+        if phase is None:
+            continue
+        start, end = w["start_s"], w["start_s"] + w["duration_s"]
+        if spans and spans[-1][2] == phase and abs(spans[-1][1] - start) < 1e-6:
+            spans[-1] = (spans[-1][0], end, phase)
+        else:
+            spans.append((start, end, phase))
+    return spans
+
+
+def _col(rows: Sequence[Mapping[str, Any]], key: str) -> list[float | None]:
+    return [r.get(key) if r.get("count", 1) else None for r in rows]
+
+
+def _charts(data: Mapping[str, Any]) -> list[str]:
+    windows = data["windows"]
+    xs = [w["start_s"] + w["duration_s"] / 2 for w in windows]
+    phases = _phases(data)
+    all_rows = data["series"]["all"]
+    charts = [
+        svg_chart(
+            "Latency percentiles, all endpoints",
+            xs,
+            [
+                Series("p50", _col(all_rows, "p50"), PALETTE[0]),
+                Series("p90", _col(all_rows, "p90"), PALETTE[4]),
+                Series("p95", _col(all_rows, "p95"), PALETTE[1]),
+                Series("p99", _col(all_rows, "p99"), PALETTE[2]),
+            ],
+            unit="ms",
+            phases=phases,
+        )
+    ]
+    endpoint_rows = data["series"]["endpoints"]
+    if endpoint_rows:
+        charts.append(
+            svg_chart(
+                "p95 latency by endpoint",
+                xs,
+                [
+                    Series(name, _col(rows, "p95"), PALETTE[i % len(PALETTE)])
+                    for i, (name, rows) in enumerate(sorted(endpoint_rows.items()))
+                ],
+                unit="ms",
+                phases=phases,
+            )
+        )
+    charts.append(
+        svg_chart(
+            "Throughput and errors",
+            xs,
+            [
+                Series("requests/s", [r["rps"] for r in all_rows], PALETTE[0]),
+                Series(
+                    "errors/s",
+                    [
+                        r["errors"] / w["duration_s"] if w["duration_s"] else None
+                        for r, w in zip(all_rows, windows, strict=True)
+                    ],
+                    PALETTE[2],
+                ),
+            ],
+            unit="per s",
+            phases=phases,
+        )
+    )
+    if any(w["users"] is not None for w in windows):
+        charts.append(
+            svg_chart(
+                "Users",
+                xs,
+                [Series("users", [w["users"] for w in windows], PALETTE[3])],
+                unit="users",
+                phases=phases,
+            )
+        )
+    e2e_rows = data["series"]["e2e"]
+    if e2e_rows:
+        charts.append(
+            svg_chart(
+                "End-to-end latency, accepted → confirmed",
+                xs,
+                [
+                    Series("p50", _col(e2e_rows, "p50"), PALETTE[0]),
+                    Series("p95", _col(e2e_rows, "p95"), PALETTE[1]),
+                    Series("p99", _col(e2e_rows, "p99"), PALETTE[2]),
+                ],
+                unit="ms",
+                phases=phases,
+            )
+        )
+    if any(w["cpu"] is not None for w in windows):
+        charts.append(
+            svg_chart(
+                "Load generator CPU (share of one core)",
+                xs,
+                [
+                    Series(
+                        "CPU",
+                        [None if w["cpu"] is None else w["cpu"] * 100 for w in windows],
+                        PALETTE[5],
+                    )
+                ],
+                unit="%",
+                phases=phases,
+                hlines=[(90.0, "saturation 90%", PALETTE[2])],
+            )
+        )
+    return [f'<div class="chart">{c}</div>' for c in charts]
+
+
+def _endpoint_table(data: Mapping[str, Any]) -> str:
+    rows = []
+    items = sorted(data["endpoints"].items())
+    if len(items) > 1:
+        items.append(("All endpoints", data["total"]))
+    if data["e2e"]:
+        items.append(("e2e (accepted → confirmed)", data["e2e"]))
+    for name, s in items:
+        err = "p-bad" if s["error_ratio"] else ""
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{s['count']:,}</td><td>{(s['rps'] or 0):,.1f}</td>"
+            f'<td><span class="{err}">{_pct(s["error_ratio"])}</span></td>'
+            + "".join(f"<td>{_ms(s[k])}</td>" for k in ("p50", "p90", "p95", "p99", "max"))
+            + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "Endpoint",
+            "Requests",
+            "Req/s",
+            "Errors",
+            "p50 ms",
+            "p90 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+        )
+    )
+    return f"<div class='tw'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
+
+
+def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
+    if not gates:
+        return '<p class="muted">No SLO file given.</p>'
+    rows = []
+    for g in sorted(gates, key=lambda g: (g["passed"], g["scope"], g["metric"])):
+        pill = (
+            '<span class="pill p-ok">PASS</span>'
+            if g["passed"]
+            else '<span class="pill p-bad">FAIL</span>'
+        )
+        metric = g["metric"]
+        if metric.endswith("_ms"):
+            threshold, actual = f"&le; {_ms(g['threshold'])} ms", f"{_ms(g['actual'])} ms"
+        elif metric == "error_ratio":
+            threshold, actual = f"&le; {_pct(g['threshold'])}", _pct(g["actual"])
+        elif metric == "rate_ratio":
+            threshold, actual = f"&ge; {_pct(g['threshold'], 0)}", _pct(g["actual"], 1)
+        else:  # generator validity: actual = peak CPU share
+            threshold, actual = "not saturated", f"peak CPU {_pct(g['actual'], 0)}"
+        label = metric.replace("_ms", "").replace("_", " ")
+        rows.append(
+            f"<tr><td>{pill}</td><td class='l'>{_e(g['scope'])}</td><td class='l'>{_e(label)}</td>"
+            f"<td>{threshold}</td><td>{actual}</td>"
+            f"<td class='l wrap muted'>{_e(g['detail'])}</td></tr>"
+        )
+    head = (
+        "".join(f"<th class='l'>{h}</th>" for h in ("", "Scope", "Gate"))
+        + "<th>Threshold</th><th>Actual</th><th class='l'>Detail</th>"
+    )
+    return f"<div class='tw'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
+
+
+def _comparison_table(comparisons: Sequence[Mapping[str, Any]], baseline: Any) -> str:
+    if not comparisons:
+        return '<p class="muted">No baseline run given.</p>'
+    rows = []
+    for c in comparisons:
+        pill = _VERDICT_PILL.get(c["verdict"], "p-warn")
+        ci = (
+            f"{c['ci_low']:.2f} &ndash; {c['ci_high']:.2f}"
+            if c["ci_low"] is not None and c["ci_high"] is not None
+            else '<span class="muted">&ndash;</span>'
+        )
+        ratio = f"&times;{c['ratio']:.2f}" if c["ratio"] is not None else "&ndash;"
+        d = c["diagnostics"] or {}
+        ks, mw = _pvalue(d.get("ks_pvalue")), _pvalue(d.get("mannwhitney_pvalue"))
+        rows.append(
+            f"<tr><td>{_e(c['name'])}</td><td>p{c['percentile']:g}</td>"
+            f"<td>{_ms(c['baseline_value'])}</td><td>{_ms(c['candidate_value'])}</td><td>{ratio}</td><td>{ci}</td>"
+            f'<td><span class="pill {pill}">{_e(c["verdict"])}</span></td>'
+            f"<td class='l wrap muted'>{_e(c['reason'])}</td>"
+            f"<td class='muted'>{c['baseline_windows']}/{c['candidate_windows']}</td>"
+            f"<td class='muted'>{ks}</td><td class='muted'>{mw}</td></tr>"
+        )
+    conf = comparisons[0]["confidence"]
+    tol = comparisons[0]["tolerance"]
+    head = (
+        "<tr><th class='l'>Metric</th><th>Pct</th><th>Baseline ms</th><th>Candidate ms</th>"
+        f"<th>Ratio</th><th>{conf:.0%} CI</th><th class='l'>Verdict</th><th class='l'>Why</th>"
+        "<th>Windows b/c</th>"
+        "<th>KS p</th><th>MW p</th></tr>"
+    )
+    note = (
+        f'<p class="note">Baseline <code>{_e(baseline)}</code>. Ratio = candidate / baseline; '
+        "the CI is a block bootstrap over time windows (whole windows resampled, not single "
+        f"requests); tolerance &plusmn;{tol:.0%}. "
+        "KS and Mann&ndash;Whitney p-values are diagnostics only and never decide a verdict.</p>"
+    )
+    return f"<div class='tw'><table>{head}{''.join(rows)}</table></div>{note}"
+
+
+def _cards(data: Mapping[str, Any]) -> str:
+    total = data["total"]
+    cards = [
+        ("Requests", f"{total['count']:,}"),
+        ("Throughput", f"{(total['rps'] or 0):,.1f}/s"),
+        ("Errors", _pct(total["error_ratio"])),
+        ("p95", f"{_ms(total['p95'])} ms"),
+        ("p99", f"{_ms(total['p99'])} ms"),
+    ]
+    if data["e2e"]:
+        cards.append(("e2e p95", f"{_ms(data['e2e']['p95'])} ms"))
+    om = data["open_model"]
+    if om["intended_rate"]:
+        cards.append(
+            ("Arrival rate", f"{(om['achieved_rate'] or 0):,.0f} / {om['intended_rate']:,.0f}/s")
+        )
+    cpu = data["validity"]["max_cpu"]
+    cards.append(("Generator CPU peak", _pct(cpu, 0)))
+    return "".join(
+        f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>'
+        for k, v in cards
+    )
+
+
+def render_html(data: Mapping[str, Any]) -> str:
+    """The report page for a ``build_summary`` dict."""
+    status = data["status"] or "NONE"
+    status_text = _STATUS_TEXT.get(status, "No gates evaluated")
+    reason_list = "".join(f"<li>{_e(r)}</li>" for r in data["reasons"])
+    exit_code = data["exit_code"]
+    banner = (
+        f'<div class="banner {status}"><div class="status">{_e(status_text)}</div>'
+        f'<div class="head">{_e(data["headline"] or "")}'
+        f"{f' &mdash; exit code {exit_code}' if exit_code is not None else ''}</div>"
+        f"{f'<ul>{reason_list}</ul>' if reason_list else ''}</div>"
+    )
+    meta = data["meta"]
+    meta_bits = [
+        f"started {_e(data['started_at'][:19].replace('T', ' '))} UTC",
+        f"{fmt_clock(data['duration_s'])} long",
+    ]
+    meta_bits.append(f"{data['window_s']:g} s windows")
+    meta_bits += [f"{_e(k)}: {_e(v)}" for k, v in meta.items() if v is not None and k != "baseline"]
+    validity = data["validity"]
+    validity_note = (
+        f'<p class="note">Generator: {_e(validity["reason"] or "not saturated")} '
+        f"({validity['saturated_windows']}/{validity['measured_windows']} windows above the "
+        "saturation line).</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(data["title"])} &mdash; {_e(status_text)}</title>
+<style>{CSS}</style></head>
+<body><main>
+<h1>{_e(data["title"])}</h1>
+<div class="sub">{" &middot; ".join(meta_bits)}</div>
+{banner}
+<div class="cards">{_cards(data)}</div>
+<h2>Over time</h2>
+<div class="charts">{"".join(_charts(data))}</div>
+{validity_note}
+<h2>SLO gates</h2>
+{_gate_table(data["gates"])}
+<h2>Baseline comparison</h2>
+{_comparison_table(data["comparisons"], meta.get("baseline"))}
+<h2>Endpoints</h2>
+{_endpoint_table(data)}
+<p class="note">Latencies from HdrHistograms (3 significant digits), windows by request start time.
+Raw samples: <code>{SAMPLES_FILE}</code> (when recorded) and <code>windows.jsonl</code>.</p>
+</main></body></html>
+"""

@@ -1,0 +1,20 @@
+"""The real adapters behind gateway.ports: MongoDB (``mongo``) and Kafka (``kafka``)."""
+
+from gateway.adapters.group_commit import GroupCommit, GroupInserter
+from gateway.adapters.kafka import KafkaCommandPublisher
+from gateway.adapters.mongo import (
+    MongoAcceptedStore,
+    MongoIdempotencyStore,
+    MongoViewReader,
+    safe_document,
+)
+
+__all__ = [
+    "GroupCommit",
+    "GroupInserter",
+    "KafkaCommandPublisher",
+    "MongoAcceptedStore",
+    "MongoIdempotencyStore",
+    "MongoViewReader",
+    "safe_document",
+]

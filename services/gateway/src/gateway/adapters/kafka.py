@@ -1,0 +1,118 @@
+"""The gateway's Kafka adapter: commands published through FastStream's KafkaBroker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+
+from aiokafka import AIOKafkaClient
+from faststream.kafka import KafkaBroker
+
+from gateway.ports import DependencyUnavailableError
+from shared.events import Command, encode
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class KafkaCommandPublisher:
+    """Publishes commands with FastStream's broker; returns only after acks=all.
+
+    The broker may be down when the gateway starts: connecting is retried lazily, under
+    a lock, by the next publish or readiness probe, each bounded by its timeout, so the
+    gateway starts and answers 503 instead of hanging.
+    """
+
+    RECONNECT_COOLDOWN_SECONDS = 1.0
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        *,
+        topic: str,
+        source: str,
+        publish_timeout: float,
+        connect_timeout: float,
+        bootstrap_servers: str,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._broker = broker
+        self._bootstrap_servers = bootstrap_servers
+        self._on_connect = on_connect
+        self._topic = topic
+        self._source = source
+        self._publish_timeout = publish_timeout
+        self._connect_timeout = connect_timeout
+        self._lock = asyncio.Lock()
+        self._connected = False
+        self._retry_at = 0.0  # loop time before which we do not retry a failed connect
+
+    async def connect(self) -> bool:
+        """Try once to connect (bounded by connect_timeout); True when connected."""
+        async with self._lock:
+            if self._connected:
+                return True
+            loop = asyncio.get_running_loop()
+            if loop.time() < self._retry_at:
+                # Fail fast while Kafka is known down: a burst of writes must not queue up
+                # behind one connect attempt each.
+                return False
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._probe()
+                    await self._broker.start()
+            except Exception as exc:  # any failure here means "Kafka not reachable yet"
+                log.warning("kafka connect failed", error=f"{type(exc).__name__}: {exc}")
+                with suppress(Exception):  # drop the half-built producer/admin clients
+                    await self._broker.stop()
+                self._retry_at = loop.time() + self.RECONNECT_COOLDOWN_SECONDS
+                return False
+            self._connected = True
+        if self._on_connect is not None:
+            await self._on_connect()
+        return True
+
+    async def _probe(self) -> None:
+        # FastStream leaks its half-started producer when bootstrap fails (an "Unclosed
+        # AIOKafkaProducer" warning per attempt), so check with a client we close ourselves.
+        client = AIOKafkaClient(bootstrap_servers=self._bootstrap_servers)
+        try:
+            await client.bootstrap()
+        finally:
+            await client.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._connected = False
+            await self._broker.stop()
+
+    async def publish(self, command: Command) -> None:
+        value, headers = encode(command, source=self._source)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                if not self._connected and not await self.connect():
+                    raise DependencyUnavailableError("kafka", "broker not reachable")
+                await self._broker.publish(
+                    value,
+                    self._topic,
+                    key=str(command.partition_key).encode(),
+                    headers=headers,
+                )
+        except DependencyUnavailableError:
+            raise
+        except Exception as exc:
+            # Whatever the client raised (KafkaError, timeout, connection reset), the
+            # command is not known to be durable: the caller must answer 503, never 500.
+            log.warning(
+                "command publish failed",
+                ce_type=command.ce_type,
+                command_id=str(command.command_id),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise DependencyUnavailableError("kafka", type(exc).__name__) from None
+
+    async def ping(self) -> bool:
+        if not self._connected and not await self.connect():
+            return False
+        return await self._broker.ping(timeout=self._connect_timeout)

@@ -1,0 +1,120 @@
+"""The batched decide loop: one append per batch, and every invariant of the one-by-one path."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from booking.domain import EntryKind, LedgerEntry
+from shared.events import BookingCancelled, BookingConfirmed, BookingRejected
+from tests.messages import deliveries
+from tests.unit.booking.fakes import FakeLedger, FakePublisher, cancel, create, handler_for, request
+
+
+def seats(ledger: FakeLedger, resource_id: object) -> list[LedgerEntry]:
+    return sorted((e for e in ledger.entries if e.resource_id == resource_id), key=lambda e: e.seq)
+
+
+async def test_a_batch_on_one_resource_is_decided_in_order_with_one_append() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    bookings = [request(rid, 1) for _ in range(5)]
+
+    await handler_for(ledger, publisher).many(deliveries(create(rid, 3), *bookings))
+
+    assert ledger.batch_appends == 1
+    assert [e.seq for e in seats(ledger, rid)] == [1, 2, 3, 4, 5, 6]
+    kinds = [type(e) for e in publisher.published[1:]]
+    assert kinds == [BookingConfirmed] * 3 + [BookingRejected] * 2
+    assert [e.booking_id for e in publisher.published[1:]] == [b.booking_id for b in bookings]
+    assert seats(ledger, rid)[-1].reserved == 3
+
+
+async def test_a_redelivered_batch_replays_its_events_and_decides_nothing_twice() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    batch = deliveries(create(rid, 2), request(rid, 1), request(rid, 1), request(rid, 1))
+    await handler_for(ledger, publisher).many(batch)
+    first = list(publisher.published)
+
+    # A new worker (empty head cache) gets the same batch again, as after a crash before
+    # the offsets were committed.
+    await handler_for(ledger, publisher).many(batch)
+
+    assert len(ledger.entries) == 4
+    assert publisher.published[4:] == first  # the same events, ids and all, in the same order
+
+
+async def test_a_seq_taken_by_another_worker_mid_batch_is_decided_again_one_by_one() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    ours = handler_for(ledger, publisher)
+    await ours.many(deliveries(create(rid, 3)))
+    # A zombie appends a confirmation at seq 2 behind our back: our cached head is stale.
+    zombie_booking = request(rid, 2)
+    await handler_for(ledger, FakePublisher()).handle(zombie_booking)
+
+    late = [request(rid, 1) for _ in range(3)]
+    await ours.many(deliveries(*late))
+
+    entries = seats(ledger, rid)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert ledger.conflicts >= 1
+    confirmed = [e for e in entries if e.kind is EntryKind.CONFIRMED]
+    assert sum(e.quantity for e in confirmed) == 3  # never more than the capacity
+    assert [type(e) for e in publisher.published[1:]] == [
+        BookingConfirmed,
+        BookingRejected,
+        BookingRejected,
+    ]
+
+
+async def test_a_cancel_in_the_middle_of_a_batch_runs_in_order_on_the_stored_decisions() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    first, second = request(rid, 1), request(rid, 1)
+
+    await handler_for(ledger, publisher).many(
+        deliveries(create(rid, 1), first, cancel(first), second)
+    )
+
+    assert [type(e).__name__ for e in publisher.published] == [
+        "ResourceCreated",
+        "BookingConfirmed",
+        "BookingCancelled",
+        "BookingConfirmed",  # the cancelled seat went to the next buyer
+    ]
+    assert isinstance(publisher.published[2], BookingCancelled)
+    assert seats(ledger, rid)[-1].reserved == 1
+
+
+async def test_a_publish_failing_after_the_append_fails_the_batch_and_a_redelivery_heals() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    batch = deliveries(create(rid, 5), request(rid, 1), request(rid, 2))
+    publisher.failures = 1  # Kafka is gone right after the entries were stored
+
+    with pytest.raises(ConnectionError):
+        await handler_for(ledger, publisher).many(batch)
+    assert len(ledger.entries) == 3  # stored, not announced: the offsets are not committed
+
+    await handler_for(ledger, publisher).many(batch)  # the redelivery
+
+    assert len(ledger.entries) == 3
+    announced = {e.event_id for e in publisher.published}
+    assert len(announced) == 3  # every stored decision is announced
+
+
+async def test_the_same_booking_twice_in_one_batch_is_decided_once() -> None:
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    booking = request(rid, 1)
+    again = booking.model_copy(update={"command_id": uuid4()})  # an idempotent takeover
+
+    await handler_for(ledger, publisher).many(deliveries(create(rid, 5), booking, again))
+
+    decisions = [e for e in ledger.entries if e.booking_id == booking.booking_id]
+    assert len(decisions) == 1
+    confirmations = [e for e in publisher.published if isinstance(e, BookingConfirmed)]
+    assert {e.event_id for e in confirmations} == {confirmations[0].event_id}

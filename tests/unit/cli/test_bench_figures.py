@@ -1,0 +1,103 @@
+"""`bookify bench generator | pipeline`: the figures they print, as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bookify.bench import (
+    BenchConfig,
+    GeneratorFigures,
+    PipelineFigures,
+    generator_report,
+    report,
+)
+from bookify.commands import bench as commands
+from loadtests.openmodel import OpenModelResult, new_histogram
+
+
+def a_result(rate: float = 2000, completed: int = 19_990, dropped: int = 10) -> OpenModelResult:
+    result = OpenModelResult(rate=rate, duration=10, elapsed=10.0)
+    result.intended, result.completed, result.dropped = completed + dropped, completed, dropped
+    result.statuses[200] = completed
+    for i in range(100):
+        result.latency_us.record_value(1_000 + 100 * i)  # 1.0 .. 10.9 ms
+        result.schedule_lag_us.record_value(10 + i)  # 10 .. 109 µs
+    return result
+
+
+def generator_figures() -> GeneratorFigures:
+    return GeneratorFigures(
+        rate=2000,
+        open_model=a_result(),
+        open_model_cpu_s=4.0,
+        wrk_requests=70_000,
+        wrk_seconds=10.0,
+        wrk_cpu_s=1.0,
+    )
+
+
+def pipeline_figures() -> PipelineFigures:
+    decided = new_histogram()
+    decided.record_value(25_000)
+    return PipelineFigures(a_result(rate=100, completed=1000, dropped=0), decided, 990, 10, 0)
+
+
+def test_the_generator_table_puts_the_open_model_beside_wrk_per_core() -> None:
+    table = generator_report(generator_figures())
+    assert "4997.5" in table  # 19,990 requests / 4 CPU-seconds
+    assert "70000.0" in table
+    assert "open model / wrk per core = 0.071" in table
+
+
+def test_generator_json_has_the_same_figures_for_scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fake(rate: float, duration: float, run_dir: Path) -> GeneratorFigures:
+        assert (rate, duration) == (1500, 3)
+        return generator_figures()
+
+    monkeypatch.setattr(commands, "bench_generator", fake)
+    done = CliRunner().invoke(
+        commands.app, ["generator", "--rate", "1500", "--duration", "3", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    data: dict[str, Any] = json.loads(done.stdout)
+    assert data["open_model"]["requests_per_core"] == pytest.approx(4997.5)
+    assert data["open_model"]["schedule_lag_ms"]["p99"] == pytest.approx(0.108, abs=0.002)
+    assert data["open_model"]["latency_ms"]["max"] == pytest.approx(10.9, rel=0.01)
+    assert data["open_model"]["statuses"] == {"200": 19_990}
+    assert data["open_model"]["dropped"] == 10
+    assert data["wrk"]["requests_per_core"] == pytest.approx(70_000)
+    assert data["open_model_over_wrk_per_core"] == pytest.approx(4997.5 / 70_000)
+
+
+def test_pipeline_json_has_both_runs_and_their_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fake_pipeline(config: BenchConfig, progress: Any = print) -> PipelineFigures:
+        assert config.kafka_bootstrap == "127.0.0.1:1"
+        return pipeline_figures()
+
+    async def fake_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
+        return a_result(rate=rate, completed=2000, dropped=0)
+
+    monkeypatch.setattr(commands, "bench_pipeline", fake_pipeline)
+    monkeypatch.setattr(commands, "bench_ceiling", fake_ceiling)
+    done = CliRunner().invoke(
+        commands.app, ["pipeline", "--rate", "100", "--kafka", "127.0.0.1:1", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    data: dict[str, Any] = json.loads(done.stdout)
+    assert data["pipeline"]["confirmed"] == 990
+    assert data["pipeline"]["accepted_to_decided_ms"]["p50"] == pytest.approx(25, rel=0.01)
+    assert data["ceiling"]["throughput"] == pytest.approx(200)
+    assert data["throughput_over_ceiling"] == pytest.approx(0.5)
+
+
+def test_the_pipeline_table_says_nothing_of_what_was_not_recorded() -> None:
+    figures = pipeline_figures()
+    figures.confirm_latency_us = new_histogram()
+    table = report(figures, a_result())
+    assert "accepted→decided p50 (ms)" in table
+    assert "n/a" in table
