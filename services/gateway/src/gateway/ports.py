@@ -7,7 +7,6 @@ instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -122,6 +121,3 @@ class IdempotencyStore(Protocol):
 
     async def mark_failed(self, key_id: str) -> None:
         """PENDING -> FAILED (a retry need not wait); never touches another state."""
-
-
-ReadinessCheck = Callable[[], Awaitable[bool]]
