@@ -10,6 +10,8 @@ import jwt
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.events.base import MAX_PRINCIPAL_LENGTH
+
 # Marks a development default; shared.settings.refuse_dev_secret refuses it outside dev.
 DEV_ONLY_PREFIX = "dev-only-"
 
@@ -80,4 +82,7 @@ def verify_token(settings: AuthSettings, token: str) -> Principal:
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub or not isinstance(claims["scope"], str):
         raise InvalidTokenError("sub and scope must be non-empty strings")
+    if len(sub) > MAX_PRINCIPAL_LENGTH:
+        # Every command carries the principal, and its contract allows this many characters.
+        raise InvalidTokenError(f"sub is longer than {MAX_PRINCIPAL_LENGTH} characters")
     return Principal(sub=sub, scopes=frozenset(claims["scope"].split()))

@@ -144,7 +144,7 @@ def ops_routes(*, faults_path: str = ADMIN_PATH) -> APIRouter:
     @router.put(
         faults_path,
         summary="Switch fault injection on or off (dev/test only)",
-        responses=problem_responses(401, 403, 404, 422),
+        responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def update_faults(settings: FaultSettings, switch: Switch) -> dict[str, object]:
         switch.update(settings)

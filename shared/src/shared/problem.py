@@ -193,7 +193,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _field_errors(exc)
     if any(e["type"] == "json_invalid" for e in errors):
@@ -218,7 +218,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_authentication_error(request: Request, exc: Exception) -> JSONResponse:
+async def on_authentication_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthenticationError)
     challenge = "Bearer" if exc.error is None else f'Bearer error="{exc.error}"'
     return problem_response(
@@ -241,9 +241,9 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     """The handlers every service shares; then the OpenAPI document says problem+json."""
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    app.add_exception_handler(AuthenticationError, _on_authentication_error)
+    app.add_exception_handler(AuthenticationError, on_authentication_error)
     app.add_exception_handler(InsufficientScopeError, _on_insufficient_scope)
     # Starlette's ServerErrorMiddleware calls this for anything unhandled (and then
     # re-raises so the server logs it); the client only ever sees a generic problem.

@@ -1,16 +1,26 @@
 """The settings bases every service inherits: one pydantic-settings class per service.
 
 Each service sets its own ``env_prefix`` (``BOOKIFY_GATEWAY_``, ``BOOKIFY_BOOKING_``, ...).
-Nothing else in the code base reads ``os.environ`` for configuration.
+Two variables are the platform's, read by every service: ``BOOKIFY_ENVIRONMENT`` (a
+service's own ``BOOKIFY_<SERVICE>_ENVIRONMENT`` wins over it) and the ``BOOKIFY_AUTH_*``
+of :class:`shared.auth.AuthSettings`. Outside dev and test a service refuses to start with
+the development JWT secret, or with one too short for HS256. Nothing else in the code base
+reads ``os.environ`` for configuration.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from shared.auth import DEV_ONLY_PREFIX, AuthSettings
 
@@ -38,6 +48,21 @@ class Topics:
         return f"{self.prefix}{group_id}"
 
 
+SHARED_ENVIRONMENT_VARIABLE = "BOOKIFY_ENVIRONMENT"
+HS256_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: a key of at least the hash's size (256 bits)
+
+
+class SharedEnvironment(PydanticBaseSettingsSource):
+    """``BOOKIFY_ENVIRONMENT`` as every service's ``environment``, below its own variable."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return os.environ.get(SHARED_ENVIRONMENT_VARIABLE), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        value = os.environ.get(SHARED_ENVIRONMENT_VARIABLE)
+        return {"environment": value} if value else {}
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_", extra="ignore", frozen=True)
 
@@ -56,6 +81,38 @@ class ServiceSettings(BaseSettings):
     )
     # Verifies the operators' tokens (the fault switch in every service, the API in the gateway).
     auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier wins: arguments, the service's own variables, then the platform's.
+        return (
+            init_settings,
+            env_settings,
+            SharedEnvironment(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Self:
+        """Outside dev and test, the token secret must be a real one."""
+        if self.auth.jwt_public_key is None:  # with RS256 the shared secret is never used
+            secret = self.auth.jwt_secret.get_secret_value()
+            refuse_dev_secret(self, "BOOKIFY_AUTH_JWT_SECRET", secret)
+            if not self.is_dev and len(secret.encode()) < HS256_MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"BOOKIFY_AUTH_JWT_SECRET has {len(secret.encode())} bytes; HS256 needs at "
+                    f"least {HS256_MIN_SECRET_BYTES} in environment={self.environment.value} "
+                    "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+        return self
 
     @property
     def topics(self) -> Topics:

@@ -47,6 +47,35 @@ async def test_malformed_or_non_object_json_is_422(
     assert fakes.publisher.published == []
 
 
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}], ids=["none", "bad"])
+async def test_malformed_json_without_a_valid_token_is_401_not_422(
+    client: httpx.AsyncClient, fakes: Fakes, headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/bookings",
+        content='{"quantity": 1,',
+        headers={"content-type": "application/json", **headers},
+    )
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert fakes.publisher.published == []
+
+
+@pytest.mark.parametrize("path", ["/v1/resources", "/v1/bookings"])
+async def test_a_body_that_is_not_utf8_is_a_400_problem(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    # As a schema-driven fuzzer sends it; the status is in the route's OpenAPI document.
+    response = await client.post(
+        path,
+        content=b'{"name": "\xff\xfe"}',
+        headers={"content-type": "application/json", **bearer()},
+    )
+
+    assert_problem(response, 400)
+
+
 async def test_malformed_json_says_so(client: httpx.AsyncClient) -> None:
     body = assert_problem(await post_booking(client, '{"quantity": 1,'), 422)
 
@@ -266,8 +295,10 @@ async def test_missing_token_is_401_with_bearer_challenge(
         auth.token("alice", "bookings:read", settings=AUTH, ttl=timedelta(seconds=-60)),
         auth.token("alice", "bookings:read", settings=AUTH, aud=None),  # no audience
         auth.token("alice", settings=AUTH, scope=None),  # no scope
+        # A principal longer than a command can carry (it was a 500 once the body was valid).
+        auth.token("x" * 201, "bookings:read bookings:write", settings=AUTH),
     ],
-    ids=["garbage", "wrong-secret", "expired", "no-aud", "no-scope"],
+    ids=["garbage", "wrong-secret", "expired", "no-aud", "no-scope", "sub-too-long"],
 )
 async def test_invalid_token_is_401(client: httpx.AsyncClient, token: str) -> None:
     response = await client.get(
@@ -276,6 +307,20 @@ async def test_invalid_token_is_401(client: httpx.AsyncClient, token: str) -> No
 
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_principal_too_long_for_a_command_is_401_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    token = auth.token("x" * 201, "resources:admin", settings=AUTH)
+
+    response = await client.post(
+        "/v1/resources",
+        json={"name": "Hall", "capacity": 5},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert_problem(response, 401)
 
 
 async def test_non_bearer_scheme_is_401(client: httpx.AsyncClient) -> None:

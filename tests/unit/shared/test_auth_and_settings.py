@@ -3,14 +3,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from booking.config import BookingSettings
+from consumer.config import ConsumerSettings
+from gateway.config import GatewaySettings
 from shared.auth import AuthSettings, InvalidTokenError, mint_token, verify_token
 from shared.mongo import unsafe_keys
 from shared.settings import Environment, ServiceSettings, Topics, refuse_dev_secret
 from tests.support import auth
 
 AUTH = AuthSettings(jwt_secret=SecretStr("test-secret-of-enough-length-for-hs256"))
+SERVICE_SETTINGS: list[type[ServiceSettings]] = [GatewaySettings, BookingSettings, ConsumerSettings]
 
 
 def test_a_minted_token_verifies_to_its_principal_and_scopes() -> None:
@@ -49,9 +53,44 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 def test_the_dev_secret_is_refused_outside_dev() -> None:
     dev_default = AuthSettings().jwt_secret.get_secret_value()
     refuse_dev_secret(ServiceSettings(environment=Environment.DEV), "jwt", dev_default)
+    prod = ServiceSettings(environment=Environment.PROD, auth=AUTH)
     with pytest.raises(ValueError, match="development default"):
-        refuse_dev_secret(ServiceSettings(environment=Environment.PROD), "jwt", dev_default)
-    refuse_dev_secret(ServiceSettings(environment=Environment.PROD), "jwt", "a-real-secret")
+        refuse_dev_secret(prod, "jwt", dev_default)
+    refuse_dev_secret(prod, "jwt", "a-real-secret")
+
+
+@pytest.mark.parametrize("settings_class", [ServiceSettings, *SERVICE_SETTINGS])
+def test_every_service_refuses_to_start_in_prod_with_the_dev_secret(
+    settings_class: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BOOKIFY_AUTH_JWT_SECRET", raising=False)
+    with pytest.raises(ValidationError, match="BOOKIFY_AUTH_JWT_SECRET still has its development"):
+        settings_class(environment="prod")  # type: ignore[arg-type]
+    assert settings_class(environment="dev").is_dev  # type: ignore[arg-type]
+
+
+def test_prod_refuses_a_secret_too_short_for_hs256_and_says_how_to_make_one() -> None:
+    short = AuthSettings(jwt_secret=SecretStr("x" * 31))
+    with pytest.raises(ValidationError, match="31 bytes; HS256 needs at least 32") as caught:
+        ServiceSettings(environment=Environment.PROD, auth=short)
+    assert "secrets.token_urlsafe" in str(caught.value)
+    assert ServiceSettings(environment=Environment.PROD, auth=AUTH).environment == "prod"
+    # With RS256 the shared secret is never used, so it is not checked.
+    rsa = AuthSettings(jwt_public_key="-----BEGIN PUBLIC KEY-----")
+    assert ServiceSettings(environment=Environment.PROD, auth=rsa).environment == "prod"
+
+
+@pytest.mark.parametrize("settings_class", SERVICE_SETTINGS)
+def test_bookify_environment_configures_every_service_and_its_own_variable_wins(
+    settings_class: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The variable .env.example documents, as a deployment outside compose would set it.
+    monkeypatch.setenv("BOOKIFY_ENVIRONMENT", "prod")
+    monkeypatch.setenv("BOOKIFY_AUTH_JWT_SECRET", AUTH.jwt_secret.get_secret_value())
+    assert settings_class().environment == Environment.PROD
+    prefix = settings_class.model_config["env_prefix"]
+    monkeypatch.setenv(f"{prefix}ENVIRONMENT", "test")
+    assert settings_class().environment == Environment.TEST
 
 
 def test_topic_prefix_isolates_every_topic() -> None:

@@ -167,6 +167,7 @@ async def test_the_fault_switch_does_not_exist_in_prod() -> None:
 async def test_the_openapi_document_lists_every_status_of_the_ops_routes(svc: Served) -> None:
     paths = (await svc.http.get("/openapi.json")).json()["paths"]
     assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
-    assert set(paths["/admin/faults"]["put"]["responses"]) == {"200", "401", "403", "404", "422"}
+    put = {"200", "400", "401", "403", "404", "422"}
+    assert set(paths["/admin/faults"]["put"]["responses"]) == put
     problem = paths["/admin/faults"]["put"]["responses"]["403"]["content"]
     assert list(problem) == ["application/problem+json"]

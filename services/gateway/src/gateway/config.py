@@ -1,14 +1,12 @@
-"""Gateway settings: ``BOOKIFY_GATEWAY_*`` plus the shared ``BOOKIFY_AUTH_*``."""
+"""Gateway settings: ``BOOKIFY_GATEWAY_*`` plus the platform's (see shared.settings)."""
 
 from __future__ import annotations
 
-from typing import Self
-
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.readmodel import DEFAULT_VIEWS_DB
-from shared.settings import ServiceSettings, refuse_dev_secret
+from shared.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
@@ -44,11 +42,3 @@ class GatewaySettings(ServiceSettings):
     @property
     def ce_source(self) -> str:
         return "bookify/gateway"
-
-    @model_validator(mode="after")
-    def _refuse_dev_secret(self) -> Self:
-        if self.auth.jwt_public_key is None:  # with RS256 the shared secret is never used
-            refuse_dev_secret(
-                self, "BOOKIFY_AUTH_JWT_SECRET", self.auth.jwt_secret.get_secret_value()
-            )
-        return self

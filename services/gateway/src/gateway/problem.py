@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gateway.errors import (
@@ -16,9 +17,18 @@ from gateway.errors import (
     RateLimitedError,
     UnknownResourceError,
 )
+from gateway.faults import API_PREFIX
 from gateway.ports import DependencyUnavailableError, UnsafeDocumentError
 from shared.logging import get_logger
-from shared.problem import on_unexpected, problem_response, retry_after_header
+from shared.ops import authenticate, bearer
+from shared.problem import (
+    AuthenticationError,
+    on_authentication_error,
+    on_unexpected,
+    on_validation_error,
+    problem_response,
+    retry_after_header,
+)
 
 log = get_logger(__name__)
 
@@ -78,7 +88,23 @@ async def _on_unsafe_document(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """Who before what: an anonymous request to /v1 is a 401 even when its body is broken.
+
+    FastAPI reads and validates the body before it solves the route's dependencies, so
+    without this a caller without a token would learn how its body is wrong (a 422).
+    """
+    if request.url.path.startswith(API_PREFIX + "/"):
+        auth = request.app.state.runtime.settings.auth
+        try:
+            authenticate(auth, await bearer(request))
+        except AuthenticationError as refused:
+            return await on_authentication_error(request, refused)
+    return await on_validation_error(request, exc)
+
+
 def install_gateway_problem_handlers(app: FastAPI, *, retry_after_seconds: float) -> None:
+    app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(
         DependencyUnavailableError, make_unavailable_handler(retry_after_seconds)

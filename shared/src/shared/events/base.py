@@ -40,9 +40,13 @@ class Message(BaseModel):
         raise NotImplementedError
 
 
+MAX_PRINCIPAL_LENGTH = 200
+"""A principal (a token's ``sub``) longer than this is refused at the door (shared.auth)."""
+
+
 class Command(Message):
     command_id: UUID
-    principal: str = Field(min_length=1, max_length=200)
+    principal: str = Field(min_length=1, max_length=MAX_PRINCIPAL_LENGTH)
     accepted_at: datetime = Field(description="When the gateway accepted the request.")
 
     @property

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
     status_code=202,
     response_model=BookingAccepted,
     summary="Request a booking; poll the Location for the outcome",
-    responses=problem_responses(401, 403, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
 )
 async def request_booking(
     body: BookingCreate, principal: Writer, deps: DepsDep, idempotency_key: IdempotencyKey = None

@@ -34,7 +34,7 @@ def accepted_response(result: service.Accepted) -> JSONResponse:
     status_code=202,
     response_model=ResourceAccepted,
     summary="Create a resource (asynchronously, via Kafka)",
-    responses=problem_responses(401, 403, 413, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
 )
 async def create_resource(
     body: ResourceCreate, principal: Admin, deps: DepsDep, idempotency_key: IdempotencyKey = None
