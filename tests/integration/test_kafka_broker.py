@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from pydantic import ValidationError
+
+from shared.kafka import ensure_topics
+from shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +186,36 @@ async def test_two_members_of_one_group_split_the_partitions_between_them(
     assert sorted(r.value for rs in received for r in rs) == sorted(
         f"v{i}".encode() for i in range(40)
     )
+
+
+async def test_topics_are_created_with_the_configured_replicas_and_min_insync(
+    kafka: Any, unique_id: str
+) -> None:
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        topic_prefix=f"{unique_id}-replicas.",
+        topic_partitions=2,
+        topic_replication_factor=1,  # a single broker holds one replica at most
+        topic_min_insync_replicas=1,
+    )
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.topics.commands)]
+        )
+        metadata = await admin.describe_topics([settings.topics.commands])
+    finally:
+        await admin.delete_topics(list(settings.topics.all()))
+        await admin.close()
+    configs = {name: value for name, value, *_ in described[0].resources[0][4]}
+    assert configs["min.insync.replicas"] == "1"
+    partitions = metadata[0]["partitions"]
+    assert len(partitions) == 2
+    assert all(len(p["replicas"]) == 1 for p in partitions)
+
+
+def test_min_insync_above_the_replication_factor_is_refused() -> None:
+    with pytest.raises(ValidationError, match="every acks=all send would fail"):
+        ServiceSettings(topic_replication_factor=1, topic_min_insync_replicas=2)

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import signal
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -67,6 +68,13 @@ class FaultSettings(BaseModel):
         default=None,
         description="SIGKILL this process the next time it reaches this point (chaos tests).",
     )
+    duration_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="The faults switch themselves off after this long, like any chaos "
+        "experiment: a forgotten or hostile setting cannot keep the service degraded.",
+    )
 
     @property
     def active(self) -> bool:
@@ -108,11 +116,14 @@ class FaultSwitch:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.environment = Environment(environment)
         self._settings = OFF
+        self._expires_at = 0.0
         self._rng = rng or random.Random()
         self._sleep = sleep
+        self._clock = clock
         self.injected: Counter[str] = Counter()
 
     @property
@@ -121,6 +132,9 @@ class FaultSwitch:
 
     @property
     def settings(self) -> FaultSettings:
+        """What is injected now: OFF once the settings' duration has run out."""
+        if self._settings is not OFF and self._clock() >= self._expires_at:
+            self._settings = OFF
         return self._settings
 
     def update(self, settings: FaultSettings) -> FaultSettings:
@@ -129,22 +143,23 @@ class FaultSwitch:
                 f"fault injection is disabled in environment={self.environment.value}; "
                 "it is only available in dev and test"
             )
-        self._settings = settings
+        self._settings = settings if settings.active else OFF
+        self._expires_at = self._clock() + settings.duration_seconds
         return settings
 
     # ------------------------------------------------------------ the dice
     def latency_s(self) -> float:
-        return self._settings.latency_ms / 1000.0
+        return self.settings.latency_ms / 1000.0
 
     def roll_error(self) -> bool:
-        rate = self._settings.error_rate
+        rate = self.settings.error_rate
         hit = rate > 0 and self._rng.random() < rate
         if hit:
             self.injected["error"] += 1
         return hit
 
     def is_poison(self, key: str) -> bool:
-        rate = self._settings.poison_rate
+        rate = self.settings.poison_rate
         hit = rate > 0 and _unit_hash(key) < rate
         if hit:
             self.injected["poison"] += 1
@@ -157,7 +172,7 @@ class FaultSwitch:
 
     async def before_handling(self, key: str) -> None:
         """For message handlers: added latency, then maybe a poison or transient error."""
-        if not self._settings.active:
+        if not self.settings.active:
             return
         await self.delay()
         if self.is_poison(key):
@@ -170,7 +185,7 @@ class FaultSwitch:
 
         The line logged first is how a chaos test proves the kill landed where it claims.
         """
-        if self._settings.kill_at is point:
+        if self.settings.kill_at is point:
             log.error("fault_kill_point", point=point.value, pid=os.getpid())
             logging.shutdown()  # flush the line above: nothing runs after SIGKILL
             os.kill(os.getpid(), signal.SIGKILL)
@@ -180,6 +195,9 @@ class FaultSwitch:
         return {
             "allowed": self.allowed,
             "environment": self.environment.value,
-            "settings": self._settings.model_dump(),
+            "settings": self.settings.model_dump(),
+            "expires_in_seconds": max(0.0, self._expires_at - self._clock())
+            if self.settings.active
+            else 0.0,
             "injected": dict(self.injected),
         }

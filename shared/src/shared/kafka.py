@@ -46,7 +46,7 @@ def make_broker(
         acks="all",
         enable_idempotence=True,
         client_id=settings.service_name,
-        request_timeout_ms=10_000,
+        request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
         # FastStream's own logger prints coloured lines to stdout; route it through the
         # stdlib (and so our JSON handler), with its per-message lines at DEBUG.
@@ -65,11 +65,22 @@ async def ensure_topics(settings: ServiceSettings) -> None:
         if missing:
             # Another service may create them first; that is the outcome we want.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(t, settings.topic_partitions, 1) for t in missing]
-                )
+                await admin.create_topics([new_topic(settings, t) for t in missing])
     finally:
         await admin.close()
+
+
+def new_topic(settings: ServiceSettings, name: str) -> NewTopic:
+    """A topic as the settings want it: acks=all waits for min.insync.replicas of them."""
+    configs = {}
+    if settings.topic_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+    return NewTopic(
+        name,
+        settings.topic_partitions,
+        settings.topic_replication_factor,
+        topic_configs=configs,
+    )
 
 
 def subscribe(

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -31,7 +36,7 @@ from shared.events import Message
 from shared.faults import FaultSwitch
 from shared.kafka import make_broker, subscribe
 from shared.logging import get_logger
-from shared.messaging import BatchHandler, Delivery, PolicyMetrics
+from shared.messaging import UNAVAILABLE, BatchHandler, Delivery, PolicyMetrics
 from shared.mongo import Document, make_mongo_client
 from shared.settings import ServiceSettings, SubscriberSettings
 
@@ -58,6 +63,14 @@ Connect = Callable[
 ]
 """A service's adapters, built on the runtime's broker and Mongo client, for as long as the
 process runs (it may create topics and indexes on the way in)."""
+
+
+# What "not up yet" looks like when connecting: the policy's outages, and a refused socket.
+NOT_YET_THERE = (*UNAVAILABLE, OSError)
+
+
+class StartupError(RuntimeError):
+    """The dependencies did not come up within ``startup_timeout_seconds``."""
 
 
 class NotStartedError(RuntimeError):
@@ -138,23 +151,51 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
             return
         mongo: AsyncMongoClient[Document] = make_mongo_client(self.settings.mongo_uri)
         try:
-            async with self._connect(self, mongo) as deps:
-                with self._using(deps):
-                    consumes = bool(self._handler_factories)
-                    if consumes:
-                        await self.broker.start()
-                    log.info("service_started", service=self.settings.service_name)
-                    try:
-                        yield deps
-                    finally:
-                        # Stop consuming first, so in-flight handlers finish with their stores
-                        # open (their offsets are committed by the subscriber's ack policy).
-                        if consumes:
-                            await self.broker.stop()
+            async with self._connected(mongo) as deps:
+                log.info("service_started", service=self.settings.service_name)
+                yield deps
         finally:
             await mongo.close()
         # Only reached after a clean shutdown: the broker stopped and the stores closed.
         log.info("service_stopped", service=self.settings.service_name)
+
+    @asynccontextmanager
+    async def _connected(self, mongo: AsyncMongoClient[Document]) -> AsyncIterator[DepsT]:
+        """The deps connected and the subscribers consuming, waiting for Kafka and MongoDB.
+
+        A service started before its dependencies (a fresh machine, a restart of everything)
+        waits for them, with backoff, up to ``startup_timeout_seconds``, instead of exiting.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.startup_timeout_seconds
+        consumes = bool(self._handler_factories)
+        attempt = 0
+        while True:
+            stack = AsyncExitStack()
+            try:
+                deps = await stack.enter_async_context(self._connect(self, mongo))
+                # The handlers exist before the first message can arrive.
+                stack.enter_context(self._using(deps))
+                if consumes:
+                    # Stop consuming first on the way out, so in-flight handlers finish with
+                    # their stores open (their offsets are committed by the ack policy).
+                    stack.push_async_callback(self.broker.stop)
+                    await self.broker.start()
+            except NOT_YET_THERE as exc:
+                await stack.aclose()
+                attempt += 1
+                if loop.time() >= deadline:
+                    raise StartupError(
+                        f"{self.settings.service_name}: Kafka or MongoDB still unreachable after "
+                        f"{self.settings.startup_timeout_seconds:g} s ({exc!r}); check "
+                        "kafka_bootstrap_servers and mongo_uri, or start them (bookify infra up)"
+                    ) from exc
+                log.warning("waiting_for_dependencies", error=repr(exc), attempt=attempt)
+                await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
+                continue
+            async with stack:
+                yield deps
+            return
 
     @contextmanager
     def _using(self, deps: DepsT) -> Iterator[None]:

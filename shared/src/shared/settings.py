@@ -71,11 +71,27 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Where the HTTP port listens.")
     port: int = Field(default=8000, ge=0, le=65535)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_request_timeout_seconds: float = Field(
+        default=4.0, gt=0, description="How long the producer waits for a send's acks."
+    )
     topic_prefix: str = Field(default="", description="Prepended to every topic name.")
     topic_partitions: int = Field(default=3, ge=1)
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of each topic this service creates (1 here; 3 on a real cluster).",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics it creates; None keeps the broker's.",
+    )
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     log_level: str = "INFO"
     log_json: bool = True
+    startup_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="How long start-up waits for Kafka and MongoDB."
+    )
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, description="How long /readyz waits for each dependency's ping."
     )
@@ -99,6 +115,16 @@ class ServiceSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _replicas_that_exist(self) -> Self:
+        min_insync = self.topic_min_insync_replicas
+        if min_insync is not None and min_insync > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({min_insync}) exceeds topic_replication_factor "
+                f"({self.topic_replication_factor}): every acks=all send would fail"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Self:

@@ -33,13 +33,16 @@ class FakePublisher:
 
     published: list[Command] = field(default_factory=list)
     fail: bool = False
+    outcome_unknown: bool = False  # with fail: the command was handed over, then no answer
     delay: float = 0.0  # seconds "in flight", so concurrent requests really overlap
 
     async def publish(self, command: Command) -> None:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:
-            raise DependencyUnavailableError("kafka", "KafkaTimeoutError")
+            raise DependencyUnavailableError(
+                "kafka", "KafkaTimeoutError", outcome_unknown=self.outcome_unknown
+            )
         self.published.append(command)
 
 

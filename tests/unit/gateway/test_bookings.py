@@ -350,19 +350,23 @@ async def test_mongo_failing_at_the_reservation_is_a_503_and_nothing_is_publishe
     assert fakes.publisher.published == []
 
 
-async def test_mongo_failing_after_the_ack_is_a_503_and_the_retry_is_the_same_booking(
+async def test_mongo_failing_after_the_ack_is_still_a_202_and_the_retry_is_the_same_booking(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     fakes.accepted.fail = True
-    assert_problem(await book(client, resource_id, key="k-after-ack"), 503)
-    [reservation] = fakes.idempotency.records.values()
 
+    first = await book(client, resource_id, key="k-after-ack")
+
+    # The command is durable in Kafka: a 503 would be untrue (and a retry without a key
+    # would book twice).
+    assert first.status_code == 202
+    [reservation] = fakes.idempotency.records.values()
+    assert first.json()["id"] == str(reservation.entity_id)
     fakes.accepted.fail = False
     response = await book(client, resource_id, key="k-after-ack")
-
-    # The first command may well be in Kafka: the retry republishes it, same ids.
     assert response.status_code == 202
-    assert response.json()["id"] == str(reservation.entity_id)
+    assert response.json() == first.json()
+    # The retry republishes the very command (same ids), which downstream decides once.
     assert {c.command_id for c in fakes.publisher.published} == {reservation.command_id}
 
 
@@ -379,9 +383,25 @@ async def test_publisher_failing_is_503_with_retry_after_and_nothing_accepted(
     body = assert_problem(response, 503, "service-unavailable")
     assert int(response.headers["retry-after"]) >= 1
     assert body["retry_after"] >= 1
+    assert body["outcome"] == "not_accepted"
     assert fakes.accepted.records == {}
     assert fakes.idempotency.records == {}
     assert "location" not in response.headers
+
+
+async def test_a_send_kafka_never_confirmed_is_a_503_that_says_the_outcome_is_unknown(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    fakes.publisher.fail = True
+    fakes.publisher.outcome_unknown = True  # handed to the producer, then no answer
+
+    response = await book(client, resource_id, key="k-unknown")
+
+    body = assert_problem(response, 503, "service-unavailable")
+    assert body["outcome"] == "unknown"
+    assert "may still be accepted" in body["detail"]
+    assert "same Idempotency-Key" in body["detail"]
+    assert fakes.accepted.records == {}
 
 
 async def test_publisher_failing_with_a_key_records_no_response_to_replay(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.ratelimit import TokenBucketLimiter
 from shared.auth import AuthSettings
+from shared.kafka import make_broker
 from tests.support.clock import FakeClock
 
 
@@ -45,6 +47,19 @@ def test_prod_accepts_a_real_secret() -> None:
     auth = AuthSettings(jwt_secret="a-real-secret-0123456789abcdef012345")
 
     assert GatewaySettings(environment="prod", auth=auth).environment == "prod"
+
+
+def test_the_producer_settles_a_send_before_the_request_stops_waiting() -> None:
+    defaults = GatewaySettings()
+    assert defaults.publish_timeout_seconds > defaults.kafka_request_timeout_seconds
+    with pytest.raises(ValidationError, match="BOOKIFY_GATEWAY_PUBLISH_TIMEOUT_SECONDS"):
+        GatewaySettings(publish_timeout_seconds=4.0, kafka_request_timeout_seconds=4.0)
+
+
+def test_the_broker_gives_the_producer_the_request_timeout_of_the_settings() -> None:
+    settings = GatewaySettings(kafka_request_timeout_seconds=2.5)
+    broker = make_broker(settings, registry=CollectorRegistry())
+    assert broker._connection_kwargs["request_timeout_ms"] == 2500
 
 
 def test_bucket_allows_the_burst_then_says_how_long_to_wait() -> None:

@@ -21,6 +21,7 @@ from shared.faults import (
     InjectedPoisonError,
 )
 from shared.kafka import FaultyHandler
+from tests.support.clock import FakeClock
 
 ASGIMessage = dict[str, Any]
 
@@ -224,3 +225,26 @@ async def test_the_gateway_never_faults_health_metrics_or_the_switch_itself() ->
     for path in ("/healthz", "/readyz", "/metrics", "/v1/admin/faults"):
         assert await through(middleware, path) == 200
     assert await through(middleware, "/v1/bookings") == 503
+
+
+def test_faults_switch_themselves_off_when_their_duration_runs_out() -> None:
+    clock = FakeClock()
+    faults = FaultSwitch("test", clock=clock.monotonic)
+    faults.update(FaultSettings(latency_ms=30_000, error_rate=1.0, duration_seconds=60))
+
+    clock.advance(59)
+    assert faults.settings.latency_ms == 30_000
+    assert faults.state()["expires_in_seconds"] == pytest.approx(1)
+    assert faults.roll_error()
+
+    clock.advance(1)
+    assert faults.settings == OFF
+    assert not faults.roll_error()
+    assert faults.latency_s() == 0
+    assert faults.state()["expires_in_seconds"] == 0
+
+
+def test_a_fault_setting_always_has_a_bounded_duration() -> None:
+    assert FaultSettings().duration_seconds == 300
+    with pytest.raises(ValidationError):
+        FaultSettings(error_rate=1.0, duration_seconds=86_400)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from uuid import uuid4
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import TestKafkaBroker
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -22,6 +23,7 @@ from shared.service import (
     NotStartedError,
     ReadinessCheck,
     ServiceRuntime,
+    StartupError,
     standard_readiness,
 )
 from shared.settings import SubscriberSettings
@@ -170,3 +172,49 @@ async def test_the_standard_checks_report_kafka_and_mongo_down_when_nothing_list
             assert await runtime.readiness() == {"kafka": False, "mongodb": False}
     finally:
         await mongo.close()
+
+
+class Flaky:
+    """A ``connect`` that finds Kafka down ``downs`` times (as a fresh machine does), then up."""
+
+    def __init__(self, downs: int) -> None:
+        self.downs = downs
+        self.attempts = 0
+
+    @asynccontextmanager
+    async def __call__(
+        self, runtime: object, mongo: AsyncMongoClient[Document]
+    ) -> AsyncIterator[Deps]:
+        self.attempts += 1
+        if self.attempts <= self.downs:
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9)]")
+        yield Deps()
+
+
+def runtime_connecting(
+    connect: Flaky, **settings: object
+) -> ServiceRuntime[Settings, Deps, PolicyMetrics]:
+    return ServiceRuntime(
+        Settings(**settings),  # type: ignore[arg-type]
+        metrics=lambda registry: PolicyMetrics(registry, "unit"),
+        connect=connect,  # type: ignore[arg-type]
+    )
+
+
+async def test_start_up_waits_for_its_dependencies_instead_of_exiting() -> None:
+    connect = Flaky(downs=2)
+    runtime = runtime_connecting(connect, startup_timeout_seconds=30)
+
+    async with runtime.running() as deps:
+        assert runtime.deps is deps
+    assert connect.attempts == 3
+
+
+async def test_start_up_gives_up_after_its_timeout_with_an_error_naming_the_fix() -> None:
+    connect = Flaky(downs=1_000)
+    runtime = runtime_connecting(connect, startup_timeout_seconds=0.3)
+
+    with pytest.raises(StartupError, match="bookify infra up"):
+        async with runtime.running():
+            pass  # pragma: no cover - never started
+    assert connect.attempts >= 2

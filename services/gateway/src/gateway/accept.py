@@ -141,7 +141,15 @@ async def accept(
         raise
     # After the ack, before the 202: a GET on the Location must never 404. This insert is
     # also what tells a retry of the key that its 202 was sent.
-    await deps.accepted.record(p.record)
+    try:
+        await deps.accepted.record(p.record)
+    except DependencyUnavailableError as exc:
+        # The command is durable in Kafka: a 503 now would be untrue, and a client without a
+        # key that retried as told would book twice. It answers 202; until the read model
+        # has the outcome a GET may 404, and a retry of the key re-publishes the same ids.
+        log.error(
+            "accepted record not stored after the ack", entity_id=str(ids.entity_id), error=str(exc)
+        )
     return Accepted(p.location, p.body, ids.entity_id)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.readmodel import DEFAULT_VIEWS_DB
@@ -21,7 +23,12 @@ class GatewaySettings(ServiceSettings):
     rate_limit_burst: int = Field(default=40, ge=1, description="Token bucket size.")
     max_body_bytes: int = Field(default=65_536, ge=1)
 
-    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    publish_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for its command's acks; longer than the "
+        "producer's kafka_request_timeout_seconds, so the producer always settles first.",
+    )
     kafka_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     idempotency_wait_seconds: float = Field(
         default=2.0, ge=0, description="How long a duplicate waits for the in-flight original."
@@ -38,6 +45,18 @@ class GatewaySettings(ServiceSettings):
     known_resources_max: int = Field(
         default=50_000, ge=0, description="Resource ids remembered as existing (LRU)."
     )
+
+    @model_validator(mode="after")
+    def _producer_settles_first(self) -> Self:
+        # Were the request to stop waiting first, a command it answered 503 for could still
+        # be delivered and decided: a booking the client was told did not happen.
+        if self.publish_timeout_seconds <= self.kafka_request_timeout_seconds:
+            raise ValueError(
+                f"publish_timeout_seconds ({self.publish_timeout_seconds:g}) must exceed "
+                f"kafka_request_timeout_seconds ({self.kafka_request_timeout_seconds:g}): set "
+                "BOOKIFY_GATEWAY_PUBLISH_TIMEOUT_SECONDS higher"
+            )
+        return self
 
     @property
     def ce_source(self) -> str:

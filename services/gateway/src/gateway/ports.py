@@ -69,12 +69,17 @@ class IdempotencyRecord:
 
 
 class DependencyUnavailableError(Exception):
-    """Kafka or MongoDB did not answer in time: the client should retry (503)."""
+    """Kafka or MongoDB did not answer in time: the client should retry (503).
 
-    def __init__(self, dependency: str, detail: str) -> None:
+    ``outcome_unknown``: the command was handed to Kafka and no answer came, so it may
+    still be accepted; only a retry with the same Idempotency-Key can tell (and books once).
+    """
+
+    def __init__(self, dependency: str, detail: str, *, outcome_unknown: bool = False) -> None:
         super().__init__(f"{dependency}: {detail}")
         self.dependency = dependency
         self.detail = detail
+        self.outcome_unknown = outcome_unknown
 
 
 class UnsafeDocumentError(ValueError):
@@ -85,7 +90,8 @@ class CommandPublisher(Protocol):
     async def publish(self, command: Command) -> None:
         """Return only once Kafka acknowledged the command (acks=all).
 
-        Raises :class:`DependencyUnavailableError` on any broker error or timeout.
+        Raises :class:`DependencyUnavailableError` on any broker error or timeout, with
+        ``outcome_unknown`` once the command was handed to the producer.
         """
 
 

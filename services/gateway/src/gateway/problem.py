@@ -70,12 +70,20 @@ def make_unavailable_handler(retry_after: float) -> Any:
         assert isinstance(exc, DependencyUnavailableError)
         log.warning("dependency unavailable", dependency=exc.dependency, error=exc.detail)
         retry = retry_after_header(retry_after)
+        if exc.outcome_unknown:
+            detail = (
+                f"{exc.dependency} did not confirm the request in time, so it may still be "
+                "accepted; retry with the same Idempotency-Key to get its one outcome"
+            )
+        else:
+            detail = f"{exc.dependency} is unavailable; nothing was accepted, retry later"
         return problem_response(
             503,
-            f"{exc.dependency} is unavailable; nothing was accepted, retry later",
+            detail,
             instance=request.url.path,
             headers={"Retry-After": retry},
             retry_after=int(retry),
+            outcome="unknown" if exc.outcome_unknown else "not_accepted",
         )
 
     return _on_unavailable

@@ -89,10 +89,15 @@ class KafkaCommandPublisher:
 
     async def publish(self, command: Command) -> None:
         value, headers = encode(command, source=self._source)
+        handed_over = False
         try:
+            # connect() is bounded by the connect timeout; nothing is sent before it.
+            if not self._connected and not await self.connect():
+                raise DependencyUnavailableError("kafka", "broker not reachable")
+            handed_over = True
+            # A backstop only: the producer's own request timeout is shorter (GatewaySettings
+            # checks it), so the send settles first, acked or failed, and is never abandoned.
             async with asyncio.timeout(self._publish_timeout):
-                if not self._connected and not await self.connect():
-                    raise DependencyUnavailableError("kafka", "broker not reachable")
                 await self._broker.publish(
                     value,
                     self._topic,
@@ -103,14 +108,18 @@ class KafkaCommandPublisher:
             raise
         except Exception as exc:
             # Whatever the client raised (KafkaError, timeout, connection reset), the
-            # command is not known to be durable: the caller must answer 503, never 500.
+            # command is not known to be durable: the caller must answer 503, never 500. Once
+            # handed to the producer it may still land: the 503 must say so.
             log.warning(
                 "command publish failed",
                 ce_type=command.ce_type,
                 command_id=str(command.command_id),
                 error=f"{type(exc).__name__}: {exc}",
+                outcome_unknown=handed_over,
             )
-            raise DependencyUnavailableError("kafka", type(exc).__name__) from None
+            raise DependencyUnavailableError(
+                "kafka", type(exc).__name__, outcome_unknown=handed_over
+            ) from None
 
     async def ping(self) -> bool:
         if not self._connected and not await self.connect():
