@@ -89,6 +89,15 @@ class ServiceSettings(BaseSettings):
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     log_level: str = "INFO"
     log_json: bool = True
+    retention_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long idempotency keys, accepted records, processed-event markers, "
+        "notifications and ledger pointers are kept (shared.retention).",
+    )
+    retention_sweep_seconds: float = Field(
+        default=300.0, gt=0, description="How often they are swept where there is no TTL index."
+    )
     startup_timeout_seconds: float = Field(
         default=300.0, gt=0, description="How long start-up waits for Kafka and MongoDB."
     )

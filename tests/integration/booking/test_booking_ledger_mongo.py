@@ -165,7 +165,11 @@ async def test_an_operation_is_found_without_its_pointer_and_the_pointer_is_rest
     await ledger.append(first)
     decision = booked(first)
     await ledger.append(decision)
-    pointer = {"_id": decision.op_key, "entry_id": entry_id(decision.resource_id, 2)}
+    pointer = {
+        "_id": decision.op_key,
+        "entry_id": entry_id(decision.resource_id, 2),
+        "recorded_at": decision.recorded_at,  # what its retention is measured by
+    }
     assert await mongo_db["ledger_ops"].find_one({"_id": decision.op_key}) == pointer
     # A crash between the entry's insert and its pointer's.
     await mongo_db["ledger_ops"].delete_one({"_id": decision.op_key})

@@ -27,6 +27,7 @@ from booking.service_layer import CommandHandler
 from shared.events import COMMAND_TYPES, utcnow
 from shared.kafka import ensure_topics
 from shared.mongo import Document
+from shared.retention import bounded
 from shared.service import ReadinessCheck, ServiceRuntime, standard_readiness
 
 
@@ -52,11 +53,13 @@ async def connect(
     await ensure_topics(settings)
     ledger = MongoLedgerRepository(mongo[settings.db_name])
     await ledger.ensure_indexes()
-    yield BookingDeps(
-        ledger=ledger,
-        publisher=KafkaEventPublisher(runtime.broker, settings.topics.events),
-        readiness=standard_readiness(runtime, mongo),
-    )
+    retained = [ledger.retained(settings.retention_seconds)]
+    async with bounded(retained, interval=settings.retention_sweep_seconds):
+        yield BookingDeps(
+            ledger=ledger,
+            publisher=KafkaEventPublisher(runtime.broker, settings.topics.events),
+            readiness=standard_readiness(runtime, mongo),
+        )
 
 
 def bootstrap(

@@ -27,6 +27,7 @@ from consumer.service_layer import EventHandler
 from shared.events import EVENT_TYPES, utcnow
 from shared.kafka import ensure_topics
 from shared.mongo import Document
+from shared.retention import bounded
 from shared.service import ReadinessCheck, ServiceRuntime, standard_readiness
 
 
@@ -63,8 +64,10 @@ def bootstrap(
             runtime.metrics.consumer_lag, settings.group, lambda: subscriber.consumer
         )
         lag_task = asyncio.create_task(sampler.run(settings.lag_interval_seconds))
+        retained = views.retained(settings.retention_seconds)
         try:
-            yield ConsumerDeps(views=views, readiness=standard_readiness(runtime, mongo))
+            async with bounded(retained, interval=settings.retention_sweep_seconds):
+                yield ConsumerDeps(views=views, readiness=standard_readiness(runtime, mongo))
         finally:
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

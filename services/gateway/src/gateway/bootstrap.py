@@ -30,6 +30,7 @@ from gateway.service import GatewayDeps
 from shared.kafka import ensure_topics
 from shared.logging import get_logger
 from shared.mongo import Document
+from shared.retention import bounded
 from shared.service import ServiceRuntime, mongo_ping
 
 log = get_logger(__name__)
@@ -62,19 +63,21 @@ async def connect(
     group = GroupCommit(settings.group_commit_max_docs, settings.group_commit_delay_seconds)
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)
+    retained = [store.retained(settings.retention_seconds) for store in (accepted, idempotency)]
     try:
         if not await publisher.connect():
             log.warning("starting without Kafka", servers=settings.kafka_bootstrap_servers)
-        yield GatewayDeps(
-            publisher=publisher,
-            views=MongoViewReader(mongo[settings.views_db]),
-            accepted=accepted,
-            idempotency=idempotency,
-            # The publisher's ping reconnects, so /readyz heals once Kafka is back.
-            readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
-            idempotency_wait_seconds=settings.idempotency_wait_seconds,
-            known_resources=KnownIds(settings.known_resources_max),
-        )
+        async with bounded(retained, interval=settings.retention_sweep_seconds):
+            yield GatewayDeps(
+                publisher=publisher,
+                views=MongoViewReader(mongo[settings.views_db]),
+                accepted=accepted,
+                idempotency=idempotency,
+                # The publisher's ping reconnects, so /readyz heals once Kafka is back.
+                readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
+                idempotency_wait_seconds=settings.idempotency_wait_seconds,
+                known_resources=KnownIds(settings.known_resources_max),
+            )
     finally:
         # Inserts still waiting for their group commit go out while the client is open.
         await accepted.close()

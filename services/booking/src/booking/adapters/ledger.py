@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,6 +30,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from booking.domain import AlreadyDecided, ConcurrencyConflict, EntryKind, LedgerEntry
 from shared.events import RejectionReason
+from shared.retention import Retained
 
 Document = dict[str, Any]
 
@@ -110,7 +112,7 @@ class MongoLedgerRepository:
         doc = await self._ledger.find_one({"op_key": op_key})
         if doc is None:
             return None
-        await self._point(op_key, doc["_id"])
+        await self._point(_pointer(op_key, doc["_id"], doc["recorded_at"]))
         return to_entry(doc)
 
     async def append(self, entry: LedgerEntry) -> None:
@@ -118,7 +120,9 @@ class MongoLedgerRepository:
             await self._ledger.insert_one(to_document(entry))
         except DuplicateKeyError:
             raise await self._refusal(entry) from None
-        await self._point(entry.op_key, entry_id(entry.resource_id, entry.seq))
+        await self._point(
+            _pointer(entry.op_key, entry_id(entry.resource_id, entry.seq), entry.recorded_at)
+        )
 
     async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
         if not entries:
@@ -151,6 +155,10 @@ class MongoLedgerRepository:
         # again at a fresher seq leaves only the op_key to clash, which then answers.
         return ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
 
+    def retained(self, seconds: float) -> Retained:
+        """Pointers only save a scan: one that expired costs a look-up by op_key, once."""
+        return Retained(self._ops, "recorded_at", seconds)
+
     async def _point_many(self, entries: Sequence[LedgerEntry]) -> None:
         if not entries:
             return
@@ -162,10 +170,14 @@ class MongoLedgerRepository:
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
 
-    async def _point(self, op_key: str, target: str) -> None:
+    async def _point(self, pointer: Document) -> None:
         # A duplicate is someone else's copy of the same pointer: an op_key has one entry, ever.
         with contextlib.suppress(DuplicateKeyError):
-            await self._ops.insert_one({"_id": op_key, "entry_id": target})
+            await self._ops.insert_one(pointer)
+
+
+def _pointer(op_key: str, target: str, at: datetime) -> Document:
+    return {"_id": op_key, "entry_id": target, "recorded_at": at}
 
 
 def to_document(entry: LedgerEntry) -> Document:

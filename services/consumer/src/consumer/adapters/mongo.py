@@ -41,6 +41,7 @@ from shared.readmodel import (
     resource_from_document,
     resource_to_document,
 )
+from shared.retention import Retained
 
 ALL_STATUSES = frozenset(BookingStatus)
 DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
@@ -63,6 +64,13 @@ class MongoViewRepository:
         await self._notifications.create_index(
             [("principal", ASCENDING), ("created_at", ASCENDING)], name="principal_created_at"
         )
+
+    def retained(self, seconds: float) -> list[Retained]:
+        """The consumer's own records: the dedupe markers and the notifications."""
+        return [
+            Retained(self._processed, "processed_at", seconds),
+            Retained(self._notifications, "created_at", seconds),
+        ]
 
     async def ping(self) -> None:
         await self._db.command("ping")

@@ -32,6 +32,7 @@ from shared.readmodel import (
     booking_from_document,
     resource_from_document,
 )
+from shared.retention import Retained
 
 
 @contextmanager
@@ -91,6 +92,10 @@ class MongoAcceptedStore:
         self._col: AsyncCollection[Document] = db["accepted"]
         self._inserts = (group or GroupCommit()).inserter(self._col)
 
+    def retained(self, seconds: float) -> Retained:
+        """Needed until the read model has the outcome; a day is plenty (shared.retention)."""
+        return Retained(self._col, "accepted_at", seconds)
+
     async def close(self) -> None:
         """Write what is still waiting to be group-committed."""
         await self._inserts.close()
@@ -133,6 +138,10 @@ class MongoAcceptedStore:
 class MongoIdempotencyStore:
     """``idempotency`` records; the unique ``_id`` (hash of principal+operation+key)
     resolves concurrent duplicates, which FerretDB and MongoDB both enforce."""
+
+    def retained(self, seconds: float) -> Retained:
+        """A key means "the same request" for ``seconds`` (README: 24 h by default)."""
+        return Retained(self._col, "accepted_at", seconds)
 
     def __init__(self, db: AsyncDatabase[Document], group: GroupCommit | None = None) -> None:
         self._col: AsyncCollection[Document] = db["idempotency"]

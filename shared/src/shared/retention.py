@@ -1,0 +1,106 @@
+"""Bounded storage: documents that are only useful for a while expire.
+
+Idempotency keys, accepted records, processed-event markers, notifications and ledger
+pointers would otherwise grow without bound. Each collection names the BSON date field its
+age is measured by. On MongoDB a TTL index expires them; FerretDB v1 has no TTL indexes
+(it answers "not implemented"), so there a periodic sweep deletes what is older. Which of
+the two applies is found out by asking for the TTL index, not by guessing the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
+
+from shared.events import utcnow
+from shared.logging import get_logger
+from shared.mongo import Document
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Retained:
+    """Documents of ``collection`` are kept ``seconds`` after their ``field`` (a date)."""
+
+    collection: AsyncCollection[Document]
+    field: str
+    seconds: float
+
+
+async def expire_by_index(retained: Retained) -> bool:
+    """A TTL index for ``retained``; False where the server has none (FerretDB v1).
+
+    Any other failure (the server not reachable yet) raises: the caller asks again later.
+    """
+    try:
+        await retained.collection.create_index(
+            retained.field,
+            expireAfterSeconds=int(retained.seconds),
+            name=f"expire_{retained.field}",
+        )
+    except OperationFailure as exc:  # the server refused: not a connection failure
+        log.info(
+            "ttl_index_unavailable",
+            collection=retained.collection.name,
+            error=str(exc)[:200],
+            fallback="periodic sweep",
+        )
+        return False
+    return True
+
+
+async def sweep(retained: Retained, now: datetime) -> int:
+    """Delete what is older than the retention; how many documents went."""
+    cutoff = now - timedelta(seconds=retained.seconds)
+    result = await retained.collection.delete_many({retained.field: {"$lt": cutoff}})
+    return result.deleted_count
+
+
+@contextlib.asynccontextmanager
+async def bounded(
+    retained: Sequence[Retained],
+    *,
+    interval: float,
+    clock: Callable[[], datetime] = utcnow,
+) -> AsyncIterator[None]:
+    """Keep ``retained`` bounded for as long as the block runs (a service's lifespan).
+
+    All of it runs in the background, so a store that is down at start-up delays nothing.
+    """
+    task = asyncio.create_task(keep_bounded(retained, interval=interval, clock=clock))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def keep_bounded(
+    retained: Sequence[Retained], *, interval: float, clock: Callable[[], datetime] = utcnow
+) -> None:
+    """TTL indexes where the server has them, else a sweep every ``interval`` seconds."""
+    undecided = list(retained)
+    swept: list[Retained] = []
+    while True:
+        for r in list(undecided):
+            try:
+                if not await expire_by_index(r):
+                    swept.append(r)
+                undecided.remove(r)
+            except Exception as exc:  # not reachable yet: ask again next round
+                log.warning("retention_not_set_up", collection=r.collection.name, error=repr(exc))
+        for r in swept:
+            try:
+                if deleted := await sweep(r, clock()):
+                    log.info("expired", collection=r.collection.name, deleted=deleted)
+            except Exception as exc:  # a sweep must never take the service down
+                log.warning("sweep_failed", collection=r.collection.name, error=repr(exc))
+        await asyncio.sleep(interval)
