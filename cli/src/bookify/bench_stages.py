@@ -337,7 +337,13 @@ class GatewayFigures:
 
 
 async def bench_gateway(
-    config: StageConfig, rate: float, duration: float, progress: Progress = print
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    run_dir: Path,
+    *,
+    rate: float,
+    duration: float,
+    progress: Progress = print,
 ) -> GatewayFigures:
     """The gateway alone (no booking, no consumer: nothing reads the commands it publishes)
     offered more bookings than it can take, with an Idempotency-Key each; then the bare
@@ -345,8 +351,8 @@ async def bench_gateway(
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     db_prefix = prefix.replace(".", "_").replace("-", "_")
     platform_config = PlatformConfig(
-        kafka_bootstrap=config.kafka_bootstrap,
-        mongo_uri=config.mongo_uri,
+        kafka_bootstrap=kafka_bootstrap,
+        mongo_uri=mongo_uri,
         ports={"gateway": free_port()},
         topic_prefix=prefix,
         db_prefix=db_prefix,
@@ -358,7 +364,7 @@ async def bench_gateway(
             "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": "1000000",
         },
     )
-    platform = Platform(platform_config, config.run_dir, names=("gateway",), progress=progress)
+    platform = Platform(platform_config, run_dir, names=("gateway",), progress=progress)
     try:
         platform.start()
         url = platform["gateway"].url
@@ -382,10 +388,10 @@ async def bench_gateway(
             result = await run_open_model(book, rate=rate, duration=duration)
     finally:
         platform.stop()
-        await _drop_databases(config.mongo_uri, db_prefix)
-        await _delete_topics(config.kafka_bootstrap, Topics(prefix))
+        await _drop_databases(mongo_uri, db_prefix)
+        await _delete_topics(kafka_bootstrap, Topics(prefix))
     progress(f"ceiling: bare FastAPI 202 offered {rate:g}/s for {duration:g} s")
-    ceiling = await bench_ceiling(rate, duration, config.run_dir)
+    ceiling = await bench_ceiling(rate, duration, run_dir)
     accepted = result.statuses.get(202, 0)
     latency = result.latency_us
     return GatewayFigures(

@@ -95,7 +95,7 @@ async def fault_switch(
 Switch = Annotated[FaultSwitch, Depends(fault_switch)]
 
 
-def ops_routes(*, faults_path: str = ADMIN_PATH) -> APIRouter:
+def ops_routes(*, faults_path: str = ADMIN_PATH, body_limited: bool = False) -> APIRouter:
     """The routes above, for the app's runtime (``app.state.runtime``, set by service_app)."""
     router = APIRouter(tags=["operations"])
 
@@ -144,7 +144,8 @@ def ops_routes(*, faults_path: str = ADMIN_PATH) -> APIRouter:
     @router.put(
         faults_path,
         summary="Switch fault injection on or off (dev/test only)",
-        responses=problem_responses(400, 401, 403, 404, 422),
+        # 413 only where the app limits request bodies (the gateway's middleware).
+        responses=problem_responses(400, 401, 403, 404, *([413] if body_limited else []), 422),
     )
     async def update_faults(settings: FaultSettings, switch: Switch) -> dict[str, object]:
         switch.update(settings)
@@ -159,6 +160,7 @@ def service_app(
     title: str,
     description: str,
     faults_path: str = ADMIN_PATH,
+    body_limited: bool = False,
 ) -> FastAPI:
     """A service's FastAPI app: the runtime runs for as long as the app's lifespan."""
 
@@ -179,5 +181,5 @@ def service_app(
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
-    app.include_router(ops_routes(faults_path=faults_path))
+    app.include_router(ops_routes(faults_path=faults_path, body_limited=body_limited))
     return app

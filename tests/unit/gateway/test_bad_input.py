@@ -209,6 +209,27 @@ async def test_streamed_body_over_64_kib_without_content_length_is_413(
     assert fakes.publisher.published == []
 
 
+async def test_the_fault_switch_answers_an_oversized_body_with_the_413_it_documents(
+    client: httpx.AsyncClient,
+) -> None:
+    content = '{"latency_ms": 1, "pad": "' + "x" * (64 * 1024) + '"}'
+    headers = bearer() | {"Content-Type": "application/json"}
+
+    response = await client.put("/v1/admin/faults", content=content, headers=headers)
+
+    assert_problem(response, 413, "payload-too-large")
+
+
+async def test_a_body_on_a_get_is_never_read_so_it_is_never_a_413(
+    client: httpx.AsyncClient, resource_id: UUID
+) -> None:
+    response = await client.request(
+        "GET", f"/v1/resources/{resource_id}", content="x" * (65 * 1024), headers=bearer()
+    )
+
+    assert response.status_code == 200
+
+
 async def test_body_just_under_the_limit_is_parsed_normally(
     client: httpx.AsyncClient, resource_id: UUID
 ) -> None:

@@ -10,15 +10,14 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry, Counter
-from pymongo import AsyncMongoClient
 
 from shared.auth import AuthSettings
 from shared.faults import OFF
-from shared.mongo import Document
 from shared.ops import service_app
 from shared.service import ReadinessCheck, ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support import auth
+from tests.support.service import never_connect
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 AUTH = AuthSettings(jwt_secret=SECRET)
@@ -37,12 +36,6 @@ class Deps:
             return answers
 
         return {name: check(name) for name in self.up}
-
-
-@asynccontextmanager
-async def never_connect(runtime: object, mongo: AsyncMongoClient[Document]) -> AsyncIterator[Deps]:
-    raise AssertionError("with overrides, the runtime must not connect anything")
-    yield Deps()  # pragma: no cover - unreachable, makes this a generator
 
 
 def metrics(registry: CollectorRegistry) -> Counter:

@@ -27,6 +27,7 @@ from shared.service import (
     standard_readiness,
 )
 from shared.settings import SubscriberSettings
+from tests.support.service import never_connect
 
 
 class Settings(SubscriberSettings):
@@ -39,12 +40,6 @@ class Settings(SubscriberSettings):
 class Deps:
     seen: list[Message] = field(default_factory=list)
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
-
-
-@asynccontextmanager
-async def never_connect(runtime: object, mongo: AsyncMongoClient[Document]) -> AsyncIterator[Deps]:
-    raise AssertionError("with overrides, the runtime must not connect anything")
-    yield Deps()  # pragma: no cover - unreachable, makes this a generator
 
 
 def runtime_with(deps: Deps, **settings: object) -> ServiceRuntime[Settings, Deps, PolicyMetrics]:

@@ -159,6 +159,6 @@ def gateway(
     run_dir = paths.default_run_dir(paths.repo_root())
     say = (lambda _: None) if as_json else print_progress
     figures = asyncio.run(
-        bench_gateway(StageConfig(kafka, mongo, 0, 1, run_dir), rate, duration, progress=say)
+        bench_gateway(kafka, mongo, run_dir, rate=rate, duration=duration, progress=say)
     )
     typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else gateway_report(figures))

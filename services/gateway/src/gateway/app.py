@@ -36,6 +36,7 @@ def create_app(
         title="Bookify gateway",
         description="Bookify's public API. Errors are RFC 9457 application/problem+json.",
         faults_path=FAULTS_PATH,
+        body_limited=True,  # BodyLimitMiddleware (below) answers 413 to a PUT too big
     )
     app.state.limiter = TokenBucketLimiter(
         settings.rate_limit_per_second, settings.rate_limit_burst

@@ -26,16 +26,23 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
+BODY_METHODS = frozenset({"POST", "PUT"})
+
+
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes``: by Content-Length up front, and by counting the
-    streamed chunks (chunked uploads have no Content-Length, and it can lie)."""
+    streamed chunks (chunked uploads have no Content-Length, and it can lie).
+
+    Only for the methods whose routes read a body (POST, PUT): a GET's body is never read,
+    so those routes never answer 413 and their OpenAPI documents need not say they might.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
