@@ -13,14 +13,15 @@ sync: ## install uv if missing, then the locked environment (.venv) from uv.lock
 		|| { echo "installing uv (pip install uv)"; python3 -m pip install --quiet uv; }
 	$(UV) sync --locked
 
-tools: ## promtool for the observability tests (Kafka and FerretDB install on first use)
-	@bash observability/install-tools.sh
+tools: ## promtool and redis-server for the tests (Kafka and FerretDB install on first use)
+	@bash infra/install-debian-tool.sh promtool prometheus
+	@bash infra/install-debian-tool.sh redis-server redis-server
 
 up: sync ## run the platform (Docker compose when an engine answers, else local processes)
 	@if docker info >/dev/null 2>&1; then \
 		[ -f .env ] || { cp .env.example .env; echo "created .env from .env.example (dev-only values)"; }; \
 		docker compose up --build; \
-	else $(UV) run bookify up; fi
+	else bash infra/install-debian-tool.sh redis-server redis-server && $(UV) run bookify up; fi
 
 down: ## stop what `make up` / `bookify infra up` started locally
 	$(UV) run bookify infra down

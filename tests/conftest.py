@@ -1,18 +1,20 @@
-"""Real infrastructure for integration, e2e and chaos tests: Kafka and a MongoDB-wire server.
+"""Real infrastructure for integration, e2e and chaos tests: Kafka, a MongoDB-wire server and
+Redis (the gateways' shared rate limit).
 
 One fixture layer, provider chosen by BOOKIFY_TEST_INFRA:
 
 - ``auto`` (default): ``docker`` if a Docker engine answers a ping, else ``local``.
-- ``docker``: testcontainers - Confluent cp-kafka 8.1 (Kafka 4.1, KRaft) and mongo:8 as a
-  single-node replica set.
+- ``docker``: testcontainers - Confluent cp-kafka 8.1 (Kafka 4.1, KRaft), mongo:8 as a
+  single-node replica set, and redis:7.
 - ``local``: bookify.infra.LocalInfra - Kafka as a JVM from Maven Central jars, FerretDB
-  built with Go - on free ports in a temporary run dir (never the dev stack's ports), tied
-  to this pytest process so nothing outlives it. Installs on first use, then cached.
-- ``external``: servers already running, from BOOKIFY_TEST_KAFKA_BOOTSTRAP and
-  BOOKIFY_TEST_MONGO_URI.
+  built with Go, Debian's redis-server (``make tools``) - on free ports in a temporary run
+  dir (never the dev stack's ports), tied to this pytest process so nothing outlives it.
+  Installs on first use, then cached.
+- ``external``: servers already running, from BOOKIFY_TEST_KAFKA_BOOTSTRAP,
+  BOOKIFY_TEST_MONGO_URI and BOOKIFY_TEST_REDIS_URL.
 
 Missing infrastructure is started, never skipped. Everything is lazy: a session only
-starts Kafka or Mongo when a test asks for ``kafka``/``mongo`` (directly or through
+starts Kafka, Mongo or Redis when a test asks for ``kafka``/``mongo``/``redis`` (directly or through
 ``topic_factory``/``mongo_db``), so tests/unit never starts anything.
 
 Isolation between tests sharing one server: unique topic names (``t-<uuid8>-<name>``),
@@ -45,13 +47,16 @@ pytest_plugins = ["tests.stack"]
 INFRA_ENV = "BOOKIFY_TEST_INFRA"
 EXTERNAL_KAFKA_ENV = "BOOKIFY_TEST_KAFKA_BOOTSTRAP"
 EXTERNAL_MONGO_ENV = "BOOKIFY_TEST_MONGO_URI"
+EXTERNAL_REDIS_ENV = "BOOKIFY_TEST_REDIS_URL"
 
 KAFKA_IMAGE = "confluentinc/cp-kafka:8.1.0"  # Kafka 4.1, the line infra/kafka/pom.xml pins
 MONGO_IMAGE = "mongo:8"
+REDIS_IMAGE = "redis:7.4"  # as compose.yaml
 
 Provider = Literal["docker", "local", "external"]
 KAFKA_ONLY: tuple[Service, ...] = ("kafka",)
 MONGO_ONLY: tuple[Service, ...] = ("mongo",)
+REDIS_ONLY: tuple[Service, ...] = ("redis",)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ class KafkaServer:
 @dataclass(frozen=True)
 class MongoServer:
     uri: str
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    url: str  # redis://host:port/0, as the gateway's rate_limit_storage takes it
 
 
 # ---------------------------------------------------------------- provider selection
@@ -96,8 +106,9 @@ def _external(env: str) -> str:
     value = os.environ.get(env, "").strip()
     if not value:
         pytest.fail(
-            f"{INFRA_ENV}=external needs {EXTERNAL_KAFKA_ENV} (host:port) and "
-            f"{EXTERNAL_MONGO_ENV} (mongodb://...); {env} is not set",
+            f"{INFRA_ENV}=external needs {EXTERNAL_KAFKA_ENV} (host:port), "
+            f"{EXTERNAL_MONGO_ENV} (mongodb://...) and {EXTERNAL_REDIS_ENV} (redis://...); "
+            f"{env} is not set",
             pytrace=False,
         )
     return value
@@ -207,6 +218,42 @@ def mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
         )
         with infra:
             yield MongoServer(infra.start().mongo_uri)
+
+
+@contextlib.contextmanager
+def _docker_redis() -> Iterator[str]:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    container = (
+        DockerContainer(REDIS_IMAGE)
+        .with_exposed_ports(6379)
+        .waiting_for(LogMessageWaitStrategy("Ready to accept connections"))
+    )
+    with container:
+        host = container.get_container_host_ip()
+        yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis for the whole session (started on first use): the shared rate limit."""
+    provider = infra_provider()
+    if provider == "external":
+        yield RedisServer(_external(EXTERNAL_REDIS_ENV))
+    elif provider == "docker":
+        with _docker_redis() as url:
+            yield RedisServer(url)
+    else:
+        [redis_port] = free_ports(1)
+        infra = LocalInfra(
+            tmp_path_factory.mktemp("redis-run"),
+            redis_port=redis_port,
+            services=REDIS_ONLY,
+            attached=True,
+        )
+        with infra:
+            yield RedisServer(infra.start().redis_url)
 
 
 @pytest.fixture(scope="session")

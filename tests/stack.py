@@ -8,9 +8,11 @@ resources, so tests do not see each other's seats.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra.process import free_ports
-from bookify.platform import Platform, PlatformConfig
+from bookify.infra.process import free_ports, port_is_free
+from bookify.platform import SERVICES, Platform, PlatformConfig, ServiceName
 from tests.otlp import OtlpReceiver
 from tests.support.auth import bearer
 
@@ -33,17 +35,63 @@ def otlp() -> Iterator[OtlpReceiver]:
         yield receiver
 
 
-def new_stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
-    """A stack of its own: free ports, its own topics and its own databases."""
-    gateway, booking, consumer = free_ports(3)
+def _ephemeral_low() -> int:
+    """Where the kernel starts handing out ports to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(count: int, taken: set[int], attempts: int = 200) -> int:
+    """The first of ``count`` consecutive ports free right now and not in ``taken`` (which
+    it extends): each service's replicas' ports.
+
+    Below the ephemeral range: a block in it may be taken by some client's outgoing
+    connection (to Kafka, say) between this check and the server's bind.
+    """
+    rng = random.Random()
+    low, high = 20_000, max(20_000 + count, _ephemeral_low() - count)
+    for _ in range(attempts):
+        block = range(first := rng.randrange(low, high), first + count)
+        if all(p not in taken and port_is_free(p) for p in block):
+            taken.update(block)
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports in {attempts} tries")
+
+
+def new_stack_config(
+    kafka: Any,
+    mongo: Any,
+    otlp: OtlpReceiver,
+    *,
+    redis: Any = None,
+    replicas: Mapping[ServiceName, int] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> PlatformConfig:
+    """A stack of its own: free ports, its own topics and its own databases.
+
+    With ``redis`` (the session fixture) the gateways share their rate limit there, as
+    `bookify up` runs them; without, each keeps its own (memory://, one gateway only).
+    ``replicas`` runs several processes of a service, on consecutive free ports.
+    """
+    counts = dict(replicas or {})
+    if any(n > 1 for n in counts.values()):
+        taken: set[int] = set()
+        ports = {name: free_port_block(counts.get(name, 1), taken) for name in SERVICES}
+    else:
+        gateway, booking, consumer = free_ports(3)
+        ports = {"gateway": gateway, "booking": booking, "consumer": consumer}
     run = uuid.uuid4().hex[:8]
     return PlatformConfig(
         kafka_bootstrap=kafka.bootstrap_servers,
         mongo_uri=mongo.uri,
-        ports={"gateway": gateway, "booking": booking, "consumer": consumer},
+        ports=ports,
         topic_prefix=f"e2e-{run}.",
         db_prefix=f"e2e_{run}_",
         environment="test",
+        replicas=counts,
+        rate_limit_storage=redis.url if redis is not None else "memory://",
         # Tests drive a few principals far harder than any person would.
         extra_env={
             "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": "10000",
@@ -51,13 +99,14 @@ def new_stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConf
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fraction of a second
+            **(extra_env or {}),
         },
     )
 
 
 @pytest.fixture(scope="session")
-def stack_config(kafka: Any, mongo: Any, otlp: OtlpReceiver) -> PlatformConfig:
-    return new_stack_config(kafka, mongo, otlp)
+def stack_config(kafka: Any, mongo: Any, redis: Any, otlp: OtlpReceiver) -> PlatformConfig:
+    return new_stack_config(kafka, mongo, otlp, redis=redis)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +127,35 @@ def load_stack(
     config = new_stack_config(kafka, mongo, otlp)
     with Platform(config, tmp_path_factory.mktemp("load-stack")) as platform:
         yield platform
+
+
+class RoundRobin(httpx.AsyncBaseTransport):
+    """Sends each request to the next of ``urls``, path and all: a client spreading its
+    requests over several gateways, as `bookify load --host a,b` does (no proxy between)."""
+
+    def __init__(self, urls: Sequence[str], **transport: Any) -> None:
+        if not urls:
+            raise ValueError("no gateway URL to send to")
+        self._targets = itertools.cycle([httpx.URL(url) for url in urls])
+        self._inner = httpx.AsyncHTTPTransport(**transport)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = next(self._targets)
+        request.url = request.url.copy_with(
+            scheme=target.scheme, host=target.host, port=target.port
+        )
+        request.headers["host"] = request.url.netloc.decode()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def spread_client(urls: Sequence[str], *, timeout: float = 30) -> httpx.AsyncClient:
+    """An httpx client whose every request goes to the next gateway of ``urls``."""
+    # Idle connections expire before uvicorn's 5 s keep-alive timeout (see the api fixture).
+    transport = RoundRobin(urls, limits=httpx.Limits(max_connections=200, keepalive_expiry=2))
+    return httpx.AsyncClient(base_url=urls[0], transport=transport, timeout=timeout)
 
 
 @dataclass

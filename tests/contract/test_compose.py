@@ -195,6 +195,21 @@ def test_environment_names_real_settings(name: str, monkeypatch: pytest.MonkeyPa
     assert getattr(loaded, "port", None) == default_port(settings)
 
 
+def test_gateways_share_their_rate_limit_in_the_compose_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gateway, redis = service("gateway"), service("redis")
+    assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert redis["image"].startswith("redis:")
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    for var in list(os.environ):
+        if var.startswith("BOOKIFY_"):
+            monkeypatch.delenv(var)
+    for var, value in gateway["environment"].items():
+        monkeypatch.setenv(var, value)
+    assert GatewaySettings().rate_limit_storage == "redis://redis:6379/0"
+
+
 def test_kafka_advertises_what_the_services_use() -> None:
     listeners = service("kafka")["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"PLAINTEXT://{KAFKA}" in listeners.split(",")

@@ -4,7 +4,8 @@ A local Prometheus (Debian's package, the same rule files CI checks with promtoo
 the session's services and a `bookify load soak` run's Locust exporter every second, while
 injected faults turn a quarter of the gateway's answers into 5xx and make a fifth of the
 booking handler's attempts fail (and be retried). Each expression must return data at
-some point during the run, and the error-ratio alert must go pending.
+some point during the run, the error-ratio alert must go pending, and a few poison messages
+(failing every attempt, so dead-lettered) must make the DLQ alert fire.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def prometheus(stack: Platform, tmp_path: Path) -> Iterator[tuple[LocalPrometheu
 
 
 def inject_faults(stack: Platform, gateway: dict[str, Any], booking: dict[str, Any]) -> None:
-    """Gateway: a share of 5xx answers; booking: a share of failing handler attempts."""
+    """Gateway: a share of 5xx answers; booking: failing attempts, and poison messages."""
     headers = bearer("ops", "resources:admin")
     for url, settings in (
         (f"{stack['gateway'].url}/v1/admin/faults", gateway),
@@ -96,14 +97,18 @@ def has_data(client: httpx.Client, expr: str) -> bool:
     return bool(body["data"]["result"])
 
 
-def test_every_panel_and_rule_has_data_and_the_error_alert_goes_pending(
+ERROR_ALERT = 'ALERTS{alertname="BookifyHighErrorRatio", job="gateway"}'
+DLQ_ALERT = 'ALERTS{alertname="BookifyDeadLettersNotEmpty", service="booking", alertstate="firing"}'
+
+
+def test_every_panel_and_rule_has_data_and_the_alerts_go_off(
     stack: Platform, prometheus: tuple[LocalPrometheus, int], tmp_path: Path
 ) -> None:
     server, locust_port = prometheus
     queries = [q for q in all_queries() if needs_data(q)]
     assert len(queries) > 40
     pending = {q.expr: q for q in queries}
-    alert_seen = False
+    alerts = {ERROR_ALERT: False, DLQ_ALERT: False}
     load = [
         sys.executable, "-c", "from bookify.cli import main; main()", "load", "soak",
         "--users", "6", "--duration", str(LOAD_SECONDS), "--host", stack["gateway"].url,
@@ -117,16 +122,19 @@ def test_every_panel_and_rule_has_data_and_the_error_alert_goes_pending(
         ):
             # Faults only once the run has seeded its data and its users are going.
             wait_for_users(locust_port, run)
-            inject_faults(stack, gateway={"error_rate": 0.25}, booking={"error_rate": 0.2})
+            inject_faults(
+                stack,
+                gateway={"error_rate": 0.25},
+                booking={"error_rate": 0.2, "poison_rate": 0.05},
+            )
             deadline = time.monotonic() + LOAD_SECONDS + 60
-            while (pending or not alert_seen) and run.poll() is None:
+            while (pending or not all(alerts.values())) and run.poll() is None:
                 assert time.monotonic() < deadline
                 time.sleep(2)
                 for expr in [e for e in pending if has_data(client, e)]:
                     del pending[expr]
-                alert_seen = alert_seen or has_data(
-                    client, 'ALERTS{alertname="BookifyHighErrorRatio", job="gateway"}'
-                )
+                for alert in [a for a, seen in alerts.items() if not seen]:
+                    alerts[alert] = has_data(client, alert)
             # Let the bounded run finish on its own, so Locust stops cleanly.
             output = (run.communicate(timeout=LOAD_SECONDS + 60)[0] or b"").decode(errors="replace")
     finally:
@@ -135,4 +143,5 @@ def test_every_panel_and_rule_has_data_and_the_error_alert_goes_pending(
     assert empty == [], (
         f"{len(empty)} expressions never returned data:\n" + "\n".join(empty) + output[-3000:]
     )
-    assert alert_seen, "BookifyHighErrorRatio never went pending with 25% 5xx"
+    assert alerts[ERROR_ALERT], "BookifyHighErrorRatio never went pending with 25% 5xx"
+    assert alerts[DLQ_ALERT], "BookifyDeadLettersNotEmpty never fired with 5% poison messages"

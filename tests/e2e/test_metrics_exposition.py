@@ -33,7 +33,7 @@ CONTRACT = {
 
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool not found: run `make tools` (observability/install-tools.sh)"
+    assert path, "promtool not found: run `make tools`"
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-INSTALL_HINT = "promtool not found: run observability/install-tools.sh"
+INSTALL_HINT = "promtool not found: run `make tools`"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bookify.commands import bench, infra, load, platform, schemas, tokens
+from bookify.commands import bench, dlq, infra, load, platform, schemas, status, tokens
 
 app = typer.Typer(
     name="bookify",
@@ -15,7 +15,9 @@ app = typer.Typer(
 app.add_typer(infra.app, name="infra")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(bench.app, name="bench")
-app.command()(platform.up)
+app.add_typer(dlq.app, name="dlq")
+app.command(epilog=platform.UP_EPILOG)(platform.up)
+app.command(epilog=status.EPILOG)(status.status)
 app.command()(platform.seed)
 app.command()(tokens.token)
 app.command(epilog=load.EPILOG)(load.load)

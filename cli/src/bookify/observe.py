@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ LOCUST_EXPORTER_PORT = 9646
 
 
 def prometheus_config(
-    ports: Mapping[str, int],
+    ports: Mapping[str, int | Sequence[int]],
     *,
     port: int,
     locust_port: int = LOCUST_EXPORTER_PORT,
@@ -60,9 +60,15 @@ def prometheus_config(
             rewritten[-1].write_text(yaml.safe_dump(rules, sort_keys=False))
         rule_files = rewritten
     targets = {**ports, "locust": locust_port, "prometheus": port}
+
+    def addresses(job: str) -> list[str]:
+        # A service with replicas is one job with a target per replica (`bookify up --replicas`).
+        found = targets[job]
+        return [f"127.0.0.1:{p}" for p in ([found] if isinstance(found, int) else found)]
+
     config["rule_files"] = [str(f) for f in rule_files]
     config["scrape_configs"] = [
-        {**job, "static_configs": [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]}
+        {**job, "static_configs": [{"targets": addresses(job["job_name"])}]}
         for job in config["scrape_configs"]
         if job["job_name"] in LOCAL_JOBS
     ]
@@ -73,7 +79,7 @@ class LocalPrometheus:
     def __init__(
         self,
         run_dir: Path,
-        ports: Mapping[str, int],
+        ports: Mapping[str, int | Sequence[int]],
         *,
         port: int = DEFAULT_PORT,
         locust_port: int = LOCUST_EXPORTER_PORT,

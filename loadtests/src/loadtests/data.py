@@ -302,20 +302,34 @@ def is_expected(status: int, expected: frozenset[int]) -> bool:
 
 
 # ---------------------------------------------------------------------------- seeding
+def base_urls(hosts: str) -> list[str]:
+    """``"http://a:8000,http://a:8001"`` -> each URL without its trailing slash.
+
+    Several gateways are given as one comma-separated ``--host`` (what `bookify up
+    --replicas` prints): the generators spread their requests over them, with no proxy
+    between, as a load balancer would (docs/DESIGN.md).
+    """
+    urls = [url.strip().rstrip("/") for url in hosts.split(",") if url.strip()]
+    if not urls:
+        raise GatewayUnreachableError(f"no gateway URL in {hosts!r}; e.g. http://127.0.0.1:8000")
+    return urls
+
+
 def check_gateway(host: str, timeout: float = 3.0) -> None:
-    """Raise :class:`GatewayUnreachableError` unless ``host``/healthz answers."""
-    try:
-        response = httpx.get(f"{host.rstrip('/')}/healthz", timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise GatewayUnreachableError(
-            f"cannot reach the gateway at {host} ({type(exc).__name__}: {exc}); "
-            "start it with `make up`"
-        ) from None
-    if response.status_code != 200:
-        raise GatewayUnreachableError(
-            f"the gateway at {host} answered /healthz with {response.status_code}; "
-            "is it healthy? (`make up` starts the platform)"
-        )
+    """Raise :class:`GatewayUnreachableError` unless every gateway's /healthz answers."""
+    for url in base_urls(host):
+        try:
+            response = httpx.get(f"{url}/healthz", timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachableError(
+                f"cannot reach the gateway at {url} ({type(exc).__name__}: {exc}); "
+                "start it with `make up`"
+            ) from None
+        if response.status_code != 200:
+            raise GatewayUnreachableError(
+                f"the gateway at {url} answered /healthz with {response.status_code}; "
+                "is it healthy? (`make up` starts the platform)"
+            )
 
 
 def seed_resources(
@@ -326,11 +340,13 @@ def seed_resources(
     visible_within: float = 60.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[str]:
-    """Create ``count`` resources as an admin and wait until the read model shows them."""
+    """Create ``count`` resources as an admin and wait until the read model shows them
+    (through the first gateway of ``host``: every gateway reads the same views)."""
     admin = admin_principal(run_id)
     rng = random.Random(run_id)
     ids: list[str] = []
-    with httpx.Client(base_url=host, timeout=10, headers=admin.auth) as client:
+    first = base_urls(host)[0]
+    with httpx.Client(base_url=first, timeout=10, headers=admin.auth) as client:
         for i, (name, capacity) in enumerate(resource_plan(count, run_id)):
             response = client.post(
                 "/v1/resources",

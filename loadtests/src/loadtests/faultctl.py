@@ -3,7 +3,9 @@
 A fault plan names settings per service, written on the command line as
 ``service.field=value`` pairs, e.g. ``gateway.latency_ms=150,booking.error_rate=0.2``.
 The gateway's switch is at ``<host>/v1/admin/faults``; booking's and consumer's at
-``<their url>/admin/faults`` (only when their URLs are given: they are internal ports).
+``<their url>/admin/faults`` (only when their URLs are given: they are internal ports). Each
+may name several replicas, comma-separated (``bookify up --replicas`` prints them so): the
+switch is then set on every one of them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from loadtests.data import admin_principal
+from loadtests.data import admin_principal, base_urls
 from shared.faults import ADMIN_PATH, OFF, FaultSettings
 
 SERVICES = ("gateway", "booking", "consumer")
@@ -34,16 +36,23 @@ class FaultInjectionError(Exception):
 class FaultTarget:
     service: str
     url: str  # the admin endpoint itself
+    replicas: tuple[str, ...] = ()  # the same endpoint on the service's other replicas
+
+    @classmethod
+    def of(cls, service: str, urls: str, path: str) -> FaultTarget:
+        """The switch at ``path`` of each of the comma-separated base ``urls``."""
+        first, *others = [f"{url}{path}" for url in base_urls(urls)]
+        return cls(service, first, tuple(others))
 
 
 def targets(
     host: str, *, booking_url: str | None = None, consumer_url: str | None = None
 ) -> dict[str, FaultTarget]:
-    out = {"gateway": FaultTarget("gateway", f"{host.rstrip('/')}/v1{ADMIN_PATH}")}
+    out = {"gateway": FaultTarget.of("gateway", host, f"/v1{ADMIN_PATH}")}
     if booking_url:
-        out["booking"] = FaultTarget("booking", f"{booking_url.rstrip('/')}{ADMIN_PATH}")
+        out["booking"] = FaultTarget.of("booking", booking_url, ADMIN_PATH)
     if consumer_url:
-        out["consumer"] = FaultTarget("consumer", f"{consumer_url.rstrip('/')}{ADMIN_PATH}")
+        out["consumer"] = FaultTarget.of("consumer", consumer_url, ADMIN_PATH)
     return out
 
 
@@ -108,24 +117,28 @@ class FaultController:
             raise FaultInjectionError("; ".join(errors))
 
     def read(self, service: str) -> dict[str, Any]:
-        return self._call("GET", self.available[service], None)
+        target = self.available[service]
+        return self._call("GET", target, target.url, None)
 
     def _put(self, target: FaultTarget, settings: FaultSettings) -> dict[str, Any]:
-        return self._call("PUT", target, settings.model_dump())
+        """Every replica's switch; the first one's state."""
+        body = settings.model_dump()
+        state = self._call("PUT", target, target.url, body)
+        for url in target.replicas:
+            self._call("PUT", target, url, body)
+        return state
 
-    def _call(self, method: str, target: FaultTarget, body: Any) -> dict[str, Any]:
+    def _call(self, method: str, target: FaultTarget, url: str, body: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
-            response = httpx.request(
-                method, target.url, json=body, headers=headers, timeout=self.timeout
-            )
+            response = httpx.request(method, url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise FaultInjectionError(
-                f"{target.service} fault switch at {target.url}: {type(exc).__name__}: {exc}"
+                f"{target.service} fault switch at {url}: {type(exc).__name__}: {exc}"
             ) from None
         if response.status_code == 404:
             raise FaultInjectionError(
-                f"{target.service} refused fault injection ({target.url} answered 404: "
+                f"{target.service} refused fault injection ({url} answered 404: "
                 "it only exists when the service runs with environment dev or test)"
             )
         if response.status_code != 200:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -61,11 +62,14 @@ class HttpClient:
     Paths are appended to the base URL, as httpx does: ``http://h/api`` + ``/v1/x`` is
     ``http://h/api/v1/x``. At most ``max_connections`` connections; a request that finds
     them all busy waits for one (inside its own latency). ``timeout`` bounds each request,
-    connecting included.
+    connecting included. Several comma-separated base URLs (gateway replicas) take the
+    requests in turn, over one pool.
     """
 
     def __init__(self, base_url: str, *, max_connections: int = 512, timeout: float = 30.0):
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
+        self.base_url = self.base_urls[0]
+        self._turn = itertools.cycle(self.base_urls)
         self.max_connections = max_connections
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -106,7 +110,7 @@ class HttpClient:
             raise RuntimeError("use the client as `async with HttpClient(...) as client`")
         try:
             async with self._session.request(
-                method, self.base_url + path, headers=headers, json=json, data=content
+                method, next(self._turn) + path, headers=headers, json=json, data=content
             ) as response:
                 return Reply(response.status, response.headers, await response.read())
         except self._errors as exc:

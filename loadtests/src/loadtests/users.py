@@ -21,6 +21,7 @@ locustfile before any user starts.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from loadtests.data import (
     Pools,
     Principal,
     Trace,
+    base_urls,
     booking_body,
     error_cases,
     idempotency_key,
@@ -107,6 +109,9 @@ def should_cancel(status: str, rng: random.Random, share: float = CANCEL_SHARE) 
     return status == "confirmed" and rng.random() < share
 
 
+_spawned = itertools.count()  # users started by this process, for the gateway each one takes
+
+
 class _BookifyUser(FastHttpUser):
     """What every simulated client shares: timeouts, its own RNG, think time."""
 
@@ -116,6 +121,11 @@ class _BookifyUser(FastHttpUser):
     connection_timeout = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Several gateways (--host a,b): each user keeps to one, in turn, as a load balancer
+        # spreads connections. Set before FastHttpUser builds its client from self.host.
+        if self.host and "," in self.host:
+            urls = base_urls(self.host)
+            self.host = urls[next(_spawned) % len(urls)]
         super().__init__(*args, **kwargs)
         self.rng = random.Random()
 

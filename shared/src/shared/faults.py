@@ -48,6 +48,9 @@ class KillPoint(StrEnum):
     AFTER_APPEND = "after_append"
     """booking: the batch's ledger entries are stored, none of its events is sent yet."""
 
+    MID_BATCH = "mid_batch"
+    """consumer: a batch's first bulk write (the resources) is stored, the rest is not."""
+
 
 class FaultSettings(BaseModel):
     """What to inject. All zero (the default) means nothing is injected."""

@@ -163,6 +163,10 @@ class FaultyHandler:
             await self._faults.before_handling(str(delivery.message.message_id))
         await self._handler.many(deliveries)
 
+    async def settle(self, message: Message, error: BaseException) -> None:
+        # No fault here: faults stand for a message's own handling, not for the last resort.
+        await self._handler.settle(message, error)
+
 
 def publish_through(broker: KafkaBroker) -> Publish:
     async def publish(

@@ -7,7 +7,11 @@ of *which* failures deserve a retry and what "still fails" means, so it lives he
   straight to the dead-letter topic: no retry can fix it.
 - A handler error is retried with exponential backoff and jitter; after
   ``RetryPolicy.attempts`` tries the record goes to the dead-letter topic with the
-  error and its origin, and the partition moves on.
+  error and its origin, the handler *settles* the message (its last resort: booking
+  records a valid command as rejected with ``processing_failed``, so no booking waits
+  forever), and the partition moves on. The dead letter stays for operators, and
+  ``bookify dlq replay`` sends it back to its topic; handlers are idempotent, so a replay
+  of something settled or applied already changes nothing.
 - An unreachable dependency (MongoDB down, Kafka leader moving) is not the record's
   fault: it is retried without limit, so an outage delays bookings but never loses them.
 
@@ -143,6 +147,16 @@ class Delivery:
     message: Message
 
 
+class Settle(Protocol):
+    async def __call__(self, message: Message, error: BaseException) -> None:
+        """End ``message`` as well as can be after its handling kept failing with ``error``."""
+        ...
+
+
+async def leave_in_dlq(message: Message, error: BaseException) -> None:
+    """Nothing to settle: the dead letter is all there is until an operator replays it."""
+
+
 class BatchHandler(Protocol):
     """A handler that can take a whole batch, and one message alone (the fallback path)."""
 
@@ -150,6 +164,10 @@ class BatchHandler(Protocol):
 
     async def many(self, deliveries: Sequence[Delivery]) -> None:
         """Handle every delivery; idempotent, so a batch that failed halfway may come again."""
+        ...
+
+    async def settle(self, message: Message, error: BaseException) -> None:
+        """The last resort for a valid message that kept failing (see :class:`Settle`)."""
         ...
 
 
@@ -201,6 +219,7 @@ async def process_batch(
                 dead_letters=dead_letters,
                 policy=policy,
                 metrics=metrics,
+                settle=handler.settle,
             )
 
 
@@ -212,6 +231,7 @@ async def process_record(
     dead_letters: DeadLetters,
     policy: RetryPolicy = RetryPolicy(),
     metrics: PolicyMetrics | None = None,
+    settle: Settle = leave_in_dlq,
 ) -> None:
     """Run ``handle`` on the decoded record under the policy in this module's docstring."""
     try:
@@ -239,6 +259,7 @@ async def process_record(
                 metrics.failed(exc)
             if failures >= policy.attempts:
                 await _give_up(record, exc, dead_letters, metrics)
+                await _settle(message, exc, settle, policy)
                 return
             log.info("handler_retry", error=repr(exc), attempt=failures)
             await asyncio.sleep(policy.delay(failures))
@@ -248,6 +269,23 @@ async def _wait_out(error: BaseException, outage: int, policy: RetryPolicy) -> N
     """Back off before trying again through an outage: capped, never given up on."""
     log.warning("dependency_unavailable", error=repr(error), attempt=outage)
     await asyncio.sleep(policy.delay(min(outage, 8)) + policy.base_delay)
+
+
+async def _settle(
+    message: Message, error: BaseException, settle: Settle, policy: RetryPolicy
+) -> None:
+    """Run the handler's last resort, through outages; if even that fails, the DLQ has it."""
+    outage = 0
+    while True:
+        try:
+            await settle(message, error)
+            return
+        except UNAVAILABLE as exc:
+            outage += 1
+            await _wait_out(exc, outage, policy)
+        except Exception as exc:
+            log.error("settle_failed", message_id=str(message.message_id), error=repr(exc))
+            return
 
 
 async def _give_up(

@@ -233,6 +233,9 @@ class _Started:
     async def many(self, deliveries: Sequence[Delivery]) -> None:
         await self._current().many(deliveries)
 
+    async def settle(self, message: Message, error: BaseException) -> None:
+        await self._current().settle(message, error)
+
 
 async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:
     await client.admin.command("ping")

@@ -280,3 +280,25 @@ async def test_a_batch_stops_at_an_operation_already_recorded(
 
     assert await ledger.append_many([again, booked(again)]) == 0
     assert await find_head(ledger, first.resource_id) == decided
+
+
+@pytest.mark.parametrize("refused_at", [0, 50, 150])
+async def test_a_batch_larger_than_the_servers_chunk_still_stops_at_the_refusal(
+    ledger: MongoLedgerRepository, refused_at: int
+) -> None:
+    # FerretDB v1 goes on past a refusal with its next chunk of 100 documents: a redelivered
+    # batch of 250 whose first entry was decided already stored entries 100 to 249 anyway,
+    # on a head that never was (found by tests/chaos/test_kafka_frozen.py).
+    first = created(capacity=1_000)
+    await ledger.append(first)
+    ours = chain(first, 250)
+    theirs = booked(ours[refused_at - 1] if refused_at else first)
+    await ledger.append(theirs)
+
+    assert await ledger.append_many(ours) == refused_at
+
+    taken = ours[refused_at].seq
+    assert await ledger.get(first.resource_id, taken) == theirs
+    for entry in ours[refused_at + 1 :]:
+        assert await ledger.get(entry.resource_id, entry.seq) is None
+    assert await find_head(ledger, first.resource_id) == theirs

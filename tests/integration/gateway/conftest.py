@@ -40,6 +40,9 @@ async def gateway_settings(
         views_db=f"{db}_views",
         auth=AUTH,
         log_json=False,
+        # One gateway per test here; the shared limiter is tested on Redis in
+        # test_ratelimit_redis.py.
+        rate_limit_storage="memory://",
     )
     yield settings
     for name in (settings.db_name, settings.views_db):

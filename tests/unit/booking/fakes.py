@@ -173,5 +173,6 @@ def handler_for(
         metrics or BookingMetrics(CollectorRegistry()),
         clock=ticking_clock(),
         backoff=NO_WAIT,
+        publish_backoff=NO_WAIT,
         heads_cached=heads_cached,
     )

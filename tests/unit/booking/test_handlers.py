@@ -117,25 +117,117 @@ async def test_a_redelivered_command_republishes_the_same_event_without_deciding
     assert count(metrics, "confirmed") == 1
 
 
-async def test_a_crash_between_append_and_publish_is_healed_by_redelivery(
+async def test_a_publish_failing_after_the_append_is_retried_until_kafka_takes_it(
     ledger: FakeLedger,
 ) -> None:
     rid = uuid4()
     await handler_for(ledger, FakePublisher()).handle(create(rid, 5))
-    flaky = FakePublisher(failures=1)
+    flaky = FakePublisher(failures=3)  # a broker error, not an outage the policy waits out
     metrics = BookingMetrics(CollectorRegistry())
-    handle = handler_for(ledger, flaky, metrics).handle
-    booking = request(rid, 2)
 
-    with pytest.raises(ConnectionError):
-        await handle(booking)
-    assert flaky.published == []
-    assert await handle(booking) is Outcome.REPLAYED
+    # Never raised, so never dead-lettered: the seats are taken, the read model must hear.
+    assert await handler_for(ledger, flaky, metrics).handle(request(rid, 2)) is Outcome.DECIDED
 
     [event] = flaky.published
     assert isinstance(event, BookingConfirmed)
     assert event.available == 3
     assert count(metrics, "confirmed") == 1
+    failures = {"service": "booking", "error_type": "ConnectionError"}
+    assert metrics.registry.get_sample_value("bookify_handler_failures_total", failures) == 3
+
+
+async def test_a_crash_between_append_and_publish_is_healed_by_redelivery(
+    ledger: FakeLedger,
+) -> None:
+    rid = uuid4()
+    await handler_for(ledger, FakePublisher()).handle(create(rid, 5))
+    stuck = StuckPublisher()
+    booking = request(rid, 2)
+    crashed = asyncio.create_task(handler_for(ledger, stuck).handle(booking))
+    await stuck.reached.wait()  # the entry is stored and its publish is under way
+    crashed.cancel()  # the process dies here
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    assert len(ledger.entries) == 2
+
+    publisher = FakePublisher()
+    metrics = BookingMetrics(CollectorRegistry())
+    assert await handler_for(ledger, publisher, metrics).handle(booking) is Outcome.REPLAYED
+
+    [event] = publisher.published
+    assert isinstance(event, BookingConfirmed)
+    assert event.available == 3
+    assert len(ledger.entries) == 2
+    assert count(metrics, "confirmed") == 0  # counted by the process that decided it
+
+
+class StuckPublisher(FakePublisher):
+    """A publish that never returns (the process will die during it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = asyncio.Event()
+
+    async def publish(self, event: Event) -> None:
+        self.reached.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_request_that_kept_failing_is_settled_as_rejected_without_taking_a_seat(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handler = handler_for(ledger, publisher)
+    rid = uuid4()
+    await handler.handle(create(rid, 5))
+    booking = request(rid, 2)
+
+    await handler.settle(booking, RuntimeError("kept failing"))
+
+    stored = ledger.entries[-1]
+    assert (stored.kind, stored.reason) == (EntryKind.REJECTED, RejectionReason.PROCESSING_FAILED)
+    assert (stored.reserved, stored.seq) == (0, 2)
+    rejected = publisher.published[-1]
+    assert isinstance(rejected, BookingRejected)
+    assert rejected.reason is RejectionReason.PROCESSING_FAILED
+    # Replayed from the DLQ, or settled again: announced again, never decided twice.
+    assert await handler.handle(booking) is Outcome.REPLAYED
+    await handler.settle(booking, RuntimeError("again"))
+    assert len(ledger.entries) == 2
+    assert publisher.published[-1] == publisher.published[-2] == rejected
+    # The seats are all still there for the next buyer.
+    assert await handler.handle(request(rid, 5)) is Outcome.DECIDED
+    assert ledger.entries[-1].kind is EntryKind.CONFIRMED
+
+
+async def test_a_request_decided_before_it_failed_keeps_its_decision_when_settled(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handler = handler_for(ledger, publisher)
+    rid = uuid4()
+    await handler.handle(create(rid, 5))
+    booking = request(rid, 2)
+    await handler.handle(booking)
+
+    await handler.settle(booking, RuntimeError("failed after its decision was stored"))
+
+    assert [e.kind for e in ledger.entries] == [EntryKind.CREATED, EntryKind.CONFIRMED]
+    assert isinstance(publisher.published[-1], BookingConfirmed)
+
+
+async def test_a_failed_creation_or_cancel_is_left_in_the_dlq_and_records_nothing(
+    ledger: FakeLedger, publisher: FakePublisher
+) -> None:
+    handler = handler_for(ledger, publisher)
+    rid = uuid4()
+    await handler.settle(create(rid, 5), RuntimeError("boom"))
+    assert (ledger.entries, publisher.published) == ([], [])
+
+    await handler.handle(create(rid, 5))
+    booking = request(rid, 2)
+    await handler.handle(booking)
+    await handler.settle(cancel(booking), RuntimeError("boom"))
+    assert ledger.entries[-1].kind is EntryKind.CONFIRMED  # still held: the cancel may be replayed
+    assert len(publisher.published) == 2
 
 
 async def test_creating_a_resource_twice_republishes_the_first_creation(

@@ -28,7 +28,8 @@ def bearer(sub: str = "alice", scope: str = ALL_SCOPES) -> dict[str, str]:
 
 
 def settings(**overrides: Any) -> GatewaySettings:
-    base: dict[str, Any] = {"environment": "test", "auth": AUTH}
+    # One app, no Redis: the shared limiter has tests of its own (test_ratelimit.py).
+    base: dict[str, Any] = {"environment": "test", "auth": AUTH, "rate_limit_storage": "memory://"}
     return GatewaySettings(**(base | overrides))
 
 

@@ -66,28 +66,28 @@ def test_bucket_allows_the_burst_then_says_how_long_to_wait() -> None:
     clock = FakeClock()
     limiter = TokenBucketLimiter(rate_per_second=2, burst=3, clock=clock.monotonic)
 
-    assert [limiter.acquire("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.acquire("a") == pytest.approx(0.5)
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(0.5)
 
 
 def test_bucket_refills_at_the_rate() -> None:
     clock = FakeClock()
     limiter = TokenBucketLimiter(rate_per_second=2, burst=3, clock=clock.monotonic)
     for _ in range(3):
-        limiter.acquire("a")
+        limiter.take("a")
 
     clock.advance(0.5)
 
-    assert limiter.acquire("a") == 0.0
-    assert limiter.acquire("a") > 0
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
 
 
 def test_principals_have_separate_buckets() -> None:
     limiter = TokenBucketLimiter(rate_per_second=1, burst=1, clock=FakeClock().monotonic)
 
-    assert limiter.acquire("a") == 0.0
-    assert limiter.acquire("a") > 0
-    assert limiter.acquire("b") == 0.0
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
+    assert limiter.take("b") == 0.0
 
 
 def test_memory_stays_bounded_by_forgetting_idle_principals() -> None:
@@ -97,6 +97,6 @@ def test_memory_stays_bounded_by_forgetting_idle_principals() -> None:
     )
     for i in range(100):
         clock.advance(0.01)
-        limiter.acquire(f"p{i}")
+        limiter.take(f"p{i}")
 
     assert len(limiter._buckets) <= 10

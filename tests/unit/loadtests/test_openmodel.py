@@ -182,6 +182,32 @@ async def test_a_request_without_an_answer_raises_http_error(
             await client.get("/")
 
 
+async def test_several_base_urls_take_the_requests_in_turn(
+    server: tuple[str, set[object]],
+) -> None:
+    url, _ = server
+    other = web.Application()
+    seen: list[str] = []
+
+    async def hello(_: web.Request) -> web.Response:
+        seen.append("other")
+        return web.json_response({"hello": "other"})
+
+    other.add_routes([web.get("/hello", hello)])
+    runner = web.AppRunner(other)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        second = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with HttpClient(f"{url}, {second}/") as client:
+            answers = [(await client.get("/hello")).json()["hello"] for _ in range(4)]
+    finally:
+        await runner.cleanup()
+    assert answers == ["?", "other", "?", "other"]  # a gateway each, in turn
+    assert len(seen) == 2
+
+
 async def test_the_client_is_only_usable_inside_async_with() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await HttpClient("http://127.0.0.1:1").get("/")

@@ -17,10 +17,12 @@ from prometheus_client import generate_latest
 from loadtests.data import (
     MAX_BODY_BYTES,
     BadTokens,
+    GatewayUnreachableError,
     Pools,
     Principal,
     Trace,
     ZipfSampler,
+    base_urls,
     booking_body,
     error_cases,
     is_expected,
@@ -229,6 +231,17 @@ def test_fault_targets_need_the_internal_urls_for_booking_and_consumer() -> None
     assert found["booking"].url == "http://b:8001/admin/faults"
 
 
+def test_several_gateways_are_one_comma_separated_host_and_each_gets_the_fault() -> None:
+    two = "http://127.0.0.1:8000/, http://127.0.0.1:8001"
+    assert base_urls(two) == ["http://127.0.0.1:8000", "http://127.0.0.1:8001"]
+    found = targets(two, booking_url="http://b:8002,http://b:8003")
+    assert found["gateway"].url == "http://127.0.0.1:8000/v1/admin/faults"
+    assert found["gateway"].replicas == ("http://127.0.0.1:8001/v1/admin/faults",)
+    assert found["booking"].replicas == ("http://b:8003/admin/faults",)
+    with pytest.raises(GatewayUnreachableError, match="no gateway URL"):
+        base_urls(" , ")
+
+
 # ---------------------------------------------------------------- exporter
 @dataclass
 class FakeEntry:
@@ -285,3 +298,20 @@ def test_the_exporter_answers_before_a_test_runs() -> None:
     text = scrape(LocustCollector(lambda: None, lambda: None, lambda: ()))
     assert "locust_users 0.0" in text
     assert "locust_shape_phase{" not in text
+
+
+def test_with_several_gateways_each_user_keeps_to_one_in_turn() -> None:
+    from locust.env import Environment
+
+    from loadtests.users import ShopperUser
+
+    two = "http://127.0.0.1:8000,http://127.0.0.1:8001"
+    environment = Environment(user_classes=[ShopperUser], host=two)
+
+    class Shopper(ShopperUser):
+        host = two  # as Locust's runner sets it from --host
+
+    hosts = [Shopper(environment).host for _ in range(4)]
+
+    assert sorted(hosts) == ["http://127.0.0.1:8000"] * 2 + ["http://127.0.0.1:8001"] * 2
+    assert hosts[0] != hosts[1]

@@ -143,6 +143,9 @@ class Recorder:
     async def many(self, deliveries: Any) -> None:
         self.seen.extend(d.message.message_id for d in deliveries)
 
+    async def settle(self, message: Any, error: BaseException) -> None:
+        self.seen.append(f"settled {message.message_id}")
+
 
 async def test_latency_is_added_before_the_handler() -> None:
     faults, sleep = switch()
@@ -248,3 +251,15 @@ def test_a_fault_setting_always_has_a_bounded_duration() -> None:
     assert FaultSettings().duration_seconds == 300
     with pytest.raises(ValidationError):
         FaultSettings(error_rate=1.0, duration_seconds=86_400)
+
+
+async def test_the_last_resort_is_never_poisoned() -> None:
+    faults, _ = switch()
+    faults.update(FaultSettings(poison_rate=1, error_rate=1))
+    handler = Recorder()
+    faulty = FaultyHandler(handler, faults)
+    with pytest.raises(InjectedPoisonError):
+        await faulty(Msg("a"))  # type: ignore[arg-type]
+
+    await faulty.settle(Msg("a"), InjectedPoisonError("poison"))  # type: ignore[arg-type]
+    assert handler.seen == ["settled a"]

@@ -114,6 +114,63 @@ async def test_a_record_that_keeps_failing_goes_to_the_dlq_with_its_origin() -> 
     assert headers["ce_type"] == "bookify.booking.request.v1"  # original headers kept
 
 
+@dataclass
+class Settler:
+    """A handler's last resort: notes what it settled (and whether the DLQ had it first)."""
+
+    publish: FakePublish
+    failures: list[Exception] = field(default_factory=list)
+    settled: list[tuple[Message, str, int]] = field(default_factory=list)
+
+    async def __call__(self, message: Message, error: BaseException) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.settled.append((message, str(error), len(self.publish.sent)))
+
+
+async def settle_after(
+    handler: FlakyHandler, settler: Settler, message: Message | None = None
+) -> Counted:
+    registry = CollectorRegistry()
+    await process_record(
+        record_of(message or sample_messages()[1]),
+        handler,
+        known_types=ALL_TYPES,
+        dead_letters=DeadLetters(settler.publish, "bookify.dlq"),
+        policy=FAST,
+        metrics=PolicyMetrics(registry, "t"),
+        settle=settler,
+    )
+    return Counted(registry)
+
+
+async def test_a_record_that_keeps_failing_is_dead_lettered_then_settled() -> None:
+    settler, message = Settler(FakePublish()), sample_messages()[1]
+    counted = await settle_after(FlakyHandler(99, ValueError("boom")), settler, message)
+    assert counted.dead == 1
+    # Settled once, with the last error, after its dead letter was sent.
+    assert settler.settled == [(message, "boom", 1)]
+
+
+async def test_settling_waits_out_an_outage() -> None:
+    settler = Settler(FakePublish(), failures=[AutoReconnect("mongo restarting")] * 3)
+    await settle_after(FlakyHandler(99, ValueError("boom")), settler)
+    assert len(settler.settled) == 1
+
+
+async def test_a_settle_that_fails_leaves_the_record_in_the_dlq_and_moves_on() -> None:
+    settler = Settler(FakePublish(), failures=[TypeError("a bug in the last resort")])
+    counted = await settle_after(FlakyHandler(99, ValueError("boom")), settler)
+    assert (counted.dead, settler.settled) == (1, [])
+    assert len(settler.publish.sent) == 1
+
+
+async def test_a_record_handled_in_the_end_is_never_settled() -> None:
+    settler = Settler(FakePublish())
+    counted = await settle_after(FlakyHandler(FAST.attempts - 1, ValueError("blip")), settler)
+    assert (counted.dead, settler.settled, settler.publish.sent) == (0, [], [])
+
+
 async def test_a_malformed_record_is_dead_lettered_without_calling_the_handler() -> None:
     handler, publish = FlakyHandler(0, RuntimeError()), FakePublish()
     record = record_of(sample_messages()[1], value=b'{"quantity": "lots"}')
@@ -144,6 +201,7 @@ class BatchFake:
     poison: list[Message] = field(default_factory=list)
     batches: list[list[Message]] = field(default_factory=list)
     alone: list[Message] = field(default_factory=list)
+    settled: list[Message] = field(default_factory=list)
 
     async def many(self, deliveries: Sequence[Delivery]) -> None:
         self.batches.append([d.message for d in deliveries])
@@ -155,6 +213,9 @@ class BatchFake:
         self.alone.append(message)
         if message in self.poison:
             raise ValueError("poison")
+
+    async def settle(self, message: Message, error: BaseException) -> None:
+        self.settled.append(message)
 
 
 async def run_batch(records: list[Record], handler: BatchFake, publish: FakePublish) -> Counted:
@@ -187,6 +248,7 @@ async def test_a_failing_batch_falls_back_one_by_one_and_only_the_bad_record_is_
     # Every record alone; the poison one retried until the policy gives up.
     assert handler.alone.count(good[0]) == handler.alone.count(good[2]) == 1
     assert handler.alone.count(good[1]) == FAST.attempts
+    assert handler.settled == [good[1]]
     assert len(publish.sent) == 1
     assert counted.dead == 1
     assert counted.failures("ValueError") == 1 + FAST.attempts

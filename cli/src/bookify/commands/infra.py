@@ -1,4 +1,4 @@
-"""`bookify infra up|down|status`: Kafka and a MongoDB-wire server as local processes.
+"""`bookify infra up|down|status`: Kafka, a MongoDB-wire server and Redis as local processes.
 
 For machines without Docker. The processes run detached (they outlive the command) and
 are recorded in <run dir>/infra.json, which `down` and `status` read.
@@ -19,6 +19,7 @@ from bookify.infra import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_KAFKA_PORT,
     DEFAULT_MONGO_PORT,
+    DEFAULT_REDIS_PORT,
     InfraError,
     InfraStatus,
     LocalInfra,
@@ -26,7 +27,8 @@ from bookify.infra import (
 )
 
 app = typer.Typer(
-    help="Run Kafka and a MongoDB-wire server (FerretDB) as local processes, without Docker.",
+    help="Run Kafka, a MongoDB-wire server (FerretDB) and Redis as local processes, "
+    "without Docker.",
     no_args_is_help=True,
 )
 
@@ -54,11 +56,13 @@ def _fail(exc: InfraError) -> typer.Exit:
 def _status_dict(status: InfraStatus) -> dict[str, Any]:
     kafka = status.services.get("kafka")
     mongo = status.services.get("mongo")
+    redis = status.services.get("redis")
     return {
         "running": status.running,
         "run_dir": str(status.run_dir),
         "kafka_bootstrap": kafka.endpoint if kafka and kafka.running else None,
         "mongo_uri": mongo.endpoint if mongo and mongo.running else None,
+        "redis_url": redis.endpoint if redis and redis.running else None,
         "services": {
             name: {"running": s.running, "pid": s.pid, "endpoint": s.endpoint, "log": s.log}
             for name, s in status.services.items()
@@ -83,14 +87,21 @@ def up(
     mongo_port: Annotated[
         int, typer.Option("--mongo-port", envvar="BOOKIFY_MONGO_PORT", help="FerretDB listener.")
     ] = DEFAULT_MONGO_PORT,
+    redis_port: Annotated[
+        int,
+        typer.Option(
+            "--redis-port", envvar="BOOKIFY_REDIS_PORT", help="Redis (the shared rate limit)."
+        ),
+    ] = DEFAULT_REDIS_PORT,
     run_dir: RunDir = None,
 ) -> None:
-    """Start Kafka and FerretDB in the background (no-op for what already runs)."""
+    """Start Kafka, FerretDB and Redis in the background (no-op for what already runs)."""
     infra = LocalInfra(
         run_dir or default_run_dir(),
         kafka_port=kafka_port,
         controller_port=controller_port,
         mongo_port=mongo_port,
+        redis_port=redis_port,
         attached=False,
     )
     started = time.monotonic()
@@ -109,13 +120,14 @@ def up(
     _err(f"infra up in {elapsed:.1f} s")
     print(f"KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}")
     print(f"MONGO_URI={endpoints.mongo_uri}")
+    print(f"REDIS_URL={endpoints.redis_url}")
 
 
 @app.command()
 def down(
     run_dir: RunDir = None,
     purge: Annotated[
-        bool, typer.Option("--purge", help="Also delete Kafka and FerretDB data and logs.")
+        bool, typer.Option("--purge", help="Also delete Kafka, FerretDB and Redis data and logs.")
     ] = False,
 ) -> None:
     """Stop what `up` started (only processes recorded in the run dir and still ours)."""
@@ -127,14 +139,15 @@ def down(
         raise _fail(exc) from None
     _err(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     if purge:
-        for sub in ("kafka", "ferretdb"):
+        for sub in ("kafka", "ferretdb", "redis"):
             shutil.rmtree(infra.run_dir / sub, ignore_errors=True)
         _err(f"purged data and logs under {infra.run_dir}")
 
 
 @app.command()
 def status(json_out: JsonOut = False, run_dir: RunDir = None) -> None:
-    """Show whether Kafka and FerretDB run, with endpoints, pids and logs. Exit 3 if not all."""
+    """Show whether Kafka, FerretDB and Redis run, with endpoints, pids and logs. Exit 3 if
+    not all."""
     try:
         current = LocalInfra(run_dir or default_run_dir()).status()
     except InfraError as exc:

@@ -34,6 +34,7 @@ Examples:
   bookify load soak --users 10 --duration 600 --baseline runs/20260101T120000Z-soak
   bookify load stress --users 10 --step-users 10 --step-seconds 30 --processes 4
   bookify load soak --open --rate 200 --duration 120
+  bookify load stress --host http://127.0.0.1:8000,http://127.0.0.1:8001   (two gateways)
   locust -f loadtests/src/loadtests/locustfile.py --host http://127.0.0.1:8000   (web UI)
 """
 
@@ -66,7 +67,13 @@ def load(
             show_default=False,
         ),
     ] = None,
-    host: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8000",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The gateway's base URL; several gateways comma-separated (as `bookify up "
+            "--replicas` prints them): requests are spread over them, no proxy between."
+        ),
+    ] = "http://127.0.0.1:8000",
     slo: Annotated[
         Path | None,
         typer.Option(

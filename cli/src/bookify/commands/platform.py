@@ -5,18 +5,29 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import time
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import httpx
 import typer
 
-from bookify import observe
+from bookify import observe, runlogs
 from bookify.infra import paths
 from bookify.infra.errors import InfraError
 from bookify.infra.local import LocalInfra, print_progress
-from bookify.platform import DEFAULT_PORTS, Platform, PlatformConfig
+from bookify.platform import (
+    DEFAULT_PORTS,
+    SERVICES,
+    PlatformConfig,
+    PlatformState,
+    ServiceName,
+    lay_out_ports,
+    parse_replicas,
+    recorded_platform,
+)
+from bookify.supervisor import RestartPolicy, Supervisor
 from shared.auth import AuthSettings, Scope, mint_token
 
 DEMO_RESOURCES = [
@@ -27,8 +38,58 @@ DEMO_RESOURCES = [
 ]
 
 
+RunDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--run-dir",
+        envvar="BOOKIFY_RUN_DIR",
+        help="Where state, data and logs live (default: <repo>/.cache/run).",
+        show_default=False,
+    ),
+]
+
+_POLICY = RestartPolicy()
+_SHOWN: tuple[ServiceName, ...] = ("gateway", "booking", "consumer")
+UP_EPILOG = (
+    f"A service that exits is restarted after {_POLICY.first_delay:g} s, then "
+    f"{_POLICY.first_delay * 2:g} s, {_POLICY.first_delay * 4:g} s ... up to "
+    f"{_POLICY.max_delay:g} s (back to {_POLICY.first_delay:g} s once it has run "
+    f"{_POLICY.reset_after:g} s); each restart is one line on stderr. After "
+    f"{_POLICY.max_crashes} exits within {_POLICY.window:g} s, `up` stops everything and "
+    "exits 1 with the end of that service's log.\n\n"
+    "Logs: <run dir>/logs/<UTC time>/<service>.log, one folder per run (logs/latest is the "
+    f"newest; the last {runlogs.KEEP} are kept). `bookify status` shows what runs."
+)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
+
+
+def _replicas(text: str) -> dict[ServiceName, int]:
+    try:
+        return parse_replicas(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
+
+
+def _refuse_a_limit_per_gateway(replicas: dict[ServiceName, int], storage: str | None) -> None:
+    # memory:// keeps a bucket per process: N gateways would let a principal through N times.
+    if replicas.get("gateway", 1) > 1 and storage is not None and storage.startswith("memory:"):
+        raise typer.BadParameter(
+            f"gateway={replicas['gateway']} with rate-limit storage {storage} gives each gateway "
+            "a limit of its own (a principal gets it once per gateway). Leave "
+            "BOOKIFY_GATEWAY_RATE_LIMIT_STORAGE unset to use the Redis `bookify up` starts, "
+            "or set it to your redis://host:port/db",
+            param_hint="--rate-limit-storage",
+        )
 
 
 def up(
@@ -54,38 +115,74 @@ def up(
     prometheus_port: Annotated[
         int, typer.Option(envvar="BOOKIFY_PROMETHEUS_PORT")
     ] = observe.DEFAULT_PORT,
+    replicas_option: Annotated[
+        str,
+        typer.Option(
+            "--replicas",
+            help="Processes per service, e.g. gateway=2,booking=2,consumer=2 (1 each by "
+            "default). Replicas listen on consecutive ports from the service's port; a service "
+            "whose port they would reach moves up past them.",
+        ),
+    ] = "",
+    rate_limit_storage: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BOOKIFY_GATEWAY_RATE_LIMIT_STORAGE",
+            help="Where the gateways keep the per-principal rate limit: redis://host:port/db, "
+            "or memory:// (one gateway only). Default: the Redis started with Kafka.",
+            show_default=False,
+        ),
+    ] = None,
+    run_dir_option: RunDir = None,
 ) -> None:
-    """Run Kafka, FerretDB and the three services locally until Ctrl-C (which stops them all).
+    """Run Kafka, FerretDB, Redis and the three services locally until Ctrl-C (which stops
+    them all); with --replicas, several processes of a service.
 
-    Kafka and FerretDB already started by `bookify infra up` are reused and left running.
+    Kafka, FerretDB and Redis already started by `bookify infra up` are reused and left running.
+    A service that exits is restarted with backoff (see below).
     """
+    replicas = _replicas(replicas_option)
+    _refuse_a_limit_per_gateway(replicas, rate_limit_storage)
     # SIGTERM (a supervisor, `kill`) stops everything the way Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
-    infra = LocalInfra(attached=True)
+    run_dir = (run_dir_option or paths.default_run_dir(paths.repo_root())).resolve()
+    try:
+        # Before starting anything: a second `up` would only find every port taken.
+        PlatformState(run_dir).ensure_not_running()
+    except InfraError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    infra = LocalInfra(run_dir, attached=True)
     reuse = infra.status().running
-    run_dir = paths.default_run_dir(paths.repo_root())
     try:
         endpoints = infra.start()
         config = PlatformConfig(
             kafka_bootstrap=endpoints.kafka_bootstrap,
             mongo_uri=endpoints.mongo_uri,
-            ports={"gateway": gateway_port, "booking": booking_port, "consumer": consumer_port},
+            ports=lay_out_ports(
+                {"gateway": gateway_port, "booking": booking_port, "consumer": consumer_port},
+                replicas,
+            ),
+            replicas=replicas,
+            rate_limit_storage=rate_limit_storage or endpoints.redis_url,
         )
         with (
-            Platform(config, run_dir, progress=print_progress) as platform,
+            recorded_platform(config, run_dir, progress=print_progress) as platform,
             contextlib.ExitStack() as extras,
         ):
-            summary = {
-                "gateway": platform["gateway"].url,
-                "booking": platform["booking"].url,
-                "consumer": platform["consumer"].url,
+            # One URL per replica, comma-separated: what `bookify load --host` takes.
+            summary: dict[str, str] = {name: ",".join(platform.urls(name)) for name in _SHOWN}
+            summary |= {
                 "kafka_bootstrap": endpoints.kafka_bootstrap,
                 "mongo_uri": endpoints.mongo_uri,
-                "logs": str(run_dir),
+                "rate_limit": _without_password(config.rate_limit_storage),
+                "logs": str(platform.log_dir),
             }
             if observability:
                 prometheus = observe.LocalPrometheus(
-                    run_dir, {str(k): v for k, v in config.ports.items()}, port=prometheus_port
+                    run_dir,
+                    {name: [svc.port for svc in platform.replicas(name)] for name in SERVICES},
+                    port=prometheus_port,
                 )
                 prometheus.start()
                 extras.callback(prometheus.stop)
@@ -96,13 +193,8 @@ def up(
                 for name, value in summary.items():
                     typer.echo(f"{name:16} {value}")
                 typer.echo("Bookify is up. Try: uv run bookify seed   (Ctrl-C stops everything)")
-            while all(s.running for s in platform.services.values()):
-                time.sleep(0.5)
-            dead = [s for s in platform.services.values() if not s.running]
-            raise InfraError(
-                f"{', '.join(s.name for s in dead)} stopped unexpectedly; see "
-                f"{', '.join(str(s.log_path) for s in dead)}"
-            )
+            # Runs until Ctrl-C/SIGTERM, or raises CrashLoopError when a service keeps dying.
+            Supervisor(platform.services.values(), _POLICY, report=print_progress).run()
     except KeyboardInterrupt:
         print_progress("stopping...")
     except InfraError as exc:

@@ -1,6 +1,7 @@
-"""Local infrastructure without Docker: Apache Kafka as a JVM from Maven Central jars and
-FerretDB (MongoDB wire protocol on SQLite) built with Go. Used by `bookify infra` and by
-the test fixtures' `local` provider.
+"""Local infrastructure without Docker: Apache Kafka as a JVM from Maven Central jars,
+FerretDB (MongoDB wire protocol on SQLite) built with Go, and Debian's redis-server (the
+gateways' shared rate limit). Used by `bookify infra` and by the test fixtures' `local`
+provider.
 """
 
 from bookify.infra.errors import (
@@ -16,6 +17,7 @@ from bookify.infra.local import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_KAFKA_PORT,
     DEFAULT_MONGO_PORT,
+    DEFAULT_REDIS_PORT,
     InfraEndpoints,
     InfraStatus,
     LocalInfra,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_CONTROLLER_PORT",
     "DEFAULT_KAFKA_PORT",
     "DEFAULT_MONGO_PORT",
+    "DEFAULT_REDIS_PORT",
     "InfraEndpoints",
     "InfraError",
     "InfraStatus",

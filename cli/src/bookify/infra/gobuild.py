@@ -3,6 +3,8 @@
 FerretDB (the MongoDB-wire server) and compose-check (compose.yaml through compose-go) are
 both built this way: through the Go module proxy, into <cache>/<name>/<version>/<name>,
 guarded by a stamp of the sources and a file lock so concurrent callers build it once.
+A tool used as it is upstream (helm) has no main.go of its own: its go.mod pins it with a
+``tool`` directive and ``package`` names the upstream main package to build.
 
 A dependency's bug can be fixed at build time with a :class:`SourcePatch`: the build uses a
 patched copy of the module (a ``replace`` in a go.mod under the cache), so the module cache
@@ -71,6 +73,8 @@ def build_go_program(
     *,
     pinned_module: str,
     tags: Sequence[str] = (),
+    package: str = ".",
+    ldflags: Sequence[str] = (),
     expected: str = "",
     patches: Sequence[SourcePatch] = (),
     root: Path | None = None,
@@ -80,7 +84,9 @@ def build_go_program(
     """Build infra/<name>/ into <cache>/<name>/<version>/<name> unless already built; return it.
 
     ``pinned_module``'s version (from go.mod) names the cache folder; ``expected`` is how
-    long the first build takes, for the progress line.
+    long the first build takes, for the progress line. ``package`` is the Go package to
+    build, resolved through infra/<name>/go.mod (default: infra/<name>/ itself);
+    ``ldflags`` are the linker flags its upstream release build sets (``-X`` versions).
     """
     root = root or paths.repo_root()
     cache = cache or paths.cache_dir(root)
@@ -89,7 +95,9 @@ def build_go_program(
     home = cache / name / version
     binary = home / name
     stamp_file = home / ".installed"
-    stamp = content_stamp([src / source for source in SOURCES])
+    stamp = content_stamp([src / source for source in SOURCES if (src / source).is_file()])
+    if package != "." or ldflags:
+        stamp = hashlib.sha256(f"{stamp}{package}{list(ldflags)!r}".encode()).hexdigest()
     if patches:
         stamp = hashlib.sha256(f"{stamp}{patches!r}".encode()).hexdigest()
     if binary.is_file() and stamp_matches(stamp_file, stamp):
@@ -104,24 +112,50 @@ def build_go_program(
         started = time.monotonic()
         env = {**os.environ, "GOFLAGS": "-mod=mod"}
         build_args = ["-tags", ",".join(tags)] if tags else []
+        if ldflags:
+            build_args += ["-ldflags", " ".join(ldflags)]
         if patches:
             modfile = _patched_modfile(go, src, env, patches, home / "patched")
             build_args += [f"-modfile={modfile}"]
-        proc = subprocess.run(
-            [go, "build", *build_args, "-o", str(staging), "."],
+        returncode, output = _run_with_heartbeat(
+            [go, "build", *build_args, "-o", str(staging), package],
             cwd=src,
             env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+            heartbeat=lambda elapsed: progress(f"  still building {name} ({elapsed:.0f} s)..."),
         )
-        if proc.returncode != 0 or not staging.is_file():
-            output = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        if returncode != 0 or not staging.is_file():
+            output = "\n".join(output.splitlines()[-30:])
             raise InstallError(f"go build in {src} failed:\n{output}")
         staging.replace(binary)
         atomic_write_text(stamp_file, stamp + "\n")
         progress(f"{name} {version} built in {time.monotonic() - started:.0f} s")
     return binary
+
+
+HEARTBEAT_SECONDS = 30.0
+
+
+def _run_with_heartbeat(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    heartbeat: Callable[[float], None],
+    every: float = HEARTBEAT_SECONDS,
+) -> tuple[int, str]:
+    """Run ``args`` to the end, calling ``heartbeat`` every ``every`` s: a build of several
+    minutes (helm pulls in much of Kubernetes) must not look hung. Returns (code, output)."""
+    started = time.monotonic()
+    with subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=every)
+            except subprocess.TimeoutExpired:
+                heartbeat(time.monotonic() - started)  # communicate again loses no output
+            else:
+                return proc.returncode, output
 
 
 def _patched_modfile(

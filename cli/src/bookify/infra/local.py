@@ -1,5 +1,5 @@
-"""LocalInfra: Kafka + FerretDB as local processes, the provider behind `bookify infra`
-and the tests' `local` mode."""
+"""LocalInfra: Kafka + FerretDB (+ Redis for the gateways' shared rate limit) as local
+processes, the provider behind `bookify infra` and the tests' `local` mode."""
 
 from __future__ import annotations
 
@@ -14,17 +14,20 @@ from types import TracebackType
 from typing import Literal, Protocol, Self
 
 from bookify.infra import paths
+from bookify.infra.errors import StartupError
 from bookify.infra.ferretdb import LocalFerretDB
 from bookify.infra.kafka import LocalKafka
 from bookify.infra.process import ensure_port_free, is_ours, terminate
+from bookify.infra.redis import LocalRedis
 from bookify.infra.state import ProcessRecord, StateFile
 
-Service = Literal["kafka", "mongo"]
-ALL_SERVICES: tuple[Service, ...] = ("kafka", "mongo")
+Service = Literal["kafka", "mongo", "redis"]
+ALL_SERVICES: tuple[Service, ...] = ("kafka", "mongo", "redis")
 
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_MONGO_PORT = 27017
+DEFAULT_REDIS_PORT = 6379
 
 
 def print_progress(message: str) -> None:
@@ -54,6 +57,7 @@ class InfraEndpoints:
 
     kafka_bootstrap: str
     mongo_uri: str
+    redis_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,14 @@ class LocalInfra:
         kafka_port: int = DEFAULT_KAFKA_PORT,
         controller_port: int = DEFAULT_CONTROLLER_PORT,
         mongo_port: int = DEFAULT_MONGO_PORT,
+        redis_port: int = DEFAULT_REDIS_PORT,
         attached: bool = False,
         services: Collection[Service] = ALL_SERVICES,
         cache_dir: Path | None = None,
         progress: Callable[[str], None] = print_progress,
         kafka_timeout: float = 60.0,
         mongo_timeout: float = 30.0,
+        redis_timeout: float = 10.0,
     ) -> None:
         root = paths.repo_root()
         self.run_dir = (run_dir or paths.default_run_dir(root)).resolve()
@@ -107,7 +113,11 @@ class LocalInfra:
         self.state = StateFile(self.run_dir)
         cache = cache_dir or paths.cache_dir(root)
         self._servers: list[_Server] = []
-        self._timeouts: dict[str, float] = {"kafka": kafka_timeout, "mongo": mongo_timeout}
+        self._timeouts: dict[str, float] = {
+            "kafka": kafka_timeout,
+            "mongo": mongo_timeout,
+            "redis": redis_timeout,
+        }
         if "kafka" in services:
             self._servers.append(
                 LocalKafka(
@@ -125,6 +135,8 @@ class LocalInfra:
                     self.run_dir, port=mongo_port, root=root, cache=cache, progress=progress
                 )
             )
+        if "redis" in services:
+            self._servers.append(LocalRedis(self.run_dir, port=redis_port))
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------------ start
@@ -156,20 +168,8 @@ class LocalInfra:
         try:
             for server in to_start:
                 self.progress(f"starting {server.name}...")
-                proc = server.spawn(attached=self.attached)
+                self._spawn(server)
                 started.append(server)
-                self._children[server.name] = proc
-                self.state.record(
-                    server.name,
-                    ProcessRecord(
-                        pid=proc.pid,
-                        marker=server.marker,
-                        log=str(server.log_path),
-                        endpoint=server.endpoint,
-                        ports=server.ports,
-                        started_at=time.time(),
-                    ),
-                )
             for server in started:
                 t0 = time.monotonic()
                 server.wait_ready(self._children[server.name], timeout=self._timeouts[server.name])
@@ -182,8 +182,49 @@ class LocalInfra:
             self._stop(names=[s.name for s in started])
             raise
         return InfraEndpoints(
-            kafka_bootstrap=endpoints.get("kafka", ""), mongo_uri=endpoints.get("mongo", "")
+            kafka_bootstrap=endpoints.get("kafka", ""),
+            mongo_uri=endpoints.get("mongo", ""),
+            redis_url=endpoints.get("redis", ""),
         )
+
+    def _spawn(self, server: _Server) -> None:
+        proc = server.spawn(attached=self.attached)
+        self._children[server.name] = proc
+        self.state.record(
+            server.name,
+            ProcessRecord(
+                pid=proc.pid,
+                marker=server.marker,
+                log=str(server.log_path),
+                endpoint=server.endpoint,
+                ports=server.ports,
+                started_at=time.time(),
+            ),
+        )
+
+    # ------------------------------------------------------------------ chaos tests
+    def process(self, name: Service) -> subprocess.Popen[bytes]:
+        """The process of server `name` this instance started, to signal it (chaos tests:
+        SIGSTOP/SIGCONT, SIGKILL). Raises KeyError when this instance did not start it."""
+        return self._children[name]
+
+    def restart(self, name: Service) -> None:
+        """Spawn server `name` again, on the same data dir, once its process has exited.
+
+        Returns without waiting (`wait_ready(name)` does), so a caller can keep serving
+        traffic meanwhile. Spawns from the calling thread: attached, the server dies with it.
+        """
+        server = next(s for s in self._servers if s.name == name)
+        if self._children[name].poll() is None:
+            raise StartupError(f"{name} is still running; kill it before restart()")
+        for port, flag, env in server.port_options():
+            ensure_port_free(port, flag=flag, env=env)
+        self._spawn(server)
+
+    def wait_ready(self, name: Service) -> None:
+        """Wait until server `name` (after restart()) is ready, as start() does."""
+        server = next(s for s in self._servers if s.name == name)
+        server.wait_ready(self._children[name], timeout=self._timeouts[name])
 
     # ------------------------------------------------------------------ stop
     def stop(self, *, timeout: float = 30.0) -> list[str]:

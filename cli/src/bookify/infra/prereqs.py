@@ -13,6 +13,10 @@ _GO_HINT = (
     "FerretDB (the local MongoDB-wire server) is built from source and needs Go 1.24+: "
     "apt-get install golang-go, or https://go.dev/dl/"
 )
+_REDIS_HINT = (
+    "the gateways' shared rate limit runs on Redis: `make tools`, or "
+    "apt-get install redis-server (any Redis 6.2+ on PATH as redis-server will do)"
+)
 
 
 def _java_major(java: str) -> int | None:
@@ -49,3 +53,10 @@ def require_go() -> str:
     if go is None:
         raise MissingPrerequisiteError(f"go not found on PATH. {_GO_HINT}")
     return go
+
+
+def require_redis() -> str:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        raise MissingPrerequisiteError(f"redis-server not found on PATH; {_REDIS_HINT}")
+    return redis

@@ -82,8 +82,12 @@ def spawn(
     attached: bool,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    append: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` with stdout+stderr in `log_path` (truncated) and stdin closed.
+    """Start `argv` with stdout+stderr in `log_path` and stdin closed.
+
+    The log is truncated, or appended to with `append` (a supervised restart keeps the
+    evidence of the crash that caused it).
 
     attached: in its own process group (Ctrl-C in the terminal reaches only us; we stop it
     in order) and killed by the kernel if this thread dies (PR_SET_PDEATHSIG) - for tests,
@@ -91,7 +95,7 @@ def spawn(
     detached: in a new session, so it outlives the `bookify infra up` that started it.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
+    with log_path.open("ab" if append else "wb") as log:
         if attached:
             return subprocess.Popen(
                 list(argv),

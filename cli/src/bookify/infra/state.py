@@ -1,7 +1,8 @@
 """`<run dir>/infra.json`: what was started, so `down`/`status` work from any process.
 
 Each process is recorded the moment it is spawned (before it is ready), so `down` can
-clean up after an `up` that crashed or was interrupted half-way.
+clean up after an `up` that crashed or was interrupted half-way. `bookify up` keeps its
+services in `<run dir>/platform.json`, in the same format, for `bookify status`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bookify.infra.errors import StateFileError
 from bookify.infra.fsutil import atomic_write_text
 
 STATE_FILE_NAME = "infra.json"
+_INFRA_HINT = "Stop any leftover java/ferretdb processes by hand and delete the file."
 _SCHEMA = 1
 _T = TypeVar("_T")
 
@@ -29,6 +31,7 @@ class ProcessRecord:
     endpoint: str  # Kafka bootstrap servers or MongoDB URI
     ports: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
+    restarts: int = 0  # how often a supervisor restarted it (bookify up's services)
 
     @classmethod
     def from_dict(cls, data: Any) -> ProcessRecord:
@@ -44,6 +47,7 @@ class ProcessRecord:
             endpoint=_typed(data, "endpoint", str),
             ports={str(name): int(port) for name, port in ports.items()},
             started_at=float(data.get("started_at", 0.0)),
+            restarts=_typed(data, "restarts", int) if "restarts" in data else 0,
         )
 
 
@@ -82,10 +86,16 @@ class InfraState:
 
 
 class StateFile:
-    """Read-modify-write access to one run directory's infra.json."""
+    """Read-modify-write access to one run directory's infra.json (or another `name`).
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / STATE_FILE_NAME
+    `hint` ends the error about a file that cannot be parsed: what to do about it.
+    """
+
+    def __init__(
+        self, run_dir: Path, name: str = STATE_FILE_NAME, *, hint: str = _INFRA_HINT
+    ) -> None:
+        self.path = run_dir / name
+        self.hint = hint
 
     def load(self) -> InfraState:
         try:
@@ -95,10 +105,7 @@ class StateFile:
         try:
             return InfraState.from_json(text)
         except StateFileError as exc:
-            raise StateFileError(
-                f"{self.path}: {exc}. Stop any leftover java/ferretdb processes by hand and "
-                "delete the file."
-            ) from None
+            raise StateFileError(f"{self.path}: {exc}. {self.hint}") from None
 
     def record(self, name: str, record: ProcessRecord) -> None:
         processes = dict(self.load().processes)
@@ -113,3 +120,6 @@ class StateFile:
             atomic_write_text(self.path, InfraState(processes).to_json())
         else:
             self.path.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

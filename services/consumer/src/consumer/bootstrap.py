@@ -82,7 +82,9 @@ def bootstrap(
     )
 
     def projector(deps: ConsumerDeps) -> EventHandler:
-        return EventHandler(deps.views, runtime.metrics, clock=deps.clock)
+        return EventHandler(
+            deps.views, runtime.metrics, clock=deps.clock, checkpoint=runtime.faults.checkpoint
+        )
 
     subscriber = runtime.subscribe(
         settings.topics.events,

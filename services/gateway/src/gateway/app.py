@@ -7,6 +7,10 @@ with hand-written fakes, and the lifespan then builds no client.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import cast
+
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,7 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.faults import API_PREFIX, FAULTS_PATH, FaultMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.problem import install_gateway_problem_handlers
-from gateway.ratelimit import TokenBucketLimiter
+from gateway.ratelimit import RateLimiter, build_limiter
 from gateway.routes import bookings, resources
 from gateway.service import GatewayDeps
 from shared.ops import service_app
@@ -38,8 +42,20 @@ def create_app(
         faults_path=FAULTS_PATH,
         body_limited=True,  # BodyLimitMiddleware (below) answers 413 to a PUT too big
     )
-    app.state.limiter = TokenBucketLimiter(
-        settings.rate_limit_per_second, settings.rate_limit_burst
+    # Opens no connection here: the lifespan does, and closes them.
+    limiter = build_limiter(
+        settings.rate_limit_storage,
+        rate_per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        timeout=settings.rate_limit_timeout_seconds,
+        retry_after_error=settings.rate_limit_retry_seconds,
+        # The prefix that keeps tenants' topics apart on one broker keeps their counts apart.
+        key_prefix=f"{settings.topic_prefix}bookify",
+        registry=runtime.registry,
+    )
+    app.state.limiter = limiter
+    app.router.lifespan_context = _with_limiter(
+        cast(Lifespan, app.router.lifespan_context), limiter
     )
     install_gateway_problem_handlers(app, retry_after_seconds=settings.retry_after_seconds)
     app.include_router(resources.router, prefix=API_PREFIX)
@@ -50,7 +66,30 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(FaultMiddleware, switch=runtime.faults)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, routes=app.router.routes)
+    # One server span per request: the ASGI "receive"/"send" child spans (three more per
+    # request, each with its own attributes) tell nothing the server span does not.
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, excluded_urls="/healthz,/readyz,/metrics"
+        app,
+        tracer_provider=tracer_provider,
+        excluded_urls="/healthz,/readyz,/metrics",
+        exclude_spans=["receive", "send"],
     )
     return app
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _with_limiter(lifespan: Lifespan, limiter: RateLimiter) -> Lifespan:
+    """``lifespan`` with the limiter ready before the first request and closed after it."""
+
+    @asynccontextmanager
+    async def wrapped(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with lifespan(app):
+                await limiter.start()
+                yield
+        finally:
+            await limiter.close()
+
+    return wrapped

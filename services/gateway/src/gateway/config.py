@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from gateway.ratelimit import storage_scheme
 from shared.readmodel import DEFAULT_VIEWS_DB
 from shared.settings import ServiceSettings
 
@@ -20,7 +21,28 @@ class GatewaySettings(ServiceSettings):
     views_db: str = DEFAULT_VIEWS_DB
 
     rate_limit_per_second: float = Field(default=20.0, gt=0, description="Per principal.")
-    rate_limit_burst: int = Field(default=40, ge=1, description="Token bucket size.")
+    rate_limit_burst: int = Field(
+        default=40, ge=1, description="Requests a principal may send at once (gateway.ratelimit)."
+    )
+    rate_limit_storage: str = Field(
+        # Dev default: the redis-server `bookify infra up` runs. Set your own Redis in
+        # production; memory:// only with a single gateway instance.
+        default="redis://127.0.0.1:6379/0",
+        description="Where the per-principal counts live, shared by every gateway instance: "
+        "redis://[:password@]host:port/db (rediss:// for TLS), or memory:// for one instance.",
+    )
+    rate_limit_timeout_seconds: float = Field(
+        # Redis answers in well under 1 ms, but this is wall time on the gateway's event loop:
+        # in a burst of hundreds of requests a process takes a few hundred ms to come back to
+        # each one, and falling back then would split the limit exactly when it matters.
+        default=1.0,
+        gt=0,
+        description="How long a request waits for Redis before this instance's own bucket "
+        "decides instead (fail open; see gateway.ratelimit).",
+    )
+    rate_limit_retry_seconds: float = Field(
+        default=1.0, gt=0, description="After a Redis failure, how long until it is tried again."
+    )
     max_body_bytes: int = Field(default=65_536, ge=1)
 
     publish_timeout_seconds: float = Field(
@@ -57,6 +79,12 @@ class GatewaySettings(ServiceSettings):
                 "BOOKIFY_GATEWAY_PUBLISH_TIMEOUT_SECONDS higher"
             )
         return self
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_storage(cls, url: str) -> str:
+        storage_scheme(url)  # ValueError naming the accepted forms
+        return url
 
     @property
     def ce_source(self) -> str:

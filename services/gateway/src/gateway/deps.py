@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from gateway.bootstrap import GatewayRuntime
 from gateway.config import GatewaySettings
 from gateway.errors import RateLimitedError
-from gateway.ratelimit import TokenBucketLimiter
+from gateway.ratelimit import RateLimiter
 from gateway.service import GatewayDeps
 from shared.auth import Principal, Scope
 from shared.ops import Credentials, authenticate, require_scope
@@ -31,22 +31,23 @@ async def get_deps(request: Request) -> GatewayDeps:
     return (await get_runtime(request)).deps
 
 
-async def get_limiter(request: Request) -> TokenBucketLimiter:
-    limiter: TokenBucketLimiter = request.app.state.limiter
+async def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
     return limiter
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 DepsDep = Annotated[GatewayDeps, Depends(get_deps)]
-LimiterDep = Annotated[TokenBucketLimiter, Depends(get_limiter)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
 async def current_principal(
     settings: SettingsDep, limiter: LimiterDep, credentials: Credentials
 ) -> Principal:
-    """Authenticate the bearer token, then charge the principal's rate-limit bucket."""
+    """Authenticate the bearer token, then charge the principal's rate limit (shared by every
+    gateway instance unless rate_limit_storage is memory://)."""
     principal = authenticate(settings.auth, credentials)
-    if (wait := limiter.acquire(principal.sub)) > 0:
+    if (wait := await limiter.acquire(principal.sub)) > 0:
         raise RateLimitedError(wait)
     return principal
 

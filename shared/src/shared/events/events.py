@@ -14,6 +14,8 @@ from shared.events.base import Event
 class RejectionReason(StrEnum):
     SOLD_OUT = "sold_out"
     UNKNOWN_RESOURCE = "unknown_resource"
+    PROCESSING_FAILED = "processing_failed"
+    """booking kept failing on the command (it is in the DLQ); no seat was taken."""
 
 
 class ResourceCreated(Event):

@@ -37,6 +37,13 @@ Document = dict[str, Any]
 DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 COLLECTION = "ledger"
 OPS_COLLECTION = "ledger_ops"
+# The most documents FerretDB v1 inserts as one ordered unit (see append_many); a real MongoDB
+# honours ordered=True across any batch, so this only costs it a few more round trips.
+ORDERED_CHUNK = 100
+
+
+class LedgerCorruptionError(RuntimeError):
+    """The server stored entries after one it refused in an ordered insert."""
 
 
 class LedgerRepository(Protocol):
@@ -125,18 +132,38 @@ class MongoLedgerRepository:
         )
 
     async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
-        if not entries:
-            return 0
+        stored = 0
+        # FerretDB v1 stops an ordered insert at the first refusal only within each of its own
+        # chunks of ORDERED_CHUNK documents, and goes on with the next chunk: entries decided
+        # after a refused one would then be stored on a head that never was (a fork, seats
+        # over- or under-counted). So never send it more than one chunk per insert.
+        for start in range(0, len(entries), ORDERED_CHUNK):
+            chunk = entries[start : start + ORDERED_CHUNK]
+            refused_at = await self._insert_ordered(chunk)
+            stored += len(chunk) if refused_at is None else refused_at
+            if refused_at is not None:
+                break
+        await self._point_many(entries[:stored])
+        return stored
+
+    async def _insert_ordered(self, chunk: Sequence[LedgerEntry]) -> int | None:
+        """Insert ``chunk`` in order; the index of the entry refused, or None if all stored."""
         try:
-            await self._ledger.insert_many([to_document(e) for e in entries], ordered=True)
-            stored = len(entries)
+            await self._ledger.insert_many([to_document(e) for e in chunk], ordered=True)
+            return None
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            stored = int(errors[0]["index"])
-        await self._point_many(entries[:stored])
-        return stored
+            refused_at = int(errors[0]["index"])
+            if int(exc.details.get("nInserted", refused_at)) > refused_at:
+                # The server went on past the refusal: the ledger may hold a fork. Stop loudly
+                # (ContentionError's path: retried, then the DLQ) rather than build on it.
+                raise LedgerCorruptionError(
+                    f"the server stored {exc.details['nInserted']} entries of an ordered insert "
+                    f"refused at index {refused_at} (resource {chunk[0].resource_id})"
+                ) from exc
+            return refused_at
 
     async def _refusal(self, entry: LedgerEntry) -> AlreadyDecided | ConcurrencyConflict:
         """Why the insert of ``entry`` was refused.

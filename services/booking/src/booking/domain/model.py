@@ -158,10 +158,15 @@ def create_resource(state: ResourceState, command: CreateResource, now: datetime
     )
 
 
-def request_booking(state: ResourceState, command: RequestBooking, now: datetime) -> Decision:
+def request_booking(
+    state: ResourceState, command: RequestBooking, now: datetime, *, failed: bool = False
+) -> Decision:
+    """Confirm the seats if there are enough; ``failed``: reject, the command kept failing."""
     reason: RejectionReason | None = None
     reserved = state.reserved
-    if not state.exists:
+    if failed:
+        reason = RejectionReason.PROCESSING_FAILED
+    elif not state.exists:
         reason = RejectionReason.UNKNOWN_RESOURCE
     elif command.quantity > state.available:
         reason = RejectionReason.SOLD_OUT
@@ -230,12 +235,20 @@ def decide(
     now: datetime,
     *,
     booking: LedgerEntry | None = None,
+    failed: bool = False,
 ) -> Decision:
     """Decide ``command`` on the resource whose newest ledger entry is ``latest``.
 
     ``booking`` is the decision entry of the booking a :class:`CancelBooking` names.
+    ``failed``: handling the command kept failing, decide the last resort instead. A request
+    is rejected (``processing_failed``, no seat taken), so its client is not left waiting; a
+    creation or a cancel records nothing (it stays in the DLQ for an operator to replay).
     """
     state = ResourceState.of(latest)
+    if failed:
+        if isinstance(command, RequestBooking):
+            return request_booking(state, command, now, failed=True)
+        return Decision.ignore("failed_left_in_dlq")
     if isinstance(command, CreateResource):
         return create_resource(state, command, now)
     if isinstance(command, RequestBooking):
@@ -269,11 +282,11 @@ def event_for(entry: LedgerEntry) -> Event:
     available = (entry.capacity or 0) - entry.reserved
     if entry.kind is EntryKind.REJECTED:
         reason = entry.reason or RejectionReason.UNKNOWN_RESOURCE
-        detail = (
-            f"{available} left, {entry.quantity} requested"
-            if reason is RejectionReason.SOLD_OUT
-            else "no such resource"
-        )
+        detail = {
+            RejectionReason.SOLD_OUT: f"{available} left, {entry.quantity} requested",
+            RejectionReason.UNKNOWN_RESOURCE: "no such resource",
+            RejectionReason.PROCESSING_FAILED: "could not be processed; no seat was taken",
+        }[reason]
         return BookingRejected(
             **common,
             booking_id=_booking_id(entry),

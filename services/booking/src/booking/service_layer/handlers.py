@@ -8,6 +8,11 @@
    (AlreadyDecided): re-publish that entry's event, never decide again. So a redelivered
    command costs nothing extra up front; a crash between append and publish heals here.
 4. Publish after the append, so an event never announces something that is not recorded.
+   Once an entry is stored its event is retried until Kafka takes it, never dead-lettered:
+   the seats are taken, so the read model must hear of it.
+5. A request that keeps failing is settled (:meth:`CommandHandler.settle`, after it went to
+   the DLQ): rejected with ``processing_failed`` in the ledger, so no seat is taken and its
+   client is not left with ``pending`` for good.
 
 The per-command cost does not grow with the ledger: no query filters on anything but the
 primary key, except on rare paths (a cancel's booking, a decision that records nothing).
@@ -60,6 +65,8 @@ log = get_logger(__name__)
 
 # Back off a little between seq races so a crowd of writers on one hot resource spreads out.
 CONFLICT_BACKOFF = RetryPolicy(attempts=50, base_delay=0.001, max_delay=0.05)
+# Re-publishing a stored decision: quick at first, then every few seconds until Kafka takes it.
+PUBLISH_BACKOFF = RetryPolicy(base_delay=0.05, max_delay=5.0)
 # Concurrent calls on one resource inside one process queue up instead of racing each other
 # (a subscriber calls one at a time anyway). Bounded stripes, so no lock per resource leaks.
 LOCK_STRIPES = 64
@@ -89,6 +96,7 @@ class CommandHandler:
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 50,
         backoff: RetryPolicy = CONFLICT_BACKOFF,
+        publish_backoff: RetryPolicy = PUBLISH_BACKOFF,
         heads_cached: int = HEADS_CACHED,
         checkpoint: Callable[[KillPoint], None] = lambda _: None,
     ) -> None:
@@ -98,6 +106,7 @@ class CommandHandler:
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff
+        self._publish_backoff = publish_backoff
         # The fault switch's kill points (chaos tests crash the process exactly there).
         self._checkpoint = checkpoint
         # Per process (per handler): another worker's appends show up as seq conflicts.
@@ -186,7 +195,25 @@ class CommandHandler:
         async with self._stripes[message.resource_id.int % LOCK_STRIPES]:
             return await self._handle(message)
 
-    async def _handle(self, command: Command) -> Outcome:
+    async def settle(self, message: Message, error: BaseException) -> None:
+        """The last resort for a command that kept failing with ``error`` (now in the DLQ).
+
+        A request is decided as rejected with ``processing_failed``: recorded in the ledger
+        like any decision (so a replay from the DLQ only re-announces it) and published.
+        A creation or a cancel records nothing and waits in the DLQ for an operator.
+        """
+        if not isinstance(message, CreateResource | RequestBooking | CancelBooking):
+            raise TypeError(f"booking does not handle {type(message).__name__}")
+        log.warning(
+            "settling_failed_command",
+            command_id=str(message.command_id),
+            type=type(message).__name__,
+            error=repr(error)[:500],
+        )
+        async with self._stripes[message.resource_id.int % LOCK_STRIPES]:
+            await self._handle(message, failed=True)
+
+    async def _handle(self, command: Command, *, failed: bool = False) -> Outcome:
         op_key = op_key_for(command)
         bound = log.bind(
             op_key=op_key, command_id=str(command.command_id), resource_id=str(command.resource_id)
@@ -194,7 +221,7 @@ class CommandHandler:
 
         rid = command.resource_id
         booking: LedgerEntry | None = None
-        if isinstance(command, CancelBooking):
+        if isinstance(command, CancelBooking) and not failed:
             # Rare path: the booking's decision, by op_key (a point look-up through ledger_ops
             # when the pointer exists, else a scan). It never changes, so one serves all rounds.
             booking = await self._ledger.find_by_op_key(decide_key(command.booking_id))
@@ -206,7 +233,7 @@ class CommandHandler:
 
         for attempt in range(self._max_attempts):
             try:
-                decision = decide(head, command, self._clock(), booking=booking)
+                decision = decide(head, command, self._clock(), booking=booking, failed=failed)
             except OverRelease:
                 # The state includes the booking, yet holds fewer seats than it: its cancel is
                 # recorded already (a redelivery), or the ledger is broken.
@@ -242,7 +269,7 @@ class CommandHandler:
                 reason=decision.entry.reason,
             )
             if decision.event is not None:
-                await self._publisher.publish(decision.event)
+                await self._publish_stored(decision.event)
             return Outcome.DECIDED
         raise ContentionError(
             f"{op_key}: lost the ledger race {self._max_attempts} times on resource {rid}"
@@ -252,6 +279,28 @@ class CommandHandler:
         if decision.event is None:
             bound.info("ignored", note=decision.note)
             return Outcome.IGNORED
-        await self._publisher.publish(decision.event)
+        await self._publish_stored(decision.event)
         bound.info("replayed", event_id=str(decision.event.event_id), note=decision.note)
         return Outcome.REPLAYED
+
+    async def _publish_stored(self, event: Event) -> None:
+        """Publish the event of a stored entry, retrying until Kafka acknowledges it.
+
+        Never given up on: the entry is in the ledger, so dead-lettering its command would
+        leave seats taken that no event tells the read model about. A broker that refuses
+        it for good (a record too large, say) stalls this partition, and the consumer-lag
+        alert says so, which is better than a silent hole. The event is a pure function of
+        the stored entry (:func:`booking.domain.event_for`), so every try sends the same bytes.
+        """
+        attempt = 0
+        while True:
+            try:
+                await self._publisher.publish(event)
+                return
+            except Exception as exc:
+                attempt += 1
+                self._metrics.policy.failed(exc)  # shows as handler failures, by error type
+                log.warning(
+                    "publish_retry", event_id=str(event.event_id), attempt=attempt, error=repr(exc)
+                )
+                await asyncio.sleep(self._publish_backoff.delay(min(attempt, 10)))

@@ -38,6 +38,7 @@ _RANK = {BookingStatus.CONFIRMED: 1, BookingStatus.REJECTED: 1, BookingStatus.CA
 _REASON_TEXT: dict[str, str] = {
     RejectionReason.SOLD_OUT.value: "sold out",
     RejectionReason.UNKNOWN_RESOURCE.value: "unknown resource",
+    RejectionReason.PROCESSING_FAILED.value: "could not be processed, please try again",
 }
 
 

@@ -29,6 +29,7 @@ from consumer.domain import (
 )
 from consumer.metrics import ConsumerMetrics
 from shared.events import Event, Message, utcnow
+from shared.faults import KillPoint
 from shared.logging import get_logger
 from shared.messaging import Delivery
 from shared.telemetry import consuming
@@ -45,10 +46,12 @@ class EventHandler:
         metrics: ConsumerMetrics,
         *,
         clock: Callable[[], datetime] = utcnow,
+        checkpoint: Callable[[KillPoint], None] = lambda _: None,
     ) -> None:
         self._views = views
         self._metrics = metrics
         self._clock = clock
+        self._checkpoint = checkpoint  # the fault switch's kill points (chaos tests)
         # Resource names for notifications: fixed once given, so a cache is never stale.
         self._names: dict[str, str] = {}
 
@@ -70,6 +73,7 @@ class EventHandler:
                 self._remember(change.resource_id, change.details.name)
         with consuming(first.record, first.message) as span:
             await self._views.apply_resources(changes)
+            self._checkpoint(KillPoint.MID_BATCH)
             await self._views.apply_bookings(
                 coalesce_bookings([p.booking for p in projections if p.booking])
             )
@@ -153,6 +157,20 @@ class EventHandler:
         self._observe_e2e(message, visible_at)
         self._count(kind, "applied")
         log.debug("event_applied", event_id=event_id, type=kind)
+
+    async def settle(self, message: Message, error: BaseException) -> None:
+        """An event the views kept failing on stays in the DLQ, never dropped.
+
+        The views cannot decide anything in its place (booking owns the decisions), so
+        the dead letter is kept for ``bookify dlq replay``: projecting is idempotent and
+        guarded by version, so a replay applies it once, even after newer events.
+        """
+        log.error(
+            "event_left_in_dlq",
+            event_id=str(message.message_id),
+            type=type(message).__name__,
+            error=repr(error)[:500],
+        )
 
     def _observe_e2e(self, event: Event, visible_at: datetime) -> None:
         # Clocks of different hosts can disagree by a little; never observe a negative time.

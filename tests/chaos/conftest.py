@@ -1,0 +1,75 @@
+"""Fixtures of the chaos tests that run traffic through tests/chaos/traffic.py.
+
+``own_stack``: Kafka, FerretDB and the three services of one test module alone, for the
+tests that take a server away (the session's ``kafka``/``mongo`` serve the other tests
+meanwhile, and must not be frozen or killed under them). Always local processes, whatever
+BOOKIFY_TEST_INFRA says: a test must be able to SIGSTOP and kill -9 them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bookify.infra import LocalInfra, free_ports
+from bookify.platform import Platform, PlatformConfig
+from tests.chaos.traffic import OwnStack, Report, Target, write_report
+from tests.otlp import OtlpReceiver
+from tests.stack import new_stack_config
+
+
+@dataclass(frozen=True)
+class _Kafka:
+    bootstrap_servers: str
+
+
+@dataclass(frozen=True)
+class _Mongo:
+    uri: str
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[OwnStack]:
+    kafka_port, controller_port, mongo_port = free_ports(3)
+    run_dir = tmp_path_factory.mktemp("chaos-own-stack")
+    infra = LocalInfra(
+        run_dir / "infra",
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        mongo_port=mongo_port,
+        services=("kafka", "mongo"),  # what the services need; nothing else to take away
+        attached=True,  # nothing outlives pytest
+    )
+    with infra:
+        endpoints = infra.start()
+        config = new_stack_config(
+            _Kafka(endpoints.kafka_bootstrap), _Mongo(endpoints.mongo_uri), otlp
+        )
+        with Platform(config, run_dir / "services") as platform:
+            yield OwnStack(
+                infra,
+                platform,
+                config,
+                Target(platform["gateway"].url, endpoints.mongo_uri, config.db_prefix),
+            )
+
+
+@pytest.fixture
+def stack_target(stack: Platform, stack_config: PlatformConfig, mongo: Any) -> Target:
+    """The session's stack, for chaos that only kills or races the services themselves."""
+    return Target(stack["gateway"].url, mongo.uri, stack_config.db_prefix)
+
+
+@pytest.fixture(scope="session")
+def figures_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One JSON line of figures per chaos run, for the closing note."""
+    return tmp_path_factory.getbasetemp() / "chaos-figures.jsonl"
+
+
+@pytest.fixture
+def report(record_property: Callable[[str, object], None], figures_path: Path) -> Report:
+    return lambda figures: write_report(figures, figures_path, record_property)

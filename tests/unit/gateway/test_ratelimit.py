@@ -1,0 +1,230 @@
+"""The shared rate limit's logic, on `limits`' own in-memory storage (Redis: integration tests).
+
+Two ``SharedLimiter``s over one storage are two gateways over one Redis; a storage that raises
+or hangs is Redis down or frozen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from limits.aio.storage import MemoryStorage
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from gateway.config import GatewaySettings
+from gateway.ratelimit import (
+    RateLimitMetrics,
+    SharedLimiter,
+    TokenBucketLimiter,
+    build_limiter,
+    redact,
+    shared_item,
+)
+from tests.support.clock import FakeClock
+
+RATE, BURST = 5.0, 10
+
+
+class FlakyStorage(MemoryStorage):
+    """`limits`' memory storage that can be switched to fail, or to hang, like a lost Redis."""
+
+    def __init__(self) -> None:
+        super().__init__("async+memory://")
+        self.down = False
+        self.hang = False
+        self.calls = 0
+
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        self.calls += 1
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.down:
+            raise ConnectionError("Connection refused")
+        return await super().acquire_sliding_window_entry(key, limit, expiry, amount)
+
+
+def limiter(
+    storage: MemoryStorage,
+    *,
+    clock: FakeClock | None = None,
+    registry: CollectorRegistry | None = None,
+    timeout: float = 0.05,
+) -> SharedLimiter:
+    clock = clock or FakeClock()
+    return SharedLimiter(
+        storage,
+        shared_item(RATE, BURST),
+        fallback=TokenBucketLimiter(RATE, BURST, clock=clock.monotonic),
+        metrics=RateLimitMetrics(registry or CollectorRegistry()),
+        timeout=timeout,
+        retry_after_error=1.0,
+        clock=clock.monotonic,
+    )
+
+
+def store_errors(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("bookify_rate_limit_store_errors_total") or 0.0
+
+
+async def test_the_burst_is_allowed_then_refused_with_a_wait() -> None:
+    shared = limiter(MemoryStorage())
+
+    waits = [await shared.acquire("alice") for _ in range(BURST + 1)]
+
+    assert waits[:BURST] == [0.0] * BURST
+    assert 0 < waits[BURST] <= shared_item(RATE, BURST).get_expiry()
+
+
+async def test_two_gateways_over_one_store_share_one_limit() -> None:
+    storage = MemoryStorage()
+    one, two = limiter(storage), limiter(storage)
+
+    allowed = 0
+    for i in range(4 * BURST):  # alternating, as a round-robin front would
+        gateway = one if i % 2 == 0 else two
+        allowed += await gateway.acquire("alice") == 0.0
+
+    assert allowed == BURST  # not 2 x BURST
+    assert await one.acquire("bob") == 0.0  # another principal has a count of its own
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "amount", "window"),
+    [(20.0, 40, 40, 2), (3.0, 5, 5, 2), (100.0, 10, 10, 1), (10_000.0, 10_000, 10_000, 1)],
+)
+def test_the_window_is_the_burst_over_the_rate_in_whole_seconds(
+    rate: float, burst: int, amount: int, window: int
+) -> None:
+    item = shared_item(rate, burst)
+
+    assert (item.amount, item.get_expiry()) == (amount, window)
+    assert item.amount / item.get_expiry() <= rate  # never more than the rate in the long run
+
+
+async def test_a_store_that_fails_hands_the_decision_to_the_own_bucket() -> None:
+    storage, registry, clock = FlakyStorage(), CollectorRegistry(), FakeClock()
+    shared = limiter(storage, clock=clock, registry=registry)
+    storage.down = True
+
+    waits = [await shared.acquire("alice") for _ in range(BURST + 1)]
+
+    # Fail open, but not unlimited: this instance's own bucket still says no after the burst.
+    assert waits[:BURST] == [0.0] * BURST
+    assert waits[BURST] > 0
+    assert shared.degraded
+    assert store_errors(registry) == BURST + 1
+    assert storage.calls == 1  # not asked again until retry_after_error has passed
+
+
+async def test_the_store_is_tried_again_after_the_pause_and_takes_over() -> None:
+    storage, registry, clock = FlakyStorage(), CollectorRegistry(), FakeClock()
+    shared = limiter(storage, clock=clock, registry=registry)
+    storage.down = True
+    await shared.acquire("alice")
+
+    storage.down = False
+    clock.advance(0.5)
+    await shared.acquire("alice")
+    assert storage.calls == 1  # still within the pause
+    clock.advance(0.6)
+    assert await shared.acquire("alice") == 0.0
+
+    assert storage.calls == 2
+    assert not shared.degraded
+    assert store_errors(registry) == 2
+
+
+async def test_a_store_that_hangs_costs_the_timeout_once_then_nothing() -> None:
+    storage, registry = FlakyStorage(), CollectorRegistry()
+    shared = limiter(storage, registry=registry, timeout=0.05)
+    storage.hang = True
+
+    async with asyncio.timeout(2):  # a request must never wait on a frozen Redis for long
+        first = await shared.acquire("alice")
+        second = await shared.acquire("alice")
+
+    assert (first, second) == (0.0, 0.0)
+    assert storage.calls == 1
+    assert store_errors(registry) == 2
+
+
+async def test_while_one_request_probes_a_hung_store_the_others_do_not_wait() -> None:
+    storage, clock = FlakyStorage(), FakeClock()
+    shared = limiter(storage, clock=clock, timeout=0.5)
+    storage.down = True
+    await shared.acquire("alice")  # the circuit opens
+    storage.down, storage.hang = False, True
+    clock.advance(1.1)
+
+    probe = asyncio.create_task(shared.acquire("alice"))
+    await asyncio.sleep(0)  # the probe is now waiting on the store
+    async with asyncio.timeout(0.1):  # far less than the probe's timeout
+        others = [await shared.acquire("bob") for _ in range(5)]
+
+    assert others == [0.0] * 5
+    assert await probe == 0.0  # timed out: judged locally, and the circuit reopened
+    assert shared.degraded
+    assert storage.calls == 2  # the first failure and the one probe, nothing else
+
+
+async def test_starting_on_a_hung_store_gives_up_in_time_and_raises_nothing() -> None:
+    storage = FlakyStorage()
+    shared = limiter(storage)
+    storage.hang = True
+
+    async with asyncio.timeout(2):
+        await shared.start(within=0.1)
+
+    assert storage.calls == 1
+    storage.hang = False
+    assert await shared.acquire("alice") == 0.0  # the first request finds it answering
+
+
+def test_memory_storage_builds_the_single_instance_bucket() -> None:
+    built = build_limiter(
+        "memory://",
+        rate_per_second=RATE,
+        burst=BURST,
+        timeout=0.1,
+        retry_after_error=1.0,
+        key_prefix="bookify",
+        registry=CollectorRegistry(),
+    )
+    assert isinstance(built, TokenBucketLimiter)
+
+
+async def test_a_redis_url_builds_the_shared_limiter_without_connecting() -> None:
+    # Nothing listens on port 1: building must not connect (the first request does).
+    built = build_limiter(
+        "redis://127.0.0.1:1/0",
+        rate_per_second=RATE,
+        burst=BURST,
+        timeout=0.1,
+        retry_after_error=1.0,
+        key_prefix="bookify",
+        registry=CollectorRegistry(),
+    )
+    assert isinstance(built, SharedLimiter)
+    # ... and with nothing there, the request is still answered, by the own bucket.
+    assert await built.acquire("alice") == 0.0
+    assert built.degraded
+    await built.close()
+
+
+def test_an_unknown_storage_is_refused_naming_what_works() -> None:
+    with pytest.raises(ValidationError, match=r"memory:// .*redis://"):
+        GatewaySettings(rate_limit_storage="mongodb://127.0.0.1:27017/")
+
+
+def test_the_default_storage_is_the_local_redis() -> None:
+    assert GatewaySettings().rate_limit_storage.startswith("redis://127.0.0.1:6379")
+
+
+def test_a_password_never_reaches_a_log_line() -> None:
+    assert redact("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redact("redis://user:s3cret@redis:6379/0") == "redis://user:***@redis:6379/0"
+    assert redact("redis://redis:6379/0") == "redis://redis:6379/0"
