@@ -10,7 +10,8 @@ from bookify.infra.errors import MissingPrerequisiteError
 
 _JAVA_HINT = "Kafka needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"
 _GO_HINT = (
-    "FerretDB (the local MongoDB-wire server) is built from source and needs Go 1.24+: "
+    "FerretDB (the local MongoDB-wire server) is built from source and needs Go 1.24+ "
+    "(helm, for the Helm chart's tests, needs 1.26+): "
     "apt-get install golang-go, or https://go.dev/dl/"
 )
 _REDIS_HINT = (
