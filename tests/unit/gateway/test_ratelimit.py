@@ -19,9 +19,9 @@ from gateway.ratelimit import (
     SharedLimiter,
     TokenBucketLimiter,
     build_limiter,
-    redact,
     shared_item,
 )
+from shared.settings import redact_url
 from tests.support.clock import FakeClock
 
 RATE, BURST = 5.0, 10
@@ -225,6 +225,6 @@ def test_the_default_storage_is_the_local_redis() -> None:
 
 
 def test_a_password_never_reaches_a_log_line() -> None:
-    assert redact("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
-    assert redact("redis://user:s3cret@redis:6379/0") == "redis://user:***@redis:6379/0"
-    assert redact("redis://redis:6379/0") == "redis://redis:6379/0"
+    assert redact_url("redis://:s3cret@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redact_url("redis://user:s3cret@redis:6379/0") == "redis://user:***@redis:6379/0"
+    assert redact_url("redis://redis:6379/0") == "redis://redis:6379/0"

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import httpx
 import typer
@@ -29,6 +28,7 @@ from bookify.platform import (
 )
 from bookify.supervisor import RestartPolicy, Supervisor
 from shared.auth import AuthSettings, Scope, mint_token
+from shared.settings import redact_url
 
 DEMO_RESOURCES = [
     ("Main stage — Saturday", 500),
@@ -64,13 +64,6 @@ UP_EPILOG = (
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
 
 
 def _replicas(text: str) -> dict[ServiceName, int]:
@@ -175,7 +168,7 @@ def up(
             summary |= {
                 "kafka_bootstrap": endpoints.kafka_bootstrap,
                 "mongo_uri": endpoints.mongo_uri,
-                "rate_limit": _without_password(config.rate_limit_storage),
+                "rate_limit": redact_url(config.rate_limit_storage),
                 "logs": str(platform.log_dir),
             }
             if observability:

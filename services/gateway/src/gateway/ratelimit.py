@@ -50,6 +50,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import CollectorRegistry, Counter
 
 from shared.logging import get_logger
+from shared.settings import redact_url
 
 log = get_logger(__name__)
 
@@ -79,19 +80,10 @@ def storage_scheme(url: str) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in STORAGE_SCHEMES:
         raise ValueError(
-            f"rate_limit_storage {redact(url)!r}: expected memory:// (one instance only) or "
+            f"rate_limit_storage {redact_url(url)!r}: expected memory:// (one instance only) or "
             "redis://[:password@]host:port/db (rediss:// for TLS)"
         )
     return scheme
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 # ------------------------------------------------------------------ one process
@@ -342,6 +334,6 @@ def build_limiter(
         metrics=RateLimitMetrics(registry),
         timeout=timeout,
         retry_after_error=retry_after_error,
-        where=redact(storage_url),
+        where=redact_url(storage_url),
         on_close=close,
     )
