@@ -319,6 +319,9 @@ def drain_report(figures: Sequence[DrainFigures]) -> str:
     return "\n".join(lines)
 
 
+SATURATED = 0.97  # of the offered rate: below it, the server (not the offer) set the pace
+
+
 @dataclass(frozen=True)
 class GatewayFigures:
     accepted_per_second: float
@@ -332,8 +335,14 @@ class GatewayFigures:
     def ratio(self) -> float:
         return self.accepted_per_second / self.ceiling_per_second if self.ceiling_per_second else 0
 
+    @property
+    def ceiling_saturated(self) -> bool:
+        """False when the bare endpoint took (nearly) all it was offered: its figure is then
+        the offered rate, not its ceiling, and the ratio flatters the gateway."""
+        return self.ceiling_per_second < SATURATED * self.offered
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio}
+        return {**asdict(self), "ratio": self.ratio, "ceiling_saturated": self.ceiling_saturated}
 
 
 async def bench_gateway(
@@ -417,4 +426,12 @@ def gateway_report(f: GatewayFigures) -> str:
             f"{'gateway accept p99':30}{p99:>12}",
             f"gateway = {f.ratio:.2f} x the bare-FastAPI ceiling",
         ]
+        + (
+            []
+            if f.ceiling_saturated
+            else [
+                f"warning: the bare endpoint took all {f.offered:,.0f}/s offered, so that is "
+                "not its ceiling and the ratio is too high: offer more with --rate"
+            ]
+        )
     )

@@ -8,7 +8,7 @@ receiver can be pointed at a running process without code changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,11 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
+def trace_endpoint(env: Mapping[str, str]) -> str | None:
+    """Where the OTLP exporter sends spans (``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``), if set."""
+    return env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_ENDPOINT)
+
+
 def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
     """Install the process's tracer provider; export over OTLP/HTTP when an endpoint is set.
 
@@ -48,22 +53,30 @@ def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
     # OTEL_SERVICE_NAME, when set, wins over the service's own name (the spec's precedence).
     name = env.get(OTEL_SERVICE_NAME) or service_name
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-    if env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT):
+    if trace_endpoint(env):
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    if not PymongoInstrumentor().is_instrumented_by_opentelemetry:
+    if tracing_enabled(provider) and not PymongoInstrumentor().is_instrumented_by_opentelemetry:
         PymongoInstrumentor().instrument(tracer_provider=provider)
     return provider
+
+
+def tracing_enabled(provider: TracerProvider | None = None) -> bool:
+    """False when ``OTEL_SDK_DISABLED=true`` turned the SDK off (``provider``, or the global
+    one): its tracers then make no spans, so instrumentation around them is pure cost. Each
+    service skips it then; on a saturated gateway it was a fifth of the CPU (py-spy)."""
+    tracer = (provider or trace.get_tracer_provider()).get_tracer("bookify")
+    return not isinstance(tracer, trace.NoOpTracer)
 
 
 def kafka_middlewares(
     registry: CollectorRegistry, tracer_provider: TracerProvider | None, app_name: str
 ) -> tuple[Any, ...]:
     """FastStream's own telemetry and Prometheus middlewares: context crosses Kafka in headers."""
-    return (
-        KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
-        KafkaPrometheusMiddleware(registry=registry, app_name=app_name),
-    )
+    prometheus = KafkaPrometheusMiddleware(registry=registry, app_name=app_name)
+    if not tracing_enabled(tracer_provider):
+        return (prometheus,)
+    return (KafkaTelemetryMiddleware(tracer_provider=tracer_provider), prometheus)
 
 
 def annotate_span(**attributes: object) -> None:

@@ -16,6 +16,7 @@ from bookify.bench import (
     generator_report,
     report,
 )
+from bookify.bench_stages import GatewayFigures, gateway_report
 from bookify.commands import bench as commands
 from loadtests.openmodel import OpenModelResult, new_histogram
 
@@ -101,3 +102,24 @@ def test_the_pipeline_table_says_nothing_of_what_was_not_recorded() -> None:
     table = report(figures, a_result())
     assert "accepted→decided p50 (ms)" in table
     assert "n/a" in table
+
+
+def gateway_figures(ceiling_per_second: float) -> GatewayFigures:
+    return GatewayFigures(
+        accepted_per_second=900,
+        ceiling_per_second=ceiling_per_second,
+        offered=6000,
+        accepted=9000,
+        other_statuses={},
+        accept_p99_ms=80.0,
+    )
+
+
+def test_the_gateway_table_warns_when_the_bare_endpoint_took_all_it_was_offered() -> None:
+    saturated, flattered = gateway_figures(4000), gateway_figures(5990)
+
+    assert "warning" not in gateway_report(saturated)
+    assert "0.23 x the bare-FastAPI ceiling" in gateway_report(saturated)
+    assert "offer more with --rate" in gateway_report(flattered)
+    assert saturated.as_dict()["ceiling_saturated"] is True
+    assert flattered.as_dict()["ceiling_saturated"] is False

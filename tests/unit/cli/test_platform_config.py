@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bookify.commands.platform import tracing_env, tracing_summary
 from bookify.platform import PlatformConfig
 from booking.config import BookingSettings
 
@@ -36,3 +37,14 @@ def test_extra_environment_overrides_what_the_config_derives():
         KAFKA, MONGO, db_prefix="e2e_1_", extra_env={"BOOKIFY_BOOKING_DB_NAME": "elsewhere"}
     )
     assert config.env_for("booking")["BOOKIFY_BOOKING_DB_NAME"] == "elsewhere"
+
+
+def test_bookify_up_turns_tracing_off_when_no_endpoint_would_receive_the_spans() -> None:
+    assert tracing_env({}) == {"OTEL_SDK_DISABLED": "true"}
+    assert "no OTEL_EXPORTER_OTLP_ENDPOINT" in tracing_summary({})
+    to_collector = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert tracing_env(to_collector) == {}
+    assert tracing_summary(to_collector) == "OTLP to http://127.0.0.1:4318"
+    # Only traces, or the user's own choice: left as they are.
+    assert tracing_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}) == {}
+    assert tracing_env({"OTEL_SDK_DISABLED": "false"}) == {}

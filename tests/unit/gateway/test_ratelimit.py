@@ -1,15 +1,15 @@
-"""The shared rate limit's logic, on `limits`' own in-memory storage (Redis: integration tests).
+"""The shared rate limit's logic, on a store kept in this process (Redis: integration tests).
 
-Two ``SharedLimiter``s over one storage are two gateways over one Redis; a storage that raises
-or hangs is Redis down or frozen.
+Two ``SharedLimiter``s over one store are two gateways over one Redis; a store that raises or
+hangs is Redis down or frozen.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
-from limits.aio.storage import MemoryStorage
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -19,7 +19,6 @@ from gateway.ratelimit import (
     SharedLimiter,
     TokenBucketLimiter,
     build_limiter,
-    shared_item,
 )
 from shared.settings import redact_url
 from tests.support.clock import FakeClock
@@ -27,28 +26,39 @@ from tests.support.clock import FakeClock
 RATE, BURST = 5.0, 10
 
 
-class FlakyStorage(MemoryStorage):
-    """`limits`' memory storage that can be switched to fail, or to hang, like a lost Redis."""
+class FlakyBuckets:
+    """What Redis keeps, in memory (the same buckets the fallback uses), switchable to fail or
+    to hang like a lost Redis. Records each round trip's principals."""
 
-    def __init__(self) -> None:
-        super().__init__("async+memory://")
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.buckets = TokenBucketLimiter(RATE, BURST, clock=(clock or FakeClock()).monotonic)
         self.down = False
         self.hang = False
-        self.calls = 0
+        self.round_trips: list[list[str]] = []
 
-    async def acquire_sliding_window_entry(
-        self, key: str, limit: int, expiry: int, amount: int = 1
-    ) -> bool:
-        self.calls += 1
+    @property
+    def calls(self) -> int:
+        return len(self.round_trips)
+
+    async def take(self, principals: Sequence[str]) -> list[float]:
+        self.round_trips.append(list(principals))
         if self.hang:
             await asyncio.sleep(3600)
         if self.down:
             raise ConnectionError("Connection refused")
-        return await super().acquire_sliding_window_entry(key, limit, expiry, amount)
+        return [self.buckets.take(p) for p in principals]
+
+    async def start(self) -> None:
+        self.round_trips.append([])
+        if self.hang:
+            await asyncio.sleep(3600)
+
+    async def close(self) -> None:
+        return None
 
 
 def limiter(
-    storage: MemoryStorage,
+    store: FlakyBuckets,
     *,
     clock: FakeClock | None = None,
     registry: CollectorRegistry | None = None,
@@ -56,8 +66,7 @@ def limiter(
 ) -> SharedLimiter:
     clock = clock or FakeClock()
     return SharedLimiter(
-        storage,
-        shared_item(RATE, BURST),
+        store,
         fallback=TokenBucketLimiter(RATE, BURST, clock=clock.monotonic),
         metrics=RateLimitMetrics(registry or CollectorRegistry()),
         timeout=timeout,
@@ -71,17 +80,28 @@ def store_errors(registry: CollectorRegistry) -> float:
 
 
 async def test_the_burst_is_allowed_then_refused_with_a_wait() -> None:
-    shared = limiter(MemoryStorage())
+    shared = limiter(FlakyBuckets())
 
     waits = [await shared.acquire("alice") for _ in range(BURST + 1)]
 
     assert waits[:BURST] == [0.0] * BURST
-    assert 0 < waits[BURST] <= shared_item(RATE, BURST).get_expiry()
+    assert waits[BURST] == pytest.approx(1 / RATE)  # the next token
+
+
+async def test_checks_that_arrive_together_share_one_round_trip() -> None:
+    store = FlakyBuckets()
+    shared = limiter(store)
+
+    waits = await asyncio.gather(*(shared.acquire(f"p{i % 3}") for i in range(60)))
+
+    assert store.calls == 1  # all queued before the first round trip went out
+    assert store.round_trips[0] == [f"p{i % 3}" for i in range(60)]  # in arrival order
+    assert sum(w == 0.0 for w in waits) == 3 * BURST
 
 
 async def test_two_gateways_over_one_store_share_one_limit() -> None:
-    storage = MemoryStorage()
-    one, two = limiter(storage), limiter(storage)
+    store = FlakyBuckets()
+    one, two = limiter(store), limiter(store)
 
     allowed = 0
     for i in range(4 * BURST):  # alternating, as a round-robin front would
@@ -92,23 +112,10 @@ async def test_two_gateways_over_one_store_share_one_limit() -> None:
     assert await one.acquire("bob") == 0.0  # another principal has a count of its own
 
 
-@pytest.mark.parametrize(
-    ("rate", "burst", "amount", "window"),
-    [(20.0, 40, 40, 2), (3.0, 5, 5, 2), (100.0, 10, 10, 1), (10_000.0, 10_000, 10_000, 1)],
-)
-def test_the_window_is_the_burst_over_the_rate_in_whole_seconds(
-    rate: float, burst: int, amount: int, window: int
-) -> None:
-    item = shared_item(rate, burst)
-
-    assert (item.amount, item.get_expiry()) == (amount, window)
-    assert item.amount / item.get_expiry() <= rate  # never more than the rate in the long run
-
-
 async def test_a_store_that_fails_hands_the_decision_to_the_own_bucket() -> None:
-    storage, registry, clock = FlakyStorage(), CollectorRegistry(), FakeClock()
-    shared = limiter(storage, clock=clock, registry=registry)
-    storage.down = True
+    store, registry, clock = FlakyBuckets(), CollectorRegistry(), FakeClock()
+    shared = limiter(store, clock=clock, registry=registry)
+    store.down = True
 
     waits = [await shared.acquire("alice") for _ in range(BURST + 1)]
 
@@ -117,47 +124,48 @@ async def test_a_store_that_fails_hands_the_decision_to_the_own_bucket() -> None
     assert waits[BURST] > 0
     assert shared.degraded
     assert store_errors(registry) == BURST + 1
-    assert storage.calls == 1  # not asked again until retry_after_error has passed
+    assert store.calls == 1  # not asked again until retry_after_error has passed
 
 
 async def test_the_store_is_tried_again_after_the_pause_and_takes_over() -> None:
-    storage, registry, clock = FlakyStorage(), CollectorRegistry(), FakeClock()
-    shared = limiter(storage, clock=clock, registry=registry)
-    storage.down = True
+    store, registry, clock = FlakyBuckets(), CollectorRegistry(), FakeClock()
+    shared = limiter(store, clock=clock, registry=registry)
+    store.down = True
     await shared.acquire("alice")
 
-    storage.down = False
+    store.down = False
     clock.advance(0.5)
     await shared.acquire("alice")
-    assert storage.calls == 1  # still within the pause
+    assert store.calls == 1  # still within the pause
     clock.advance(0.6)
     assert await shared.acquire("alice") == 0.0
 
-    assert storage.calls == 2
+    assert store.calls == 2
     assert not shared.degraded
     assert store_errors(registry) == 2
 
 
 async def test_a_store_that_hangs_costs_the_timeout_once_then_nothing() -> None:
-    storage, registry = FlakyStorage(), CollectorRegistry()
-    shared = limiter(storage, registry=registry, timeout=0.05)
-    storage.hang = True
+    store, registry = FlakyBuckets(), CollectorRegistry()
+    shared = limiter(store, registry=registry, timeout=0.05)
+    store.hang = True
 
     async with asyncio.timeout(2):  # a request must never wait on a frozen Redis for long
         first = await shared.acquire("alice")
         second = await shared.acquire("alice")
 
     assert (first, second) == (0.0, 0.0)
-    assert storage.calls == 1
+    assert store.calls == 1
     assert store_errors(registry) == 2
+    await shared.close()  # stops the round trip still hanging
 
 
 async def test_while_one_request_probes_a_hung_store_the_others_do_not_wait() -> None:
-    storage, clock = FlakyStorage(), FakeClock()
-    shared = limiter(storage, clock=clock, timeout=0.5)
-    storage.down = True
+    store, clock = FlakyBuckets(), FakeClock()
+    shared = limiter(store, clock=clock, timeout=0.5)
+    store.down = True
     await shared.acquire("alice")  # the circuit opens
-    storage.down, storage.hang = False, True
+    store.down, store.hang = False, True
     clock.advance(1.1)
 
     probe = asyncio.create_task(shared.acquire("alice"))
@@ -168,19 +176,20 @@ async def test_while_one_request_probes_a_hung_store_the_others_do_not_wait() ->
     assert others == [0.0] * 5
     assert await probe == 0.0  # timed out: judged locally, and the circuit reopened
     assert shared.degraded
-    assert storage.calls == 2  # the first failure and the one probe, nothing else
+    assert store.calls == 2  # the first failure and the one probe, nothing else
+    await shared.close()
 
 
 async def test_starting_on_a_hung_store_gives_up_in_time_and_raises_nothing() -> None:
-    storage = FlakyStorage()
-    shared = limiter(storage)
-    storage.hang = True
+    store = FlakyBuckets()
+    shared = limiter(store)
+    store.hang = True
 
     async with asyncio.timeout(2):
         await shared.start(within=0.1)
 
-    assert storage.calls == 1
-    storage.hang = False
+    assert store.calls == 1
+    store.hang = False
     assert await shared.acquire("alice") == 0.0  # the first request finds it answering
 
 

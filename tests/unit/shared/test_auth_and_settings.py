@@ -8,7 +8,8 @@ from pydantic import SecretStr, ValidationError
 from booking.config import BookingSettings
 from consumer.config import ConsumerSettings
 from gateway.config import GatewaySettings
-from shared.auth import AuthSettings, InvalidTokenError, mint_token, verify_token
+from shared import auth as shared_auth
+from shared.auth import AuthSettings, InvalidTokenError, Principal, mint_token, verify_token
 from shared.mongo import unsafe_keys
 from shared.settings import Environment, ServiceSettings, Topics, refuse_dev_secret
 from tests.support import auth
@@ -108,3 +109,45 @@ def test_topic_prefix_namespaces_consumer_groups_too() -> None:
 def test_operator_and_dotted_keys_are_found_at_any_depth() -> None:
     doc = {"ok": 1, "$where": "x", "a.b": 2, "nested": {"$gt": 1, "fine": {"c.d": 3}}}
     assert sorted(unsafe_keys(doc)) == ["$where", "a.b", "nested.$gt", "nested.fine.c.d"]
+
+
+def test_a_verified_token_is_not_decoded_again_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(shared_auth, "_verified", shared_auth.verified_tokens(lambda: now[0]))
+    decoded: list[str] = []
+    decode = shared_auth._decode
+
+    def counting(settings: AuthSettings, key: str, token: str) -> tuple[Principal, float]:
+        decoded.append(token)
+        principal, _ = decode(settings, key, token)
+        return principal, now[0] + 60  # "expires" a minute from the fake now
+
+    monkeypatch.setattr(shared_auth, "_decode", counting)
+    token = mint_token(AUTH, "alice", ["bookings:read"])
+
+    assert verify_token(AUTH, token) == verify_token(AUTH, token)
+    assert len(decoded) == 1  # the second came from the cache
+    now[0] += 60 + AUTH.leeway_seconds + 1  # past exp + leeway: PyJWT's verdict again
+    verify_token(AUTH, token)
+    assert len(decoded) == 2
+
+
+def test_a_cached_token_is_still_refused_under_another_secret_or_audience() -> None:
+    token = mint_token(AUTH, "alice", ["bookings:read"])
+    verify_token(AUTH, token)  # cached under AUTH
+
+    rotated = AuthSettings(jwt_secret=SecretStr("rotated-secret-of-enough-length-for-hs256"))
+    with pytest.raises(InvalidTokenError, match="Signature"):
+        verify_token(rotated, token)
+    with pytest.raises(InvalidTokenError, match="Audience"):
+        verify_token(AUTH.model_copy(update={"audience": "elsewhere"}), token)
+
+
+def test_an_invalid_token_is_never_cached() -> None:
+    token = mint_token(AUTH, "alice", ["bookings:read"], ttl=timedelta(seconds=-60))
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError, match="expired"):
+            verify_token(AUTH, token)
+    assert not any(key[0] == token for key in shared_auth._verified)

@@ -24,6 +24,7 @@ from gateway.ratelimit import RateLimiter, build_limiter
 from gateway.routes import bookings, resources
 from gateway.service import GatewayDeps
 from shared.ops import service_app
+from shared.telemetry import tracing_enabled
 
 
 def create_app(
@@ -68,12 +69,13 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, routes=app.router.routes)
     # One server span per request: the ASGI "receive"/"send" child spans (three more per
     # request, each with its own attributes) tell nothing the server span does not.
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=tracer_provider,
-        excluded_urls="/healthz,/readyz,/metrics",
-        exclude_spans=["receive", "send"],
-    )
+    if tracing_enabled(tracer_provider):
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracer_provider,
+            excluded_urls="/healthz,/readyz,/metrics",
+            exclude_spans=["receive", "send"],
+        )
     return app
 
 

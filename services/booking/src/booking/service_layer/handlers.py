@@ -176,7 +176,9 @@ class CommandHandler:
     async def _announce(self, entry: LedgerEntry, event: Event) -> Awaitable[Any]:
         self._heads.advance(entry)
         self._metrics.decided(entry.kind)
-        log.info(
+        # DEBUG, as the consumer's event_applied: the ledger is the record of every decision,
+        # and a line per booking at INFO was 18 % of booking's CPU at 400/s (py-spy).
+        log.debug(
             "decided",
             op_key=entry.op_key,
             command_id=str(entry.command_id),
