@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,12 @@ def generator_figures() -> GeneratorFigures:
 
 
 def pipeline_figures() -> PipelineFigures:
-    decided = new_histogram()
+    decided, seen = new_histogram(), new_histogram()
     decided.record_value(25_000)
-    return PipelineFigures(a_result(rate=100, completed=1000, dropped=0), decided, 990, 10, 0)
+    seen.record_value(40_000)  # the generator sees it later than the services did
+    return PipelineFigures(
+        a_result(rate=100, completed=1000, dropped=0), decided, 990, 10, 0, seen_latency_us=seen
+    )
 
 
 def test_the_generator_table_puts_the_open_model_beside_wrk_per_core() -> None:
@@ -92,6 +96,7 @@ def test_pipeline_json_has_both_runs_and_their_ratio(monkeypatch: pytest.MonkeyP
     data: dict[str, Any] = json.loads(done.stdout)
     assert data["pipeline"]["confirmed"] == 990
     assert data["pipeline"]["accepted_to_decided_ms"]["p50"] == pytest.approx(25, rel=0.01)
+    assert data["pipeline"]["accept_seen_to_decision_seen_ms"]["p50"] == pytest.approx(40, rel=0.01)
     assert data["ceiling"]["throughput"] == pytest.approx(200)
     assert data["throughput_over_ceiling"] == pytest.approx(0.5)
 
@@ -102,6 +107,7 @@ def test_the_pipeline_table_says_nothing_of_what_was_not_recorded() -> None:
     table = report(figures, a_result())
     assert "accepted→decided p50 (ms)" in table
     assert "n/a" in table
+    assert re.search(r"as the generator saw it +40\.0\n", table)
 
 
 def gateway_figures(ceiling_per_second: float) -> GatewayFigures:
