@@ -7,29 +7,17 @@ out the outage; afterwards every accepted booking is decided, once, and seats ar
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import pytest
 
-from tests.chaos.traffic import ChaosRun, OwnStack, Report
+from tests.chaos.traffic import ChaosRun, OwnStack, Report, crash_and_restart
 
 pytestmark = pytest.mark.chaos
 
 
 async def test_a_kafka_crash_loses_and_doubles_nothing(own_stack: OwnStack, report: Report) -> None:
-    infra = own_stack.infra
-    kafka = infra.process("kafka")
     async with ChaosRun(own_stack.target, name="kafka-killed", capacity=300) as run:
         run.start(seconds=20)
         await run.flowing()
-        kafka.kill()
-        run.fault_began()
-        # The fault landed: the broker died of the SIGKILL, with no chance to shut down.
-        assert await asyncio.to_thread(kafka.wait, 10) == -signal.SIGKILL
         # The clients notice before it comes back (a gateway cannot publish: 503).
-        await run.wait_for_answer("POST 503", since=run.fault_start or 0.0)
-        infra.restart("kafka")  # from this thread: attached servers die with their spawner
-        await asyncio.to_thread(infra.wait_ready, "kafka")
-        run.fault_ended()
+        await crash_and_restart(run, own_stack.infra, "kafka")
         await run.finish(report)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import time
 import uuid
 from collections import Counter
@@ -39,7 +40,7 @@ import httpx
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from bookify.infra import LocalInfra
+from bookify.infra import LocalInfra, Service
 from bookify.platform import Platform, PlatformConfig
 from tests.stack import TERMINAL, Api
 from tests.support.auth import bearer
@@ -639,6 +640,23 @@ async def set_faults(service_url: str, **settings: object) -> None:
             "/admin/faults", json=settings, headers=bearer("chaos", "resources:admin")
         )
     assert response.status_code == 200, response.text
+
+
+async def crash_and_restart(
+    run: ChaosRun, infra: LocalInfra, service: Service, *, down_at_least: float = 0.0
+) -> None:
+    """SIGKILL one of ``infra``'s servers under ``run``'s traffic, prove where it landed, and
+    bring it back on the same data once the stack has felt it (a POST answered 503)."""
+    process = infra.process(service)
+    process.kill()
+    run.fault_began()
+    # The fault landed: the server died of the SIGKILL, with no chance to shut down.
+    assert await asyncio.to_thread(process.wait, 10) == -signal.SIGKILL
+    await asyncio.sleep(down_at_least)
+    await run.wait_for_answer("POST 503", since=run.fault_start or 0.0)
+    infra.restart(service)  # from this thread: attached servers die with their spawner
+    await asyncio.to_thread(infra.wait_ready, service)
+    run.fault_ended()
 
 
 def process_state(pid: int) -> str:

@@ -127,7 +127,7 @@ async def create_resource(client: HttpClient, capacity: int) -> str:
 
 async def bench_pipeline(config: BenchConfig, progress: Any = print) -> PipelineFigures:
     tokens = principal_tokens(PRINCIPALS)
-    accepted_at: dict[str, tuple[float, float]] = {}  # booking -> (202 seen, its accepted_at)
+    accepted_at: dict[str, tuple[float, str]] = {}  # booking -> (202 seen, its accepted_at)
     outcome_at: dict[str, tuple[str, float, float]] = {}  # -> (kind, seen, event timestamp)
     consumer = AIOKafkaConsumer(
         Topics(config.topic_prefix).events,
@@ -167,10 +167,7 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
             reply = await client.post("/v1/bookings", json=body, headers=auth[i % PRINCIPALS])
             if reply.status == 202:
                 seen, answer = time.time(), reply.json()
-                accepted_at[answer["id"]] = (
-                    seen,
-                    datetime.fromisoformat(answer["accepted_at"]).timestamp(),
-                )
+                accepted_at[answer["id"]] = (seen, answer["accepted_at"])  # parsed after the run
             return reply.status
 
         progress(f"pipeline: {config.rate:g}/s for {config.duration:g} s against {config.gateway}")
@@ -189,7 +186,8 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
         if booking in outcome_at:
             kind, outcome_seen, decided = outcome_at[booking]
             counts[kind] = counts.get(kind, 0) + 1
-            confirm.record_value(max(1, int((decided - accepted) * 1e6)))
+            accepted_s = datetime.fromisoformat(accepted).timestamp()
+            confirm.record_value(max(1, int((decided - accepted_s) * 1e6)))
             seen.record_value(max(1, int((outcome_seen - accept_seen) * 1e6)))
     missing = len(accepted_at.keys() - outcome_at.keys())
     return PipelineFigures(

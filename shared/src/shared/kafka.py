@@ -51,9 +51,9 @@ def make_broker(
         request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
         # A hot resource's records all go to one partition, and the producer sends a
         # partition one batch at a time: with aiokafka's 16 KiB batches (~25 commands), 256
-        # sends in flight made 6,500 records/s at 148 us of CPU each; 256 KiB batches made
-        # 22,400/s at 42 us (one partition, acks=all, 600-byte records). Far under the
-        # broker's 1 MiB message.max.bytes.
+        # sends in flight made 5,400-6,500 records/s at 148-177 us of CPU each; 256 KiB
+        # batches made 22,400-27,600/s at 33-42 us (`uv run python -m
+        # tests.support.producer_batch_cost`). Far under the broker's 1 MiB message.max.bytes.
         max_batch_size=PRODUCER_BATCH_BYTES,
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
         # FastStream's own logger prints coloured lines to stdout; route it through the

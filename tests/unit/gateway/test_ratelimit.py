@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.ratelimit import (
+    RateLimiter,
     RateLimitMetrics,
     SharedLimiter,
     TokenBucketLimiter,
@@ -193,9 +194,9 @@ async def test_starting_on_a_hung_store_gives_up_in_time_and_raises_nothing() ->
     assert await shared.acquire("alice") == 0.0  # the first request finds it answering
 
 
-def test_memory_storage_builds_the_single_instance_bucket() -> None:
-    built = build_limiter(
-        "memory://",
+def built_for(url: str) -> RateLimiter:
+    return build_limiter(
+        url,
         rate_per_second=RATE,
         burst=BURST,
         timeout=0.1,
@@ -203,20 +204,15 @@ def test_memory_storage_builds_the_single_instance_bucket() -> None:
         key_prefix="bookify",
         registry=CollectorRegistry(),
     )
-    assert isinstance(built, TokenBucketLimiter)
+
+
+def test_memory_storage_builds_the_single_instance_bucket() -> None:
+    assert isinstance(built_for("memory://"), TokenBucketLimiter)
 
 
 async def test_a_redis_url_builds_the_shared_limiter_without_connecting() -> None:
     # Nothing listens on port 1: building must not connect (the first request does).
-    built = build_limiter(
-        "redis://127.0.0.1:1/0",
-        rate_per_second=RATE,
-        burst=BURST,
-        timeout=0.1,
-        retry_after_error=1.0,
-        key_prefix="bookify",
-        registry=CollectorRegistry(),
-    )
+    built = built_for("redis://127.0.0.1:1/0")
     assert isinstance(built, SharedLimiter)
     # ... and with nothing there, the request is still answered, by the own bucket.
     assert await built.acquire("alice") == 0.0
