@@ -132,6 +132,12 @@ def subscribe(
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
+        # aiokafka fetches a broker's partitions one request at a time. While a batch is
+        # handled for longer than its prefetch backoff (100 ms), it sends a fetch for the
+        # other, idle partitions, which the broker holds this long: the hot partition's next
+        # fetch waits behind it. At aiokafka's 500 ms, a resource taking 400 bookings/s was
+        # decided 440 ms after acceptance at p50 (950 ms p99); at 25 ms, 120 ms (260 ms).
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         group_id=settings.group,
         auto_offset_reset=settings.auto_offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -61,6 +61,9 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(service=service)
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Except group membership (coordinator found, group joined, partitions revoked): a few
+    # lines per rebalance, and the only record of where a consumer stands after an outage.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(max(logging.INFO, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

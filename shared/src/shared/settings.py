@@ -186,6 +186,12 @@ class SubscriberSettings(ServiceSettings):
     batch_timeout_ms: int = Field(
         default=100, ge=1, description="How long a poll waits for records when none are ready."
     )
+    fetch_max_wait_ms: int = Field(
+        default=25,
+        ge=1,
+        le=500,
+        description="How long the broker may hold a fetch for partitions with nothing new.",
+    )
 
     @property
     def group(self) -> str:

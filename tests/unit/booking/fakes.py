@@ -96,6 +96,8 @@ class FakePublisher:
     published: list[Event] = field(default_factory=list)
     failures: int = 0
     """Fail this many publishes first (Kafka unreachable right after the append)."""
+    acks_held: asyncio.Event | None = None
+    """When set, every ack waits for this event (Kafka slow to acknowledge)."""
 
     async def publish(self, event: Event) -> None:
         await asyncio.sleep(0)
@@ -111,6 +113,8 @@ class FakePublisher:
             self.failures -= 1
             return self._failed()
         self.published.append(event)
+        if self.acks_held is not None:
+            return asyncio.ensure_future(self.acks_held.wait())
         return asyncio.sleep(0)
 
     @staticmethod

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import uuid4
 
 import pytest
 
 from booking.domain import EntryKind, LedgerEntry
+from booking.service_layer import handlers
 from shared.events import BookingCancelled, BookingConfirmed, BookingRejected
 from tests.messages import deliveries
 from tests.unit.booking.fakes import FakeLedger, FakePublisher, cancel, create, handler_for, request
@@ -118,3 +120,40 @@ async def test_the_same_booking_twice_in_one_batch_is_decided_once() -> None:
     assert len(decisions) == 1
     confirmations = [e for e in publisher.published if isinstance(e, BookingConfirmed)]
     assert {e.event_id for e in confirmations} == {confirmations[0].event_id}
+
+
+class WarningsLog:
+    """Stands in for a module's logger: keeps the warnings, and says when one came."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, object]]] = []
+        self.warned = asyncio.Event()
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.warnings.append((event, fields))
+        self.warned.set()
+
+    def debug(self, event: str, **fields: object) -> None: ...
+
+
+async def test_a_batch_waiting_for_its_acks_says_so_until_they_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = WarningsLog()
+    monkeypatch.setattr(handlers, "log", log)
+    monkeypatch.setattr(handlers, "ACK_WAIT_WARNING_SECONDS", 0.01)
+    released = asyncio.Event()
+    ledger, publisher = FakeLedger(), FakePublisher(acks_held=released)
+    rid = uuid4()
+
+    batch = asyncio.create_task(
+        handler_for(ledger, publisher).many(deliveries(create(rid, 2), request(rid, 1)))
+    )
+    await asyncio.wait_for(log.warned.wait(), timeout=5)
+    assert not batch.done()  # so its offsets are not committed yet
+    released.set()
+    await asyncio.wait_for(batch, timeout=5)
+
+    event, fields = log.warnings[0]
+    assert event == "event_acks_waiting"
+    assert (fields["missing"], fields["batch"]) == (2, 2)

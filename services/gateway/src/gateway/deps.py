@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPBearer
 
 from gateway.bootstrap import GatewayRuntime
 from gateway.errors import RateLimitedError
 from gateway.ratelimit import RateLimiter
 from gateway.service import GatewayDeps
 from shared.auth import Principal, Scope
-from shared.ops import Credentials, authenticate, require_scope
+from shared.ops import authenticate, bearer, require_scope
 
 
-# Every dependency is ``async def``: FastAPI runs a plain ``def`` one in its thread pool, a
-# thread hop per request for what is an attribute read (py-spy: ~8% of a saturated gateway).
-# And each is one call deep: solving a chain of small dependencies was a third of the
-# accept path's CPU (py-spy), so each reads what it needs from the app's state itself.
+# Every dependency is ``async def`` (FastAPI runs a plain ``def`` one in its thread pool, a
+# thread hop per request for an attribute read) and takes the request alone, reading what
+# it needs from the app's state: the API routes solve them in one pass (gateway.lean_route).
 async def get_deps(request: Request) -> GatewayDeps:
     runtime: GatewayRuntime = request.app.state.runtime
     return runtime.deps
@@ -27,25 +26,31 @@ async def get_deps(request: Request) -> GatewayDeps:
 DepsDep = Annotated[GatewayDeps, Depends(get_deps)]
 
 
-def authorized(scope: Scope) -> Callable[[Request, Credentials], Awaitable[Principal]]:
-    """A dependency: the bearer token's principal, charged one request against its rate
-    limit (shared by every gateway instance unless rate_limit_storage is memory://), which
-    must hold ``scope``."""
+class Authorized(HTTPBearer):
+    """The bearer token's principal, charged one request against its rate limit (shared by
+    every gateway instance unless rate_limit_storage is memory://), which must hold
+    ``scope``. An HTTPBearer, so the OpenAPI document names the scheme the routes need."""
 
-    async def dependency(request: Request, credentials: Credentials) -> Principal:
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(
+            auto_error=False,  # a missing token is our 401 problem, not FastAPI's 403
+            scheme_name=bearer.scheme_name,
+            description=bearer.model.description,
+        )
+        self.required = scope
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         runtime: GatewayRuntime = request.app.state.runtime
         limiter: RateLimiter = request.app.state.limiter
-        principal = authenticate(runtime.settings.auth, credentials)
+        principal = authenticate(runtime.settings.auth, await super().__call__(request))
         if (wait := await limiter.acquire(principal.sub)) > 0:
             raise RateLimitedError(wait)
-        return require_scope(principal, scope)
-
-    return dependency
+        return require_scope(principal, self.required)
 
 
-Reader = Annotated[Principal, Depends(authorized(Scope.BOOKINGS_READ))]
-Writer = Annotated[Principal, Depends(authorized(Scope.BOOKINGS_WRITE))]
-Admin = Annotated[Principal, Depends(authorized(Scope.RESOURCES_ADMIN))]
+Reader = Annotated[Principal, Depends(Authorized(Scope.BOOKINGS_READ))]
+Writer = Annotated[Principal, Depends(Authorized(Scope.BOOKINGS_WRITE))]
+Admin = Annotated[Principal, Depends(Authorized(Scope.RESOURCES_ADMIN))]
 
 IdempotencyKey = Annotated[
     str | None,

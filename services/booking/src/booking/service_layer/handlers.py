@@ -67,6 +67,9 @@ log = get_logger(__name__)
 CONFLICT_BACKOFF = RetryPolicy(attempts=50, base_delay=0.001, max_delay=0.05)
 # Re-publishing a stored decision: quick at first, then every few seconds until Kafka takes it.
 PUBLISH_BACKOFF = RetryPolicy(base_delay=0.05, max_delay=5.0)
+# While a batch's events wait for Kafka's acks, say so this often (an outage, or a stuck
+# producer: the log tells which, as the batch's offsets are not committed meanwhile).
+ACK_WAIT_WARNING_SECONDS = 10.0
 # Concurrent calls on one resource inside one process queue up instead of racing each other
 # (a subscriber calls one at a time anyway). Bounded stripes, so no lock per resource leaks.
 LOCK_STRIPES = 64
@@ -168,7 +171,7 @@ class CommandHandler:
         for delivery, entry, event in decided[1:stored]:
             with consuming(delivery.record, delivery.message, links=link):
                 acks.append(await self._announce(entry, event))
-        await asyncio.gather(*acks)
+        await _acknowledged(acks)
         for delivery, _, _ in decided[stored:]:
             with consuming(delivery.record, delivery.message, links=link):
                 await self.handle(delivery.message)
@@ -306,3 +309,18 @@ class CommandHandler:
                     "publish_retry", event_id=str(event.event_id), attempt=attempt, error=repr(exc)
                 )
                 await asyncio.sleep(self._publish_backoff.delay(min(attempt, 10)))
+
+
+async def _acknowledged(acks: Sequence[Awaitable[Any]]) -> None:
+    """Wait for every ack, warning every ACK_WAIT_WARNING_SECONDS while some are missing.
+
+    Not bounded: an entry is stored, so its event must reach Kafka (the producer retries it
+    until it does), and the batch's offsets wait for that.
+    """
+    gathered = asyncio.gather(*acks)
+    waited = 0.0
+    while not (await asyncio.wait({gathered}, timeout=ACK_WAIT_WARNING_SECONDS))[0]:
+        waited += ACK_WAIT_WARNING_SECONDS
+        missing = sum(1 for ack in acks if isinstance(ack, asyncio.Future) and not ack.done())
+        log.warning("event_acks_waiting", seconds=waited, missing=missing, batch=len(acks))
+    gathered.result()

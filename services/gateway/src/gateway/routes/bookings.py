@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 
 from gateway import service
 from gateway.deps import DepsDep, IdempotencyKey, Reader, Writer
-from gateway.routes.resources import accepted_response
+from gateway.lean_route import LeanRoute
+from gateway.routes.resources import accepted_response, model_response
 from gateway.schemas import BookingAccepted, BookingCreate, BookingOut
 from shared.problem import problem_responses
 
-router = APIRouter(prefix="/bookings", tags=["bookings"])
+router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=LeanRoute)
 
 
 @router.post(
@@ -35,8 +36,8 @@ async def request_booking(
     summary="A booking's status: pending, confirmed, rejected (with reason) or cancelled",
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
-async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> BookingOut:
-    return await service.get_booking(deps, principal, booking_id)
+async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> JSONResponse:
+    return model_response(await service.get_booking(deps, principal, booking_id))
 
 
 @router.post(

@@ -7,9 +7,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gateway import service
 from gateway.deps import Admin, DepsDep, IdempotencyKey, Reader
+from gateway.lean_route import LeanRoute
 from gateway.schemas import (
     MAX_PAGE_SIZE,
     ResourceAccepted,
@@ -19,7 +21,13 @@ from gateway.schemas import (
 )
 from shared.problem import problem_responses
 
-router = APIRouter(prefix="/resources", tags=["resources"])
+router = APIRouter(prefix="/resources", tags=["resources"], route_class=LeanRoute)
+
+
+def model_response(model: BaseModel) -> JSONResponse:
+    """200 with ``model`` as JSON. API endpoints return their response themselves (their
+    ``response_model`` documents it), so LeanRoute runs them without FastAPI's rendering."""
+    return JSONResponse(model.model_dump(mode="json"))
 
 
 def accepted_response(result: service.Accepted) -> JSONResponse:
@@ -48,8 +56,8 @@ async def create_resource(
     summary="One resource with its current availability (eventually consistent)",
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
-async def get_resource(resource_id: UUID, _: Reader, deps: DepsDep) -> ResourceOut:
-    return await service.get_resource(deps, resource_id)
+async def get_resource(resource_id: UUID, _: Reader, deps: DepsDep) -> JSONResponse:
+    return model_response(await service.get_resource(deps, resource_id))
 
 
 @router.get(
@@ -63,5 +71,5 @@ async def list_resources(
     deps: DepsDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 20,
     cursor: Annotated[UUID | None, Query(description="next_cursor of the previous page")] = None,
-) -> ResourcePage:
-    return await service.list_resources(deps, cursor=cursor, limit=limit)
+) -> JSONResponse:
+    return model_response(await service.list_resources(deps, cursor=cursor, limit=limit))
