@@ -10,7 +10,8 @@ closed model and its response-time buckets are rounded, hence this module and Hd
 --open`` and ``bookify bench``): aiohttp, chosen by measurement (``bookify bench generator``)
 because httpx spent three quarters of the generator's CPU choosing a pooled connection
 (httpcore checks every connection's socket on every request) and managed ~300 requests per
-CPU-second, where aiohttp manages well over ten times that.
+CPU-second, where aiohttp manages well over ten times that. :func:`run` runs a generator on
+uvloop, chosen the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import gc
 import itertools
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
@@ -131,6 +132,22 @@ class HttpClient:
         self, path: str, *, json: Any = None, headers: Mapping[str, str] | None = None
     ) -> Reply:
         return await self.request("POST", path, json=json, headers=headers)
+
+
+# ---------------------------------------------------------------------------- the event loop
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on uvloop, the generator's event loop.
+
+    Chosen by measurement (`bookify bench generator`, 2,000 arrivals/s): on asyncio's own loop
+    the generator made 3,426 requests per CPU-second with a scheduling lag p99 of 27.5 ms; on
+    uvloop, 3,648-4,787 with 10-22 ms (five runs).
+    """
+    import uvloop  # here, not at the top: Locust's processes import this module too
+
+    return uvloop.run(main)
 
 
 # ---------------------------------------------------------------------------- the schedule

@@ -37,7 +37,7 @@ from loadtests.data import (
     seed_resources,
 )
 from loadtests.gates import ExitCode, SloConfig
-from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run_open_model
+from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run, run_open_model
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary
 from loadtests.runner import LoadOptions, Say
 from loadtests.session import OPEN_MODEL, FaultPlan, RunSession
@@ -209,7 +209,7 @@ class OpenClient:
 
 def run_open_model_test(options: LoadOptions, say: Say = print) -> int:
     """The open-model run; returns the exit code of its verdict (``RunSession.finish``)."""
-    return int(asyncio.run(_run_open(options, say)))
+    return int(run(_run_open(options, say)))
 
 
 async def _run_open(options: LoadOptions, say: Say) -> ExitCode:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from hdrh.histogram import HdrHistogram
 
-from loadtests.openmodel import HttpClient, HttpError, run_open_model
+from loadtests.openmodel import HttpClient, HttpError, run, run_open_model
 
 
 def ms(histogram: HdrHistogram, p: float) -> float:
@@ -211,3 +211,11 @@ async def test_several_base_urls_take_the_requests_in_turn(
 async def test_the_client_is_only_usable_inside_async_with() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await HttpClient("http://127.0.0.1:1").get("/")
+
+
+def test_run_drives_the_generator_on_uvloop() -> None:
+    async def loop_module() -> str:
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run(loop_module()).startswith("uvloop")

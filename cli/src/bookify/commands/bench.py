@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
@@ -27,6 +26,7 @@ from bookify.bench_stages import (
 from bookify.infra import paths
 from bookify.infra.local import LocalInfra, print_progress
 from bookify.platform import ServiceName
+from loadtests.openmodel import run
 
 app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 
@@ -60,10 +60,10 @@ def pipeline(
         raise typer.Exit(1)
     say = (lambda _: None) if as_json else print_progress
     config = BenchConfig(gateway=gateway, kafka_bootstrap=bootstrap, rate=rate, duration=duration)
-    figures = asyncio.run(bench_pipeline(config, progress=say))
+    figures = run(bench_pipeline(config, progress=say))
     say(f"ceiling: bare FastAPI 202 at {rate:g}/s for {duration:g} s")
     run_dir = paths.default_run_dir(paths.repo_root())
-    ceiling = asyncio.run(bench_ceiling(rate, duration, run_dir))
+    ceiling = run(bench_ceiling(rate, duration, run_dir))
     if as_json:
         typer.echo(json.dumps(pipeline_dict(figures, ceiling), indent=2))
     else:
@@ -83,7 +83,7 @@ def generator(
             f"open model at {rate:g}/s, then wrk, {duration:g} s each, on a bare endpoint"
         )
     try:
-        figures = asyncio.run(bench_generator(rate, duration, run_dir))
+        figures = run(bench_generator(rate, duration, run_dir))
     except RuntimeError as exc:
         typer.secho(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -111,7 +111,7 @@ def _stage(stage: ServiceName, messages: int, resources: list[int], as_json: boo
     run_dir = paths.default_run_dir(paths.repo_root())
     say = (lambda _: None) if as_json else print_progress
     figures = [
-        asyncio.run(
+        run(
             bench_stage(
                 stage,
                 StageConfig(kafka, mongo, messages, count, run_dir),
@@ -163,7 +163,5 @@ def gateway(
     kafka, mongo = _infra()
     run_dir = paths.default_run_dir(paths.repo_root())
     say = (lambda _: None) if as_json else print_progress
-    figures = asyncio.run(
-        bench_gateway(kafka, mongo, run_dir, rate=rate, duration=duration, progress=say)
-    )
+    figures = run(bench_gateway(kafka, mongo, run_dir, rate=rate, duration=duration, progress=say))
     typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else gateway_report(figures))
