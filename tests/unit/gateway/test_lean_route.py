@@ -120,12 +120,39 @@ async def test_only_a_request_it_refuses_goes_through_fastapis_dependency_solvin
     assert calls == ["/orders/1", "/orders/2"]
 
 
+@pytest.mark.parametrize("route_class", [LeanRoute, APIRoute], ids=["lean", "fastapi"])
+async def test_the_apps_dependency_overrides_apply(route_class: type[APIRoute]) -> None:
+    app, calls = build(route_class)
+
+    async def someone_else() -> str:
+        return "override"
+
+    app.dependency_overrides[caller] = someone_else
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as http:
+        response = await http.post("/orders/1", json={"item": "a", "count": 1})
+
+    assert response.json()["who"] == "override"
+    assert calls == []
+
+
 async def with_cookie(session: Annotated[str, Cookie()]) -> JSONResponse:
     return JSONResponse({})
 
 
 async def returns_a_model() -> Order:
     return Order(item="a", count=1)
+
+
+def plain(request: Request) -> JSONResponse:
+    return JSONResponse({})
+
+
+def sync_caller(request: Request) -> str:
+    return "sync"
+
+
+async def with_a_sync_dependency(who: Annotated[str, Depends(sync_caller)]) -> JSONResponse:
+    return JSONResponse(who)
 
 
 async def with_a_list(tags: Annotated[list[str], Query()]) -> JSONResponse:
@@ -138,6 +165,8 @@ async def with_a_list(tags: Annotated[list[str], Query()]) -> JSONResponse:
         (with_cookie, "cookie parameters"),
         (returns_a_model, "returns a model"),
         (with_a_list, "parameter 'tags'"),
+        (plain, "plain def endpoint"),
+        (with_a_sync_dependency, "dependency 'who' is not async"),
     ],
 )
 def test_routes_it_would_solve_differently_are_refused_when_declared(

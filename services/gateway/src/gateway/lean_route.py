@@ -15,12 +15,15 @@ as it always did (which error, and whether the caller is asked who it is first).
 has run by then: the dependencies (authentication, the rate limit) are called only once
 the request is known to be valid.
 
-A route it could not solve the same way (cookies, a list parameter, nested dependencies,
-an endpoint that returns a model for FastAPI to render...) is refused when declared.
+While the app has ``dependency_overrides`` (tests), every request goes to FastAPI's handler,
+which applies them. A route it could not solve the same way (cookies, a list parameter,
+nested or plain ``def`` dependencies, an endpoint that returns a model for FastAPI to
+render...) is refused when declared.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -63,6 +66,8 @@ class LeanRoute(APIRoute):
         embed = self._embed_body_fields
 
         async def handler(request: Request) -> Response:
+            if getattr(request.app, "dependency_overrides", None):
+                return await framework(request)  # FastAPI applies them; LeanRoute does not
             values: dict[str, Any] = {}
             for param in params:
                 raw = getattr(request, param.source).get(param.key)
@@ -126,6 +131,11 @@ def _param(path: str, field: ModelField, source: str) -> _Param:
     return _Param(field, source, key, (info.in_.value, key), info.is_required())
 
 
+def _is_async(call: Callable[..., Any] | None) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one (an ``HTTPBearer``)."""
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
+
+
 def _check_solvable(path: str, dependant: Dependant, endpoint: Callable[..., Any]) -> None:
     """Refuse a route whose parameters :class:`LeanRoute` would solve differently."""
     returns = get_typed_return_annotation(endpoint)
@@ -144,7 +154,11 @@ def _check_solvable(path: str, dependant: Dependant, endpoint: Callable[..., Any
     ]
     if not (isinstance(returns, type) and issubclass(returns, Response)):
         unsupported.append("an endpoint that returns a model (FastAPI renders those)")
+    if not inspect.iscoroutinefunction(endpoint):
+        unsupported.append("a plain def endpoint (FastAPI runs those in its thread pool)")
     for dependency in dependant.dependencies:
+        if not _is_async(dependency.call):
+            unsupported.append(f"dependency {dependency.name!r} is not async")
         only_the_request = dependency.request_param_name is not None and not any(
             (
                 dependency.path_params,
