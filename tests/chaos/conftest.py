@@ -17,7 +17,7 @@ import pytest
 
 from bookify.infra import LocalInfra, free_ports
 from bookify.platform import Platform, PlatformConfig
-from tests.chaos.traffic import OwnStack, Report, Target, write_report
+from tests.chaos.traffic import OwnStack, Report, Target, service_logs, write_report
 from tests.otlp import OtlpReceiver
 from tests.stack import new_stack_config
 
@@ -54,14 +54,19 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> I
                 infra,
                 platform,
                 config,
-                Target(platform["gateway"].url, endpoints.mongo_uri, config.db_prefix),
+                Target(
+                    platform["gateway"].url,
+                    endpoints.mongo_uri,
+                    config.db_prefix,
+                    logs=service_logs(platform),
+                ),
             )
 
 
 @pytest.fixture
 def stack_target(stack: Platform, stack_config: PlatformConfig, mongo: Any) -> Target:
     """The session's stack, for chaos that only kills or races the services themselves."""
-    return Target(stack["gateway"].url, mongo.uri, stack_config.db_prefix)
+    return Target(stack["gateway"].url, mongo.uri, stack_config.db_prefix, logs=service_logs(stack))
 
 
 @pytest.fixture(scope="session")

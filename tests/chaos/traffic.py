@@ -62,11 +62,13 @@ Report = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class Target:
-    """Where a run sends its traffic and where it reads the truth (the ledger, the views)."""
+    """Where a run sends its traffic and where it reads the truth (the ledger, the views);
+    ``logs`` are the services' logs, quoted when a run fails."""
 
     gateway_url: str
     mongo_uri: str
     db_prefix: str
+    logs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +418,8 @@ class ChaosRun:
 
         figures = self._figures(accepted, api_status, phantoms, available, reserved, problems)
         report(figures)
+        if problems:
+            problems += [said for log in self.target.logs if (said := warnings_in(log))]
         assert not problems, "\n".join(problems)
         return figures
 
@@ -434,10 +438,12 @@ class ChaosRun:
                 problems.append(f"GET booking {booking_id} -> {response.status_code}")
                 return
             seen[booking_id] = str(response.json()["status"])
-            if not self._final(booking_id, seen[booking_id]):
-                problems.append(f"booking {booking_id} is {seen[booking_id]} through the API")
 
         await asyncio.gather(*(one(b, r) for b, r in accepted.items()))
+        problems += grouped(
+            "{n} accepted bookings are {0} through the API: {examples}",
+            [((status,), b) for b, status in seen.items() if not self._final(b, status)],
+        )
         return seen
 
     async def _ledger(self) -> list[dict[str, Any]]:
@@ -501,17 +507,20 @@ class ChaosRun:
             e["booking_id"]: e["kind"] for e in entries if e["kind"] in ("confirmed", "rejected")
         }
         cancelled = {e["booking_id"] for e in entries if e["kind"] == "cancelled"}
+        undecided = [((), b) for b in accepted if b not in kind_of]
+        problems += grouped(
+            "{n} bookings got a 202 but have no ledger decision: {examples}", undecided
+        )
+        disagree = []
         for booking_id in accepted:
-            decided = kind_of.get(booking_id)
-            if decided is None:
-                problems.append(f"booking {booking_id} got a 202 but has no ledger decision")
+            if (decided := kind_of.get(booking_id)) is None:
                 continue
             expected = "cancelled" if booking_id in cancelled else decided
             if booking_id in api_status and api_status[booking_id] != expected:
-                problems.append(
-                    f"booking {booking_id} is {api_status[booking_id]} through the API, "
-                    f"{expected} in the ledger"
-                )
+                disagree.append(((api_status[booking_id], expected), booking_id))
+        problems += grouped(
+            "{n} bookings are {0} through the API, {1} in the ledger: {examples}", disagree
+        )
         return int(head["reserved"])
 
     def _phantoms(
@@ -692,3 +701,51 @@ def write_report(
 def _other_5xx(answer: str) -> bool:
     code = answer.split()[1]
     return code.isdigit() and 500 <= int(code) < 600 and code != "503"
+
+
+def grouped(
+    template: str, items: Iterable[tuple[tuple[str, ...], str]], shown: int = 5
+) -> list[str]:
+    """One problem line per kind (``template`` formatted with the kind's fields, ``n`` and
+    a few ``examples``), not one per booking: a stalled stack leaves hundreds alike."""
+    kinds: dict[tuple[str, ...], list[str]] = {}
+    for kind, booking_id in items:
+        kinds.setdefault(kind, []).append(booking_id)
+    return [
+        template.format(*kind, n=len(ids), examples=", ".join(sorted(ids)[:shown]))
+        for kind, ids in kinds.items()
+    ]
+
+
+def service_logs(platform: Platform) -> tuple[Path, ...]:
+    return tuple(service.log_path for service in platform.services.values())
+
+
+WARNING_AND_ABOVE = frozenset({"warning", "error", "critical"})
+
+
+def warnings_in(log: Path, shown: int = 12) -> str:
+    """What a service logged at WARNING or above: its last ``shown`` distinct events, each
+    with how often it came and when last. A failed run quotes these, so that a stall names
+    its cause even where only the test's output survives (CI)."""
+    seen: dict[str, tuple[int, str]] = {}
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("level") not in WARNING_AND_ABOVE:
+            continue
+        event = f"{entry.get('logger', '?')}: {str(entry.get('event', ''))[:200]}"
+        count, _ = seen.pop(event, (0, ""))
+        seen[event] = (count + 1, str(entry.get("timestamp", "")))
+    if not seen:
+        return ""
+    last = list(seen.items())[-shown:]
+    return f"{log.name} at WARNING and above (last {len(last)} distinct events):\n" + "\n".join(
+        f"  {count}x, last at {at}: {event}" for event, (count, at) in last
+    )

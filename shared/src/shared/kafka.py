@@ -34,13 +34,6 @@ from shared.settings import ServiceSettings, SubscriberSettings
 from shared.telemetry import kafka_middlewares
 
 PRODUCER_BATCH_BYTES = 256 * 1024
-# How often each client refreshes its metadata unasked. After a broker restart, booking's
-# consumer was seen waiting for a metadata refresh that never came (its group coordinator's
-# lookup parked on the update future while the refresher waited for a wake-up: no log line
-# for 85 s, offsets never committed; tests/chaos/test_kafka_killed.py, about 1 run in 25).
-# The timed refresh settles that future too, so the wait lasts at most this long instead of
-# aiokafka's 5 minutes. One small request per client every 10 s.
-METADATA_MAX_AGE_MS = 10_000
 
 
 def make_broker(
@@ -62,7 +55,6 @@ def make_broker(
         # batches made 22,400-27,600/s at 33-42 us (`uv run python -m
         # tests.support.producer_batch_cost`). Far under the broker's 1 MiB message.max.bytes.
         max_batch_size=PRODUCER_BATCH_BYTES,
-        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
         # FastStream's own logger prints coloured lines to stdout; route it through the
         # stdlib (and so our JSON handler), with its per-message lines at DEBUG.

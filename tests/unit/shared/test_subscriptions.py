@@ -25,10 +25,3 @@ def test_each_subscriber_fetches_with_the_wait_of_its_settings() -> None:
 
     assert fetch_waits(booking.broker) == [40]
     assert fetch_waits(consumer.broker) == [40]
-
-
-def test_every_client_refreshes_its_metadata_within_ten_seconds() -> None:
-    # Bounds a consumer left waiting on a metadata refresh after a broker restart.
-    booking = booking_bootstrap(BookingSettings(environment="test"))
-
-    assert booking.broker._connection_kwargs["metadata_max_age_ms"] == 10_000  # type: ignore[attr-defined]
