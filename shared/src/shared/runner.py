@@ -24,13 +24,14 @@ S = TypeVar("S", bound=ServiceSettings, contravariant=True)
 
 
 # The services run on asyncio's own event loop, not uvloop (uvicorn's "auto"). On uvloop, a
-# write to a connection the broker has just closed raises RuntimeError where asyncio's loop
+# write to a connection the broker has just reset raises RuntimeError where asyncio's loop
 # drops it, and aiokafka catches only OSError there (aio-libs/aiokafka#1038): the exception
 # killed a client's metadata refresher, and every coordinator lookup and produce retry then
-# waited on it forever (tests/chaos/test_kafka_killed.py: the consumer stopped for good after
-# a broker restart, about one run in three under load). uvloop bought the gateway nothing
-# measurable: 0.98-1.15 ms of CPU per accepted booking on uvloop, 0.86-1.29 on asyncio's
-# loop, four runs each (`bookify bench gateway`, CPU read from /proc).
+# waited on it forever (tests/chaos/test_kafka_killed.py: a service stopped consuming for
+# good after a broker restart, in about one run in four under load). What it costs: the
+# gateway's CPU per accepted booking did not move measurably (0.98-1.15 ms on uvloop,
+# 0.86-1.29 on asyncio's loop, `bookify bench gateway`, four runs each), but the pipeline's
+# headroom did: `bookify bench pipeline` held 500 bookings/s on uvloop and holds 450 here.
 SERVICE_LOOP = "asyncio"
 
 
