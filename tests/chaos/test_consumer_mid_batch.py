@@ -9,7 +9,6 @@ guarded by version, so the views end up exactly where the ledger says.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
 from pathlib import Path
@@ -17,21 +16,13 @@ from pathlib import Path
 import pytest
 
 from bookify.platform import Platform
-from tests.chaos.traffic import ChaosRun, Report, Target, set_faults
+from tests.chaos.traffic import ChaosRun, Report, Target, log_records, set_faults
 
 pytestmark = pytest.mark.chaos
 
 
 def logged_kill_points(log: Path) -> list[str]:
-    points = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # uvicorn's and aiokafka's own lines are plain text
-        if isinstance(record, dict) and record.get("event") == "fault_kill_point":
-            points.append(str(record.get("point")))
-    return points
+    return [str(r.get("point")) for r in log_records(log) if r.get("event") == "fault_kill_point"]
 
 
 async def test_a_projector_killed_mid_batch_heals_the_views(

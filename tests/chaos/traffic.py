@@ -30,7 +30,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -724,21 +724,29 @@ def service_logs(platform: Platform) -> tuple[Path, ...]:
 WARNING_AND_ABOVE = frozenset({"warning", "error", "critical"})
 
 
+def log_records(log: Path) -> Iterator[dict[str, Any]]:
+    """A service log's JSON records; uvicorn's and aiokafka's own plain-text lines are
+    skipped, and a missing log has none."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
 def warnings_in(log: Path, shown: int = 12) -> str:
     """What a service logged at WARNING or above: its last ``shown`` distinct events, each
     with how often it came and when last. A failed run quotes these, so that a stall names
     its cause even where only the test's output survives (CI)."""
     seen: dict[str, tuple[int, str]] = {}
-    try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(entry, dict) or entry.get("level") not in WARNING_AND_ABOVE:
+    for entry in log_records(log):
+        if entry.get("level") not in WARNING_AND_ABOVE:
             continue
         event = f"{entry.get('logger', '?')}: {str(entry.get('event', ''))[:200]}"
         count, _ = seen.pop(event, (0, ""))

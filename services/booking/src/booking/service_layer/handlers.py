@@ -317,10 +317,11 @@ async def _acknowledged(acks: Sequence[Awaitable[Any]]) -> None:
     Not bounded: an entry is stored, so its event must reach Kafka (the producer retries it
     until it does), and the batch's offsets wait for that.
     """
-    gathered = asyncio.gather(*acks)
+    pending = [asyncio.ensure_future(ack) for ack in acks]
+    gathered = asyncio.gather(*pending)
     waited = 0.0
     while not (await asyncio.wait({gathered}, timeout=ACK_WAIT_WARNING_SECONDS))[0]:
         waited += ACK_WAIT_WARNING_SECONDS
-        missing = sum(1 for ack in acks if isinstance(ack, asyncio.Future) and not ack.done())
+        missing = sum(not ack.done() for ack in pending)
         log.warning("event_acks_waiting", seconds=waited, missing=missing, batch=len(acks))
     gathered.result()
