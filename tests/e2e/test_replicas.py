@@ -146,7 +146,7 @@ async def test_one_principal_bursting_over_two_gateways_gets_one_limit(
     who = Api.auth(f"burst-{uuid.uuid4().hex[:8]}")
     gateways = replicas.urls("gateway")
     errors_before = [await metric(url, "bookify_rate_limit_store_errors_total") for url in gateways]
-    # The load generator's own client (aiohttp): each request to the next gateway, and fast
+    # The load generator's own client: each request to the next gateway, and fast
     # enough that the burst is not paced by the test's CPU.
     async with HttpClient(",".join(gateways), max_connections=REQUESTS) as http:
         await http.warm_up("/healthz", connections=REQUESTS // 2)  # no handshakes in the burst
