@@ -37,6 +37,7 @@ from loadtests.openmodel import (
     new_histogram,
     run_open_model,
 )
+from loadtests.recorder import process_cpu_clock
 from shared.auth import AuthSettings, Scope, mint_token
 from shared.settings import Topics
 
@@ -195,9 +196,15 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
     )
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
-async def ceiling_server(run_dir: Path) -> AsyncIterator[str]:
-    """The bare FastAPI app under uvicorn in its own process; yields its base URL."""
+async def ceiling_server(run_dir: Path) -> AsyncIterator[Served]:
+    """The bare FastAPI app under uvicorn in its own process; yields its base URL and pid."""
     port = free_port()
     proc = spawn(
         [
@@ -215,7 +222,7 @@ async def ceiling_server(run_dir: Path) -> AsyncIterator[str]:
                     if (await client.get("/healthz")).status == 200:
                         break
                 await asyncio.sleep(0.1)
-        yield url
+        yield Served(url, proc.pid)
     finally:
         terminate(proc.pid, timeout=5, popen=proc)
 
@@ -224,15 +231,24 @@ def _client(url: str) -> HttpClient:
     return HttpClient(url, max_connections=CONNECTIONS)
 
 
-async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
-    async with ceiling_server(run_dir) as url, _client(url) as client:
+@dataclass(frozen=True)
+class CeilingRun:
+    result: OpenModelResult
+    server_cpu_s: float  # the bare endpoint's own CPU time during the schedule
+
+
+async def bench_ceiling(rate: float, duration: float, run_dir: Path) -> CeilingRun:
+    async with ceiling_server(run_dir) as served, _client(served.url) as client:
         body = {"resource_id": "00000000-0000-0000-0000-000000000000", "quantity": 1}
 
         async def post(_: int) -> int:
             return (await client.post("/v1/bookings", json=body)).status
 
         await client.warm_up("/healthz")
-        return await run_open_model(post, rate=rate, duration=duration)
+        server_cpu = process_cpu_clock(served.pid)
+        before = server_cpu()
+        result = await run_open_model(post, rate=rate, duration=duration)
+        return CeilingRun(result, server_cpu() - before)
 
 
 @dataclass
@@ -285,7 +301,7 @@ async def bench_generator(rate: float, duration: float, run_dir: Path) -> Genera
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
-    async with ceiling_server(run_dir) as url, _client(url) as client:
+    async with ceiling_server(run_dir) as served, _client(served.url) as client:
 
         async def get(_: int) -> int:
             return (await client.get("/healthz")).status
@@ -299,7 +315,7 @@ async def bench_generator(rate: float, duration: float, run_dir: Path) -> Genera
         started = time.monotonic()
         done = await asyncio.to_thread(
             subprocess.run,
-            [wrk, "-t1", "-c64", f"-d{int(duration)}s", f"{url}/healthz"],
+            [wrk, "-t1", "-c64", f"-d{int(duration)}s", f"{served.url}/healthz"],
             capture_output=True,
             text=True,
             check=True,

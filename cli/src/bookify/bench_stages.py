@@ -37,6 +37,7 @@ from bookify.bench import (
 from bookify.infra.process import free_port
 from bookify.platform import Platform, PlatformConfig, ServiceName
 from loadtests.openmodel import HttpClient, run_open_model
+from loadtests.recorder import process_cpu_clock
 from shared.events import (
     BookingConfirmed,
     CreateResource,
@@ -330,10 +331,24 @@ class GatewayFigures:
     accepted: int
     other_statuses: dict[int, int]
     accept_p99_ms: float | None
+    duration: float  # seconds of each schedule
+    # Each server's own CPU time while its schedule ran: what a 202 costs it, so that a
+    # change to the gateway can be judged by its CPU, not only by the 202s/s it allows.
+    gateway_cpu_s: float
+    ceiling_cpu_s: float
 
     @property
     def ratio(self) -> float:
         return self.accepted_per_second / self.ceiling_per_second if self.ceiling_per_second else 0
+
+    @property
+    def cpu_ms_per_accept(self) -> float | None:
+        return 1000 * self.gateway_cpu_s / self.accepted if self.accepted else None
+
+    @property
+    def ceiling_cpu_ms_per_accept(self) -> float | None:
+        answered = self.ceiling_per_second * self.duration
+        return 1000 * self.ceiling_cpu_s / answered if answered else None
 
     @property
     def ceiling_saturated(self) -> bool:
@@ -342,7 +357,13 @@ class GatewayFigures:
         return self.ceiling_per_second < SATURATED * self.offered
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio, "ceiling_saturated": self.ceiling_saturated}
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "ceiling_saturated": self.ceiling_saturated,
+            "cpu_ms_per_accept": self.cpu_ms_per_accept,
+            "ceiling_cpu_ms_per_accept": self.ceiling_cpu_ms_per_accept,
+        }
 
 
 async def bench_gateway(
@@ -394,7 +415,10 @@ async def bench_gateway(
 
             await client.warm_up("/healthz")
             progress(f"gateway: offered {rate:g}/s for {duration:g} s")
+            gateway_cpu = process_cpu_clock(platform["gateway"].pid)
+            before = gateway_cpu()
             result = await run_open_model(book, rate=rate, duration=duration)
+            gateway_cpu_s = gateway_cpu() - before
     finally:
         platform.stop()
         await _drop_databases(mongo_uri, db_prefix)
@@ -405,14 +429,21 @@ async def bench_gateway(
     latency = result.latency_us
     return GatewayFigures(
         accepted_per_second=accepted / duration,
-        ceiling_per_second=ceiling.statuses.get(202, 0) / duration,
+        ceiling_per_second=ceiling.result.statuses.get(202, 0) / duration,
         offered=rate,
         accepted=accepted,
         other_statuses={s: n for s, n in result.statuses.items() if s != 202},
         accept_p99_ms=latency.get_value_at_percentile(99) / 1000
         if latency.get_total_count()
         else None,
+        duration=duration,
+        gateway_cpu_s=gateway_cpu_s,
+        ceiling_cpu_s=ceiling.server_cpu_s,
     )
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def gateway_report(f: GatewayFigures) -> str:
@@ -424,6 +455,8 @@ def gateway_report(f: GatewayFigures) -> str:
             f"{'bare FastAPI 202s/s':30}{f.ceiling_per_second:12,.0f}",
             f"{'other statuses':30}{f.other_statuses or '-'!s:>12}",
             f"{'gateway accept p99':30}{p99:>12}",
+            f"{'CPU per 202, gateway (ms)':30}{_ms(f.cpu_ms_per_accept):>12}",
+            f"{'CPU per 202, bare FastAPI (ms)':30}{_ms(f.ceiling_cpu_ms_per_accept):>12}",
             f"gateway = {f.ratio:.2f} x the bare-FastAPI ceiling",
         ]
         + (

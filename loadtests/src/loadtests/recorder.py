@@ -45,11 +45,12 @@ WINDOWS_FILE, SAMPLES_FILE = "windows.jsonl", "samples.csv.gz"
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
 
 
-def process_cpu_clock() -> Callable[[], float]:
-    """Seconds of CPU (user + system) this process has used: psutil, else getrusage."""
+def process_cpu_clock(pid: int | None = None) -> Callable[[], float]:
+    """Seconds of CPU (user + system) used so far by process ``pid`` (this one if None):
+    psutil, else, for this process, getrusage."""
     try:
         # psutil ships with locust but has no type stubs; imported lazily as a plain module.
-        process = importlib.import_module("psutil").Process()
+        process = importlib.import_module("psutil").Process(pid)
 
         def cpu_psutil() -> float:
             times = process.cpu_times()
@@ -57,6 +58,8 @@ def process_cpu_clock() -> Callable[[], float]:
 
         return cpu_psutil
     except ImportError:  # pragma: no cover - psutil comes with locust
+        if pid is not None:
+            raise
 
         def cpu_rusage() -> float:
             usage = resource.getrusage(resource.RUSAGE_SELF)

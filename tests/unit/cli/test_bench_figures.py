@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from bookify.bench import (
     BenchConfig,
+    CeilingRun,
     GeneratorFigures,
     PipelineFigures,
     generator_report,
@@ -84,8 +86,8 @@ def test_pipeline_json_has_both_runs_and_their_ratio(monkeypatch: pytest.MonkeyP
         assert config.kafka_bootstrap == "127.0.0.1:1"
         return pipeline_figures()
 
-    async def fake_ceiling(rate: float, duration: float, run_dir: Path) -> OpenModelResult:
-        return a_result(rate=rate, completed=2000, dropped=0)
+    async def fake_ceiling(rate: float, duration: float, run_dir: Path) -> CeilingRun:
+        return CeilingRun(a_result(rate=rate, completed=2000, dropped=0), server_cpu_s=1.0)
 
     monkeypatch.setattr(commands, "bench_pipeline", fake_pipeline)
     monkeypatch.setattr(commands, "bench_ceiling", fake_ceiling)
@@ -118,6 +120,9 @@ def gateway_figures(ceiling_per_second: float) -> GatewayFigures:
         accepted=9000,
         other_statuses={},
         accept_p99_ms=80.0,
+        duration=10,
+        gateway_cpu_s=9.0,
+        ceiling_cpu_s=8.0,
     )
 
 
@@ -129,3 +134,19 @@ def test_the_gateway_table_warns_when_the_bare_endpoint_took_all_it_was_offered(
     assert "offer more with --rate" in gateway_report(flattered)
     assert saturated.as_dict()["ceiling_saturated"] is True
     assert flattered.as_dict()["ceiling_saturated"] is False
+
+
+def test_the_gateway_table_gives_each_servers_cpu_per_202() -> None:
+    figures = gateway_figures(4000)  # 9 CPU-s for 9,000 202s; 8 CPU-s for 40,000
+    table = gateway_report(figures)
+
+    assert re.search(r"CPU per 202, gateway \(ms\) +1\.000\n", table)
+    assert re.search(r"CPU per 202, bare FastAPI \(ms\) +0\.200\n", table)
+    assert figures.as_dict()["cpu_ms_per_accept"] == pytest.approx(1.0)
+    assert figures.as_dict()["ceiling_cpu_ms_per_accept"] == pytest.approx(0.2)
+
+
+def test_a_gateway_that_accepted_nothing_has_no_cpu_figure() -> None:
+    figures = replace(gateway_figures(4000), accepted=0, accepted_per_second=0)
+    assert figures.cpu_ms_per_accept is None
+    assert re.search(r"CPU per 202, gateway \(ms\) +n/a\n", gateway_report(figures))

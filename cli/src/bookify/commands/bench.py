@@ -63,7 +63,7 @@ def pipeline(
     figures = run(bench_pipeline(config, progress=say))
     say(f"ceiling: bare FastAPI 202 at {rate:g}/s for {duration:g} s")
     run_dir = paths.default_run_dir(paths.repo_root())
-    ceiling = run(bench_ceiling(rate, duration, run_dir))
+    ceiling = run(bench_ceiling(rate, duration, run_dir)).result
     if as_json:
         typer.echo(json.dumps(pipeline_dict(figures, ceiling), indent=2))
     else:
