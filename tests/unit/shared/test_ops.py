@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, Counter
 
 from shared.auth import AuthSettings
@@ -164,3 +165,33 @@ async def test_the_openapi_document_lists_every_status_of_the_ops_routes(svc: Se
     assert set(paths["/admin/faults"]["put"]["responses"]) == put
     problem = paths["/admin/faults"]["put"]["responses"]["403"]["content"]
     assert list(problem) == ["application/problem+json"]
+
+
+async def test_the_services_own_routes_are_tried_first_in_the_order_given() -> None:
+    """Busiest first, then the operations routes: FastAPI tries included routers in order
+    (and documents them in that order)."""
+    busy, quiet = APIRouter(prefix="/busy"), APIRouter(prefix="/quiet")
+
+    @busy.get("")
+    async def busy_route() -> dict[str, str]:
+        return {"route": "busy"}
+
+    @quiet.get("")
+    async def quiet_route() -> dict[str, str]:
+        return {"route": "quiet"}
+
+    runtime = ServiceRuntime(
+        ServiceSettings(environment="test", auth=AUTH),  # type: ignore[arg-type]
+        metrics=metrics,
+        connect=never_connect,
+        overrides=Deps(),
+    )
+    app = service_app(runtime, title="unit", description="", api=(busy, quiet), api_prefix="/v1")
+    assert list(app.openapi()["paths"])[:3] == ["/v1/busy", "/v1/quiet", "/healthz"]
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as http,
+    ):
+        assert (await http.get("/v1/busy")).json() == {"route": "busy"}
+        assert (await http.get("/v1/quiet")).json() == {"route": "quiet"}
+        assert (await http.get("/healthz")).status_code == 200

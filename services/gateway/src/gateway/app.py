@@ -42,6 +42,8 @@ def create_app(
         description="Bookify's public API. Errors are RFC 9457 application/problem+json.",
         faults_path=FAULTS_PATH,
         body_limited=True,  # BodyLimitMiddleware (below) answers 413 to a PUT too big
+        api=(bookings.router, resources.router),  # a ticket drop is bookings
+        api_prefix=API_PREFIX,
     )
     # Opens no connection here: the lifespan does, and closes them.
     limiter = build_limiter(
@@ -59,8 +61,6 @@ def create_app(
         cast(Lifespan, app.router.lifespan_context), limiter
     )
     install_gateway_problem_handlers(app, retry_after_seconds=settings.retry_after_seconds)
-    app.include_router(resources.router, prefix=API_PREFIX)
-    app.include_router(bookings.router, prefix=API_PREFIX)
 
     # add_middleware wraps: the last added is the outermost. Metrics see every answer,
     # including the 413s the body limit and the injected faults send before routing.
