@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -50,15 +51,19 @@ class Served:
     runtime: ServiceRuntime[ServiceSettings, Deps, Counter]
 
 
-@asynccontextmanager
-async def served(environment: str = "test") -> AsyncIterator[Served]:
-    deps = Deps()
-    runtime = ServiceRuntime(
-        ServiceSettings(environment=environment, auth=AUTH),  # type: ignore[arg-type]
+def service_runtime(deps: Deps, environment: str = "test") -> ServiceRuntime[Any, Deps, Counter]:
+    return ServiceRuntime(
+        ServiceSettings(environment=environment, auth=AUTH),
         metrics=metrics,
         connect=never_connect,
         overrides=deps,
     )
+
+
+@asynccontextmanager
+async def served(environment: str = "test") -> AsyncIterator[Served]:
+    deps = Deps()
+    runtime = service_runtime(deps, environment)
     app = service_app(runtime, title="unit", description="a service with nothing but ops")
     async with (
         LifespanManager(app) as manager,
@@ -180,13 +185,9 @@ async def test_the_services_own_routes_are_tried_first_in_the_order_given() -> N
     async def quiet_route() -> dict[str, str]:
         return {"route": "quiet"}
 
-    runtime = ServiceRuntime(
-        ServiceSettings(environment="test", auth=AUTH),  # type: ignore[arg-type]
-        metrics=metrics,
-        connect=never_connect,
-        overrides=Deps(),
+    app = service_app(
+        service_runtime(Deps()), title="unit", description="", api=(busy, quiet), api_prefix="/v1"
     )
-    app = service_app(runtime, title="unit", description="", api=(busy, quiet), api_prefix="/v1")
     assert list(app.openapi()["paths"])[:3] == ["/v1/busy", "/v1/quiet", "/healthz"]
     async with (
         LifespanManager(app) as manager,
