@@ -9,14 +9,16 @@ from uuid import uuid4
 import fastapi.routing
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from httpx import ASGITransport, AsyncClient
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
-from gateway.lean_route import LeanRoute
+from gateway.lean_route import LeanLane, LeanRoute
 from tests.unit.gateway.conftest import bearer, settings
 
 from .fakes import Fakes
@@ -31,7 +33,10 @@ class Order(BaseModel):
 async def caller(request: Request) -> str:
     """A dependency on the request alone, as the gateway's are; records each call."""
     request.app.state.calls.append(request.url.path)
-    return request.headers.get("x-caller", "anonymous")
+    who = request.headers.get("x-caller", "anonymous")
+    if who == "nobody":
+        raise HTTPException(403, "nobody may order")
+    return who
 
 
 async def order(
@@ -45,12 +50,18 @@ async def order(
     return JSONResponse(content, status_code=201)
 
 
-def build(route_class: type[APIRoute]) -> tuple[FastAPI, list[str]]:
-    """The same small API on either route class, and the list of its dependency's calls."""
+def build(route_class: type[APIRoute], *, lane: bool = False) -> tuple[FastAPI, list[str]]:
+    """The same small API on either route class, and the list of its dependency's calls.
+
+    ``/orders`` (the shop in the query) is a fixed path, which a :class:`LeanLane` takes.
+    """
     router = APIRouter(route_class=route_class)
     router.add_api_route("/orders/{shop}", order, methods=["POST"], status_code=201)
+    router.add_api_route("/orders", order, methods=["POST"], status_code=201)
     app = FastAPI()
     app.include_router(router)
+    if lane:
+        app.add_middleware(LeanLane, routes=app.router.routes)
     app.state.calls = []
     return app, app.state.calls
 
@@ -72,6 +83,7 @@ REQUESTS = [
     {"content": b"{not json", "headers": {"content-type": "application/json"}},
     {"content": b'{"item": "a", "count": 2}', "headers": {"content-type": "text/plain"}},
     {"content": b"", "headers": {"content-type": "application/json"}},
+    {"json": {"item": "a", "count": 2}, "headers": {"x-caller": "nobody"}},  # the handler's 403
 ]
 
 
@@ -86,6 +98,46 @@ async def test_answers_what_fastapi_answers(shop: str, req: dict[str, object]) -
         answers.append((response.status_code, response.json(), len(calls)))
 
     assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("shop", ["12", "twelve"])
+@pytest.mark.parametrize("req", REQUESTS)
+async def test_the_lane_answers_what_fastapi_answers(shop: str, req: dict[str, object]) -> None:
+    answers = []
+    query = {"shop": shop, **req.get("params", {})}  # type: ignore[dict-item]
+    rest = {k: v for k, v in req.items() if k != "params"}
+    for route_class, lane in ((LeanRoute, True), (LeanRoute, False), (APIRoute, False)):
+        app, calls = build(route_class, lane=lane)
+        async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as http:
+            response = await http.post("/orders", params=query, **rest)  # type: ignore[arg-type]
+        answers.append((response.status_code, response.json(), len(calls)))
+
+    assert answers[0] == answers[1] == answers[2]
+
+
+async def test_the_lane_takes_fixed_paths_past_fastapis_router(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    routed: list[str] = []
+    route = Router.__call__
+
+    async def counting(self: Router, scope: Scope, receive: Receive, send: Send) -> None:
+        routed.append(scope["path"])
+        await route(self, scope, receive, send)
+
+    monkeypatch.setattr(Router, "__call__", counting)
+    app, _ = build(LeanRoute, lane=True)
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as http:
+        valid = await http.post("/orders?shop=1", json={"item": "a", "count": 1})
+        refused = await http.post("/orders?shop=1", json={"item": "a", "count": 0})
+        templated = await http.post("/orders/1", json={"item": "a", "count": 1})
+        other_method = await http.get("/orders?shop=1")
+
+    statuses = [r.status_code for r in (valid, refused, templated, other_method)]
+    assert statuses == [201, 422, 201, 405]
+    # The refused request reaches FastAPI with its body intact: it answers the 422 itself.
+    assert refused.json()["detail"][0]["loc"] == ["body", "count"]
+    assert routed == ["/orders", "/orders/1", "/orders"]
 
 
 async def test_a_valid_request_calls_each_dependency_once(

@@ -19,14 +19,20 @@ While the app has ``dependency_overrides`` (tests), every request goes to FastAP
 which applies them. A route it could not solve the same way (cookies, a list parameter,
 nested or plain ``def`` dependencies, an endpoint that returns a model for FastAPI to
 render...) is refused when declared.
+
+:class:`LeanLane` goes one step further for the routes with a fixed path (``POST
+/v1/bookings``): it calls their lean handler straight from the middleware stack, past
+Starlette's and FastAPI's routing, and sends anything the handler declines down that
+routing as before.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 from uuid import UUID
@@ -35,15 +41,35 @@ from fastapi import Request, Response, params
 from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_return_annotation, request_body_to_args
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+LeanHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
+# An app's exception handler, as Starlette calls it for an HTTP request: async, or plain
+# (run in the thread pool).
+ExceptionAnswer = Callable[[Request, Exception], Any]
 JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
 
 class LeanRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         framework = super().get_route_handler()
+        lean = self.lean
+
+        async def handler(request: Request) -> Response:
+            response = await lean(request)
+            return await framework(request) if response is None else response
+
+        return handler
+
+    @cached_property
+    def lean(self) -> LeanHandler:
+        """The route's one-pass handler: its response, or None where FastAPI must answer
+        (the request is invalid, or the app has ``dependency_overrides``)."""
         dependant = self.dependant
         endpoint = dependant.call
         assert endpoint is not None
@@ -65,39 +91,133 @@ class LeanRoute(APIRoute):
         body_fields = dependant.body_params
         embed = self._embed_body_fields
 
-        async def handler(request: Request) -> Response:
+        async def lean(request: Request) -> Response | None:
             if getattr(request.app, "dependency_overrides", None):
-                return await framework(request)  # FastAPI applies them; LeanRoute does not
+                return None  # FastAPI applies them; LeanRoute does not
             values: dict[str, Any] = {}
             for param in params:
                 raw = getattr(request, param.source).get(param.key)
                 if raw is None:
                     if param.required:
-                        return await framework(request)
+                        return None
                     values[param.field.name] = param.field.default
                     continue
                 value, errors = param.field.validate(raw, values, loc=param.loc)
                 if errors:
-                    return await framework(request)
+                    return None
                 values[param.field.name] = value
             if body_fields:
                 body = await request.body()  # kept on the request for FastAPI, if it answers
                 if not body or request.headers.get("content-type", "").lower() not in JSON_TYPES:
-                    return await framework(request)
+                    return None
                 try:
                     received = json.loads(body)
                 except (ValueError, RecursionError):  # FastAPI words these (400 or 422)
-                    return await framework(request)
+                    return None
                 solved, errors = await request_body_to_args(body_fields, received, embed)
                 if errors:
-                    return await framework(request)
+                    return None
                 values.update(solved)
             for name, call in dependencies:
                 values[name] = await call(request)
             response: Response = await endpoint(**values)
             return response
 
-        return handler
+        return lean
+
+
+class LeanLane:
+    """Pure ASGI: a request for a LeanRoute with a fixed path goes straight to its handler.
+
+    FastAPI reaches a route through Starlette's exception middleware, an exit stack, its
+    router and each included router it tries, then the route's own exception wrapper. For
+    a gateway booking that was a quarter of the app's CPU: the same POSTs, interleaved in
+    one process with fakes for every port, cost 24-27 % less with the lane (147 against
+    200 and 153 against 201 microseconds). The lane matches the method and
+    path exactly, sets what routing sets for the middlewares outside it (``scope["route"]``
+    for the metrics), and answers the route's exceptions with the app's own handlers, as
+    Starlette's wrapper does. Whatever the lean handler declines, and every other request,
+    goes down the usual stack, so FastAPI answers it as it always did.
+
+    Add it innermost (first): the middlewares added after it still see every request.
+    """
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+        self._lanes: dict[tuple[str, str], LeanRoute] | None = None
+        self._handlers: dict[Any, ExceptionAnswer] = {}
+        self._status_handlers: dict[int, ExceptionAnswer] = {}
+
+    def _lane(self, scope: Scope) -> LeanRoute | None:
+        if scope["type"] != "http" or scope.get("root_path"):
+            return None  # under a root path, the router strips it: leave matching to it
+        if self._lanes is None:
+            # Built on the first request: FastAPI includes routers lazily.
+            self._lanes = {
+                (method, context.path_format): context.original_route
+                for context in iter_route_contexts(self.routes)
+                if isinstance(context.original_route, LeanRoute)
+                and context.path_format
+                and "{" not in context.path_format
+                for method in (context.original_route.methods or set()) - {"HEAD"}
+            }
+            # As Starlette's ExceptionMiddleware takes them: Exception (and 500) belong to
+            # ServerErrorMiddleware, which wraps the lane as it wraps the router.
+            for key, handler in scope["app"].exception_handlers.items():
+                if isinstance(key, int):
+                    self._status_handlers[key] = handler
+                elif key is not Exception:
+                    self._handlers[key] = handler
+        return self._lanes.get((scope["method"], scope["path"]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._lane(scope)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
+        request = Request(scope, receive, send)
+        try:
+            response = await route.lean(request)
+            body = await request.body() if response is None else b""
+        except Exception as exc:
+            handler = self._handler(exc)
+            if handler is None:
+                raise
+            if inspect.iscoroutinefunction(handler):
+                answer = await handler(request, exc)
+            else:
+                answer = await run_in_threadpool(handler, request, exc)
+            if answer is not None:
+                await answer(scope, receive, send)
+            return
+        if response is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await response(scope, receive, send)
+
+    def _handler(self, exc: Exception) -> ExceptionAnswer | None:
+        if isinstance(exc, HTTPException) and exc.status_code in self._status_handlers:
+            return self._status_handlers[exc.status_code]
+        for cls in type(exc).__mro__:  # the most specific class with a handler, as Starlette
+            if cls in self._handlers:
+                return self._handlers[cls]
+        return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read handed out again first."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 SCALARS = (str, int, UUID)
