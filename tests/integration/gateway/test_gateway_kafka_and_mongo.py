@@ -90,6 +90,7 @@ async def test_a_booking_lands_on_the_commands_topic_as_a_cloudevent_keyed_by_re
     command = decode(dict(booking_record.headers), booking_record.value, COMMAND_TYPES)
     assert isinstance(command, RequestBooking)
     assert headers["ce_id"] == str(command.command_id)
+    assert headers["correlation_id"] == str(command.command_id)  # in FastStream's logs
     assert (command.booking_id, command.resource_id, command.quantity) == (
         booking_id,
         resource_id,

@@ -103,6 +103,9 @@ class KafkaCommandPublisher:
                     self._topic,
                     key=str(command.partition_key).encode(),
                     headers=headers,
+                    # FastStream's id for the message in every service's logs: the command's
+                    # own (else it draws a fresh uuid4 per publish).
+                    correlation_id=headers["ce_id"],
                 )
         except DependencyUnavailableError:
             raise
