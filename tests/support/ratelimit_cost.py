@@ -94,7 +94,7 @@ async def run(redis_url: str, mongo_uri: str, args: argparse.Namespace) -> None:
     }
     try:
         redis = await measure(limiter.acquire, **options)
-        print(f"redis  token bucket (GCRA, pipelined): {redis}", flush=True)
+        print(f"redis  token bucket (GCRA, one script call per batch): {redis}", flush=True)
         mongo_figures = await measure(inc, **options)
         print(f"mongo  $inc upsert (findAndModify): {mongo_figures}", flush=True)
         # One principal's window hit by RACE requests at once: a limiter must count them all.
