@@ -351,6 +351,16 @@ class GatewayFigures:
         return 1000 * self.ceiling_cpu_s / answered if answered else None
 
     @property
+    def gateway_cores(self) -> float:
+        """The gateway's CPU per second of schedule: near 1, its own CPU set the pace; well
+        below, it was waiting (on its stores, or for requests)."""
+        return self.gateway_cpu_s / self.duration
+
+    @property
+    def ceiling_cores(self) -> float:
+        return self.ceiling_cpu_s / self.duration
+
+    @property
     def ceiling_saturated(self) -> bool:
         """False when the bare endpoint took (nearly) all it was offered: its figure is then
         the offered rate, not its ceiling, and the ratio flatters the gateway."""
@@ -363,6 +373,8 @@ class GatewayFigures:
             "ceiling_saturated": self.ceiling_saturated,
             "cpu_ms_per_accept": self.cpu_ms_per_accept,
             "ceiling_cpu_ms_per_accept": self.ceiling_cpu_ms_per_accept,
+            "gateway_cores": self.gateway_cores,
+            "ceiling_cores": self.ceiling_cores,
         }
 
 
@@ -457,6 +469,8 @@ def gateway_report(f: GatewayFigures) -> str:
             f"{'gateway accept p99':30}{p99:>12}",
             f"{'CPU per 202, gateway (ms)':30}{_ms(f.cpu_ms_per_accept):>12}",
             f"{'CPU per 202, bare FastAPI (ms)':30}{_ms(f.ceiling_cpu_ms_per_accept):>12}",
+            f"{'cores busy, gateway':30}{f.gateway_cores:12.2f}",
+            f"{'cores busy, bare FastAPI':30}{f.ceiling_cores:12.2f}",
             f"gateway = {f.ratio:.2f} x the bare-FastAPI ceiling",
         ]
         + (

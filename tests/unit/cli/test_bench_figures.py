@@ -150,3 +150,13 @@ def test_a_gateway_that_accepted_nothing_has_no_cpu_figure() -> None:
     figures = replace(gateway_figures(4000), accepted=0, accepted_per_second=0)
     assert figures.cpu_ms_per_accept is None
     assert re.search(r"CPU per 202, gateway \(ms\) +n/a\n", gateway_report(figures))
+
+
+def test_the_gateway_table_says_how_busy_each_server_was() -> None:
+    figures = gateway_figures(4000)  # 9 and 8 CPU-s over a 10 s schedule
+    table = gateway_report(figures)
+
+    assert re.search(r"cores busy, gateway +0\.90\n", table)
+    assert re.search(r"cores busy, bare FastAPI +0\.80\n", table)
+    assert figures.as_dict()["gateway_cores"] == pytest.approx(0.9)
+    assert figures.as_dict()["ceiling_cores"] == pytest.approx(0.8)
