@@ -32,8 +32,10 @@ S = TypeVar("S", bound=ServiceSettings, contravariant=True)
 # good after a broker restart, in about one run in four under load). What it costs: the
 # gateway's CPU per accepted booking did not move measurably (0.98-1.15 ms on uvloop,
 # 0.86-1.29 on asyncio's loop, `bookify bench gateway`, four runs each), but the pipeline's
-# headroom did: `bookify bench pipeline` on one hot resource held 500 bookings/s on uvloop;
-# here it holds 400/s (p99 accepted->decided 281-468 ms in eight runs), and 450/s once in two.
+# headroom did: `bookify bench pipeline` on one hot resource held 500 bookings/s on uvloop,
+# and 400/s here (p99 accepted->decided 281-468 ms in eight runs), before the collector was
+# set as below; since then it holds 400/s (p99 126-309 ms; 1,039 ms in a first run after
+# start) and held 500/s in two runs of three and 600/s in two of four.
 SERVICE_LOOP = "asyncio"
 
 
