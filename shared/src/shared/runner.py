@@ -34,8 +34,9 @@ S = TypeVar("S", bound=ServiceSettings, contravariant=True)
 # 0.86-1.29 on asyncio's loop, `bookify bench gateway`, four runs each), but the pipeline's
 # headroom did: `bookify bench pipeline` on one hot resource held 500 bookings/s on uvloop,
 # and 400/s here (p99 accepted->decided 281-468 ms in eight runs), before the collector was
-# set as below; since then it holds 400/s (p99 126-309 ms; 1,039 ms in a first run after
-# start) and held 500/s in two runs of three and 600/s in two of four.
+# set as below; since then it holds 400/s (p99 126-309 ms in six runs, and 1,039 ms in one
+# run during the retention sweeps that used to start with the services) and held 500/s in
+# four runs of five, 600/s in two of six.
 SERVICE_LOOP = "asyncio"
 
 

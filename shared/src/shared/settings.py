@@ -108,7 +108,10 @@ class ServiceSettings(BaseSettings):
         "notifications and ledger pointers are kept (shared.retention).",
     )
     retention_sweep_seconds: float = Field(
-        default=300.0, gt=0, description="How often they are swept where there is no TTL index."
+        default=3_600.0,
+        gt=0,
+        description="How often they are swept where there is no TTL index (FerretDB v1, where "
+        "a sweep reads the whole collection: shared.retention).",
     )
     startup_timeout_seconds: float = Field(
         default=300.0, gt=0, description="How long start-up waits for Kafka and MongoDB."
