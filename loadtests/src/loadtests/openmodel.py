@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 import httptools
 from hdrh.histogram import HdrHistogram
 
+from loadtests.data import base_urls
+
 # Microseconds, 1 µs .. 10 min at 3 significant digits.
 LOWEST_US, HIGHEST_US, DIGITS = 1, 600_000_000, 3
 
@@ -162,9 +164,7 @@ class HttpClient:
     """
 
     def __init__(self, base_url: str, *, max_connections: int = 512, timeout: float = 30.0):
-        self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
-        self.base_url = self.base_urls[0]
-        self._origins = [_Origin(url) for url in self.base_urls]
+        self._origins = [_Origin(url) for url in base_urls(base_url)]
         self._turn = itertools.cycle(self._origins)
         self.max_connections = max_connections
         self.timeout = timeout
