@@ -73,12 +73,12 @@ async def test_an_appended_entry_reads_back_equal_and_so_does_its_event(
     await ledger.append(rejected)
 
     assert await ledger.get(first.resource_id, 1) == first
-    assert await ledger.find_by_op_key(first.op_key) == first
+    assert await found(ledger, first) == first
     stored = await ledger.get(first.resource_id, 2)
     assert stored == rejected
     assert stored.reason is RejectionReason.SOLD_OUT
     assert event_for(stored) == event_for(rejected)
-    assert await ledger.find_by_op_key(rejected.op_key) == rejected
+    assert await found(ledger, rejected) == rejected
 
 
 async def test_an_entry_is_keyed_by_its_resource_and_zero_padded_seq(
@@ -123,7 +123,7 @@ async def test_a_second_writer_of_the_same_seq_gets_a_concurrency_conflict(
         await ledger.append(loser)
 
     assert raised.value.current == winner  # the newer head comes with the refusal
-    assert await ledger.find_by_op_key(loser.op_key) is None
+    assert await found(ledger, loser) is None
     assert await ledger.get(first.resource_id, 2) == winner
 
 
@@ -162,22 +162,66 @@ async def test_an_operation_is_found_without_its_pointer_and_the_pointer_is_rest
     ledger: MongoLedgerRepository, mongo_db: AsyncDatabase[dict[str, object]]
 ) -> None:
     first = created()
-    await ledger.append(first)
-    decision = booked(first)
-    await ledger.append(decision)
-    pointer = {
-        "_id": decision.op_key,
-        "entry_id": entry_id(decision.resource_id, 2),
-        "recorded_at": decision.recorded_at,  # what its retention is measured by
-    }
+    batch = [first, *chain(first, 4)]
+    await ledger.append_many(batch)
+    decision = batch[1]
+    pointer = {"_id": decision.op_key, "entry_id": entry_id(decision.resource_id, 2)}
     assert await mongo_db["ledger_ops"].find_one({"_id": decision.op_key}) == pointer
-    # A crash between the entry's insert and its pointer's.
-    await mongo_db["ledger_ops"].delete_one({"_id": decision.op_key})
+    # A crash between a batch's insert and its pointers'.
+    await mongo_db["ledger_ops"].delete_many({"_id": {"$in": [e.op_key for e in batch]}})
 
-    assert await ledger.find_by_op_key(decision.op_key) == decision
+    assert await found(ledger, decision, head=batch[-1].seq) == decision
 
-    assert await mongo_db["ledger_ops"].find_one({"_id": decision.op_key}) == pointer
-    assert await ledger.find_by_op_key("decide:never") is None
+    # Every pointer the walk down from the head passed is back, not only the one asked for.
+    for entry in batch[1:]:
+        restored = await mongo_db["ledger_ops"].find_one({"_id": entry.op_key})
+        assert restored == {"_id": entry.op_key, "entry_id": entry_id(entry.resource_id, entry.seq)}
+    assert await ledger.find("decide:never", first.resource_id, head=5) is None
+
+
+async def test_an_operation_older_than_the_tail_without_its_pointer_is_not_found_by_a_read(
+    mongo_db: AsyncDatabase[dict[str, object]],
+) -> None:
+    ledger = MongoLedgerRepository(mongo_db, tail=3)
+    await ledger.ensure_indexes()
+    first = created()
+    batch = [first, *chain(first, 4)]
+    await ledger.append_many(batch)
+    await mongo_db["ledger_ops"].delete_one({"_id": first.op_key})
+
+    assert await found(ledger, first, head=5) is None  # seqs 5, 4, 3 only: no scan
+    # Appending it again proves it recorded (the op_key index), so the ledger looks harder.
+    with pytest.raises(AlreadyDecided) as raised:
+        await ledger.append(replace(first, seq=6))
+    assert raised.value.existing == first
+
+
+async def test_a_ledger_written_before_pointers_were_kept_gets_them_once_at_start(
+    mongo_db: AsyncDatabase[dict[str, object]],
+) -> None:
+    ledger = MongoLedgerRepository(mongo_db, tail=1)
+    first = created()
+    batch = [first, *chain(first, 4)]
+    await ledger.append_many(batch)
+    # An older version's pointers expired after retention_seconds.
+    await mongo_db["ledger_ops"].delete_many({})
+
+    await ledger.ensure_indexes()
+
+    for entry in batch:
+        assert await found(ledger, entry, head=1) == entry  # by pointer: tail 1 reaches seq 1
+    await mongo_db["ledger_ops"].delete_many({"_id": first.op_key})
+    await ledger.ensure_indexes()  # once per store: the marker says it was done
+    assert await mongo_db["ledger_ops"].find_one({"_id": first.op_key}) is None
+
+
+async def found(
+    ledger: MongoLedgerRepository, entry: LedgerEntry, *, head: int | None = None
+) -> LedgerEntry | None:
+    """``entry``'s operation looked up on its resource, from ``head`` (default: its own seq)."""
+    return await ledger.find(
+        entry.op_key, entry.resource_id, head=entry.seq if head is None else head
+    )
 
 
 class CountingLedger:
@@ -191,7 +235,7 @@ class CountingLedger:
         self.gets += 1
         return await self.ledger.get(resource_id, seq)
 
-    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+    async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
         raise AssertionError("a head search never looks an op_key up")
 
     async def append(self, entry: LedgerEntry) -> None:
@@ -247,7 +291,7 @@ async def test_a_batch_is_appended_in_one_insert_and_every_entry_is_findable(
 
     for entry in batch:
         assert await ledger.get(entry.resource_id, entry.seq) == entry
-        assert await ledger.find_by_op_key(entry.op_key) == entry
+        assert await found(ledger, entry) == entry
     assert await find_head(ledger, first.resource_id) == batch[-1]
 
 
@@ -266,7 +310,7 @@ async def test_a_batch_stops_at_the_first_seq_another_writer_took(
     assert await ledger.get(first.resource_id, 2) == ours[0]
     assert await ledger.get(first.resource_id, 3) == theirs
     assert await ledger.get(first.resource_id, 4) is None
-    assert await ledger.find_by_op_key(ours[2].op_key) is None
+    assert await found(ledger, ours[2]) is None
 
 
 async def test_a_batch_stops_at_an_operation_already_recorded(

@@ -32,8 +32,8 @@ class FakeLedger:
 
     Every method yields to the event loop first, so concurrent handlers interleave between
     reading the head and appending, the way they do against a real database. It counts its
-    look-ups: ``gets`` are primary-key point look-ups (cheap on any server), ``op_key_lookups``
-    may scan the whole collection on FerretDB (the hot path must not make them).
+    look-ups: ``gets`` are primary-key point look-ups, ``op_key_lookups`` are reads of an
+    operation's pointer (also by primary key, but the hot path has no need of them).
     """
 
     entries: list[LedgerEntry] = field(default_factory=list)
@@ -54,7 +54,7 @@ class FakeLedger:
         self.gets += 1
         return self._by_key.get((resource_id, seq))
 
-    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+    async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
         await asyncio.sleep(0)
         self.op_key_lookups += 1
         return self._by_op.get(op_key)

@@ -27,7 +27,6 @@ from booking.service_layer import CommandHandler
 from shared.events import COMMAND_TYPES, utcnow
 from shared.kafka import ensure_topics
 from shared.mongo import Document
-from shared.retention import bounded
 from shared.service import ReadinessCheck, ServiceRuntime, standard_readiness
 
 
@@ -51,15 +50,14 @@ async def connect(
     """Before consuming: topics and the ledger's unique indexes must exist."""
     settings = runtime.settings
     await ensure_topics(settings)
-    ledger = MongoLedgerRepository(mongo[settings.db_name])
+    # A crash loses at most the pointers of the batches in flight: this worker's, a zombie's.
+    ledger = MongoLedgerRepository(mongo[settings.db_name], tail=2 * settings.batch_max_records)
     await ledger.ensure_indexes()
-    retained = [ledger.retained(settings.retention_seconds)]
-    async with bounded(retained, interval=settings.retention_sweep_seconds):
-        yield BookingDeps(
-            ledger=ledger,
-            publisher=KafkaEventPublisher(runtime.broker, settings.topics.events),
-            readiness=standard_readiness(runtime, mongo),
-        )
+    yield BookingDeps(
+        ledger=ledger,
+        publisher=KafkaEventPublisher(runtime.broker, settings.topics.events),
+        readiness=standard_readiness(runtime, mongo),
+    )
 
 
 def bootstrap(

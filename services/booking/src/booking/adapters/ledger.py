@@ -9,34 +9,38 @@ atomicity beyond the indexes.
 
 Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) inserts and
 ``_id`` reads use an index (the latter only as `bookify infra` builds it, see
-``bookify.infra.ferretdb``), but any other filter or sort scans the collection in Go (~50 us
-per document: 0.5 s at 10k). So the hot path is one insert (the caller caches heads, see
-``booking.service_layer.heads``), rare paths read by ``_id`` only, and ``ledger_ops`` turns
-op_key look-ups into ``_id`` reads where it can (see :meth:`MongoLedgerRepository.find_by_op_key`).
+``bookify.infra.ferretdb``), but any other filter or sort scans the collection in Go, at a
+cost that grows with the ledger (docs/DESIGN.md §4). So every read here is by ``_id``: the
+hot path is one insert (the caller caches heads, see ``booking.service_layer.heads``), and an
+operation is found through its pointer in ``ledger_ops`` (``_id`` = op_key), or, where a crash
+lost the pointer, among the resource's newest entries (:meth:`MongoLedgerRepository.find`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from booking.domain import AlreadyDecided, ConcurrencyConflict, EntryKind, LedgerEntry
 from shared.events import RejectionReason
-from shared.retention import Retained
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 Document = dict[str, Any]
 
 DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 COLLECTION = "ledger"
 OPS_COLLECTION = "ledger_ops"
+# Marks a ledger_ops collection in which every entry has its pointer (see ensure_pointers).
+POINTERS_COMPLETE = "~pointers-complete"
 # The most documents FerretDB v1 inserts as one ordered unit (see append_many); a real MongoDB
 # honours ordered=True across any batch, so this only costs it a few more round trips.
 ORDERED_CHUNK = 100
@@ -55,8 +59,12 @@ class LedgerRepository(Protocol):
         """
         ...
 
-    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
-        """The entry recording the operation, or None. Off the hot path (it may scan)."""
+    async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
+        """The entry recording the operation on the resource, or None: ``_id`` reads only.
+
+        ``head`` is the newest seq of the resource the caller knows: an entry whose pointer
+        a crash lost is among the newest ones (see :class:`MongoLedgerRepository`).
+        """
         ...
 
     async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
@@ -85,12 +93,23 @@ def entry_id(resource_id: UUID | str, seq: int) -> str:
 
 
 class MongoLedgerRepository:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    """The ledger, with a pointer per operation so that every look-up is an ``_id`` read.
+
+    A pointer (``ledger_ops``: ``{_id: op_key, entry_id}``) is written right after its entry
+    and never changed or expired (an op_key has one entry, ever), so a pointer found is
+    right. Only a crash between the two inserts leaves an entry without one, and then the
+    entry is among the resource's newest ``tail`` (the entries of the batch in flight, a
+    zombie's too): :meth:`find` looks there, and restores the pointers it finds missing. The
+    command of such an entry was not committed, so its redelivery restores them before any
+    later command of the partition needs them.
+    """
+
+    def __init__(self, db: AsyncDatabase[Document], *, tail: int = 2 * 500) -> None:
+        if tail < 1:
+            raise ValueError("the tail searched for a lost pointer needs at least one entry")
         self._ledger: AsyncCollection[Document] = db[COLLECTION]
-        # {_id: op_key, entry_id}: written after the entry, never changed (an op_key has one
-        # entry, ever), so a pointer found is always right; a missing one (a crash between the
-        # two inserts, or an entry not written yet) falls back to the op_key index.
         self._ops: AsyncCollection[Document] = db[OPS_COLLECTION]
+        self._tail = tail
 
     async def ensure_indexes(self) -> None:
         # The primary key is the (resource, seq) check; this index is kept anyway (its insert
@@ -104,32 +123,68 @@ class MongoLedgerRepository:
             [("resource_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="resource_seq"
         )
         await self._ledger.create_index([("op_key", ASCENDING)], unique=True, name="op_key")
+        await self.ensure_pointers()
+
+    async def ensure_pointers(self) -> None:
+        """Give every entry its pointer, once per store (a ledger written before pointers
+        were kept for good: they used to expire after ``retention_seconds``).
+
+        The one scan of the ledger in this module, at start-up, and only until it finished
+        once: then ``POINTERS_COMPLETE`` is recorded and later starts skip it.
+        """
+        if await self._ops.find_one({"_id": POINTERS_COMPLETE}) is not None:
+            return
+        with contextlib.suppress(OperationFailure):  # no such index: nothing to drop
+            await self._ops.drop_index("expire_recorded_at")
+        restored = 0
+        batch: list[LedgerEntry] = []
+        async for doc in self._ledger.find({}):
+            batch.append(to_entry(doc))
+            if len(batch) == ORDERED_CHUNK:
+                restored += await self._point_many(batch)
+                batch = []
+        restored += await self._point_many(batch)
+        await self._point({"_id": POINTERS_COMPLETE, "entry_id": None})
+        if restored:
+            log.warning("ledger_pointers_restored", restored=restored)
 
     async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
         doc = await self._ledger.find_one({"_id": entry_id(resource_id, seq)})
         return None if doc is None else to_entry(doc)
 
-    async def find_by_op_key(self, op_key: str) -> LedgerEntry | None:
+    async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
         pointer = await self._ops.find_one({"_id": op_key})
         if pointer is not None:
             doc = await self._ledger.find_one({"_id": pointer["entry_id"]})
             if doc is not None:
                 return to_entry(doc)
-        # The authority: the unique op_key index (a whole-collection scan on FerretDB).
-        doc = await self._ledger.find_one({"op_key": op_key})
-        if doc is None:
-            return None
-        await self._point(_pointer(op_key, doc["_id"], doc["recorded_at"]))
-        return to_entry(doc)
+        return await self._find_in_tail(op_key, resource_id, head)
+
+    async def _find_in_tail(self, op_key: str, resource_id: UUID, head: int) -> LedgerEntry | None:
+        """The operation among the resource's newest ``tail`` entries at or below ``head``.
+
+        Walks down by ``_id``; where it finds it, it restores the pointers of every entry it
+        read on the way (a crash loses a whole batch's pointers at once; duplicates are
+        ignored). Not found costs ``tail`` reads: an operation never recorded (rare, as the
+        gateway only accepts a cancel of a booking it accepted before).
+        """
+        read: list[LedgerEntry] = []
+        for seq in range(head, max(0, head - self._tail), -1):
+            entry = await self.get(resource_id, seq)
+            if entry is None:
+                continue  # above the real head (``head`` was a guess): keep walking down
+            read.append(entry)
+            if entry.op_key == op_key:
+                await self._point_many(read)
+                return entry
+        return None
 
     async def append(self, entry: LedgerEntry) -> None:
         try:
             await self._ledger.insert_one(to_document(entry))
         except DuplicateKeyError:
             raise await self._refusal(entry) from None
-        await self._point(
-            _pointer(entry.op_key, entry_id(entry.resource_id, entry.seq), entry.recorded_at)
-        )
+        await self._point(_pointer(entry))
 
     async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
         stored = 0
@@ -169,33 +224,45 @@ class MongoLedgerRepository:
         """Why the insert of ``entry`` was refused.
 
         FerretDB does not name the index that refused it, so ask the primary key first (a point
-        look-up, and the common case: a seq race). Only a free seq sends us to the op_key.
+        look-up, and the common case: a seq race). Only a free seq sends us to the op_key,
+        which the unique index has then proved recorded, below that seq.
         """
         holder = await self.get(entry.resource_id, entry.seq)
         if holder is not None and holder.op_key == entry.op_key:
             return AlreadyDecided(holder)
         if holder is None:
-            existing = await self.find_by_op_key(entry.op_key)
+            existing = await self.find(entry.op_key, entry.resource_id, head=entry.seq - 1)
+            if existing is None:
+                existing = await self._scan_for(entry.op_key)
             if existing is not None:
                 return AlreadyDecided(existing)
         # The seq is another operation's. Ours may be recorded too, at another seq: deciding
         # again at a fresher seq leaves only the op_key to clash, which then answers.
         return ConcurrencyConflict(str(entry.resource_id), entry.seq, current=holder)
 
-    def retained(self, seconds: float) -> Retained:
-        """Pointers only save a scan: one that expired costs a look-up by op_key, once."""
-        return Retained(self._ops, "recorded_at", seconds)
+    async def _scan_for(self, op_key: str) -> LedgerEntry | None:
+        """The last resort, a scan on FerretDB: the op_key index refused an entry that has
+        neither a pointer nor a place in its resource's tail (pointers deleted by hand)."""
+        log.warning("ledger_op_key_scan", op_key=op_key)
+        doc = await self._ledger.find_one({"op_key": op_key})
+        if doc is None:
+            return None
+        entry = to_entry(doc)
+        await self._point(_pointer(entry))
+        return entry
 
-    async def _point_many(self, entries: Sequence[LedgerEntry]) -> None:
+    async def _point_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """Insert the pointers of ``entries``; how many were missing."""
         if not entries:
-            return
-        pointers = [{"_id": e.op_key, "entry_id": entry_id(e.resource_id, e.seq)} for e in entries]
+            return 0
         try:
-            await self._ops.insert_many(pointers, ordered=False)
+            await self._ops.insert_many([_pointer(e) for e in entries], ordered=False)
         except BulkWriteError as exc:
             # Duplicates are someone else's copies of the same pointers (see _point).
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
+            return int(exc.details.get("nInserted", 0))
+        return len(entries)
 
     async def _point(self, pointer: Document) -> None:
         # A duplicate is someone else's copy of the same pointer: an op_key has one entry, ever.
@@ -203,8 +270,8 @@ class MongoLedgerRepository:
             await self._ops.insert_one(pointer)
 
 
-def _pointer(op_key: str, target: str, at: datetime) -> Document:
-    return {"_id": op_key, "entry_id": target, "recorded_at": at}
+def _pointer(entry: LedgerEntry) -> Document:
+    return {"_id": entry.op_key, "entry_id": entry_id(entry.resource_id, entry.seq)}
 
 
 def to_document(entry: LedgerEntry) -> Document:

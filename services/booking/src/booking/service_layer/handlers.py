@@ -14,8 +14,8 @@
    the DLQ): rejected with ``processing_failed`` in the ledger, so no seat is taken and its
    client is not left with ``pending`` for good.
 
-The per-command cost does not grow with the ledger: no query filters on anything but the
-primary key, except on rare paths (a cancel's booking, a decision that records nothing).
+The per-command cost does not grow with the ledger: every read is by primary key, on every
+path a command, a redelivery or a restart can take (docs/DESIGN.md §4).
 
 The unique indexes behind ``LedgerRepository.append`` are the only concurrency control;
 nothing here reads, modifies and writes back a document.
@@ -225,16 +225,16 @@ class CommandHandler:
         )
 
         rid = command.resource_id
+        head = await self._heads.head(rid)
         booking: LedgerEntry | None = None
         if isinstance(command, CancelBooking) and not failed:
-            # Rare path: the booking's decision, by op_key (a point look-up through ledger_ops
-            # when the pointer exists, else a scan). It never changes, so one serves all rounds.
-            booking = await self._ledger.find_by_op_key(decide_key(command.booking_id))
-
-        # A cancel decides on a head that includes the booking: one older than it (another
-        # worker decided the booking) lacks its seats, and releasing them would look corrupt.
-        known = booking if booking is not None and booking.resource_id == rid else None
-        head = await self._heads.head(rid, at_least=known)
+            # The booking's decision, through its pointer (an _id read). It never changes, so
+            # one serves all rounds. A cancel decides on a head that includes it: one older
+            # (another worker decided the booking) lacks its seats, and releasing them would
+            # look corrupt.
+            booking = await self._ledger.find(decide_key(command.booking_id), rid, head=_seq(head))
+            if booking is not None and booking.resource_id == rid:
+                head = await self._heads.head(rid, at_least=booking)
 
         for attempt in range(self._max_attempts):
             try:
@@ -242,14 +242,19 @@ class CommandHandler:
             except OverRelease:
                 # The state includes the booking, yet holds fewer seats than it: its cancel is
                 # recorded already (a redelivery), or the ledger is broken.
-                existing = await self._ledger.find_by_op_key(op_key)
+                existing = await self._ledger.find(op_key, rid, head=_seq(head))
                 if existing is None:
                     raise
                 return await self._answer(replay(existing, command), bound)
             if decision.entry is None:
+                if isinstance(command, CancelBooking) and not failed:
+                    # A cancel is recorded only for a confirmed booking of its principal, found
+                    # above; this one found none, so nothing can be recorded for it either (the
+                    # cancel cliff: this used to look the cancel up, a scan on FerretDB).
+                    return await self._answer(decision, bound)
                 # Nothing to append, so no index tells whether this very operation was decided
-                # (a redelivered CreateResource, a cancel made twice): ask the op_key (rare).
-                existing = await self._ledger.find_by_op_key(op_key)
+                # (a redelivered CreateResource, a settled cancel): ask its pointer.
+                existing = await self._ledger.find(op_key, rid, head=_seq(head))
                 if existing is not None:
                     return await self._answer(replay(existing, command), bound)
                 return await self._answer(decision, bound)
@@ -309,6 +314,10 @@ class CommandHandler:
                     "publish_retry", event_id=str(event.event_id), attempt=attempt, error=repr(exc)
                 )
                 await asyncio.sleep(self._publish_backoff.delay(min(attempt, 10)))
+
+
+def _seq(head: LedgerEntry | None) -> int:
+    return 0 if head is None else head.seq
 
 
 async def _acknowledged(acks: Sequence[Awaitable[Any]]) -> None:
