@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer
 from hdrh.histogram import HdrHistogram
 
 from bookify.infra.process import free_port, spawn, terminate
+from loadtests.data import Principal
+from loadtests.mix import Crowd, describe
 from loadtests.openmodel import (
     HttpClient,
     HttpError,
@@ -42,6 +44,9 @@ from shared.auth import AuthSettings, Scope, mint_token
 from shared.settings import Topics
 
 PRINCIPALS = 2_000  # spread over many principals so the per-principal rate limit never bites
+# A crowd's principals come back (to retry, read, cancel their own bookings): fewer of them, each
+# still well under the rate limit (20/s) at the rates the bench offers.
+CROWD_PRINCIPALS = 200
 # The generator's keep-alive pool; arrivals beyond it wait inside their latency. Enough in
 # flight that a server waiting on its stores still has work: at 256, the gateway (whose
 # requests wait on group-committed inserts and Kafka's acks in batches) used 0.76 of a core
@@ -58,6 +63,11 @@ class BenchConfig:
     rate: float
     duration: float
     topic_prefix: str = ""
+    mix: dict[str, float] | None = None
+    """Weights of a crowd's operations (:mod:`loadtests.mix`); None: bookings alone."""
+    capacity: int | None = None
+    """Seats of the hot resource; None: enough for every booking offered."""
+    seed: int = 0
 
 
 @dataclass
@@ -76,9 +86,14 @@ class PipelineFigures:
     rejected: int
     missing: int
     seen_latency_us: HdrHistogram = field(default_factory=new_histogram)
+    operations: dict[str, Any] | None = None
+    """Per operation of a ``--mix`` run: what :meth:`loadtests.mix.Crowd.as_dict` gives."""
+    cancel_latency_us: HdrHistogram = field(default_factory=new_histogram)
+    """A cancel's 202 seen to its booking's BookingCancelled seen (cancels that freed seats)."""
+    cancels_accepted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        figures: dict[str, Any] = {
             "accept": result_dict(self.accept),
             "accepted_to_decided_ms": percentiles_ms(self.confirm_latency_us),
             "accept_seen_to_decision_seen_ms": percentiles_ms(self.seen_latency_us),
@@ -86,6 +101,14 @@ class PipelineFigures:
             "rejected": self.rejected,
             "missing": self.missing,
         }
+        if self.operations is not None:
+            figures["operations"] = self.operations
+            figures["cancels"] = {
+                "accepted": self.cancels_accepted,
+                "cancelled": self.cancel_latency_us.get_total_count(),
+                "accepted_to_cancelled_seen_ms": percentiles_ms(self.cancel_latency_us),
+            }
+        return figures
 
 
 def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
@@ -112,12 +135,10 @@ def result_dict(r: OpenModelResult) -> dict[str, Any]:
     }
 
 
-def principal_tokens(count: int) -> list[str]:
+def principals(count: int) -> list[Principal]:
     auth = AuthSettings()
-    return [
-        mint_token(auth, f"bench-{i}", [Scope.BOOKINGS_WRITE, Scope.BOOKINGS_READ])
-        for i in range(count)
-    ]
+    scopes: list[str] = [Scope.BOOKINGS_WRITE, Scope.BOOKINGS_READ]
+    return [Principal(f"bench-{i}", mint_token(auth, f"bench-{i}", scopes)) for i in range(count)]
 
 
 async def create_resource(client: HttpClient, capacity: int) -> str:
@@ -133,9 +154,10 @@ async def create_resource(client: HttpClient, capacity: int) -> str:
 
 
 async def bench_pipeline(config: BenchConfig, progress: Any = print) -> PipelineFigures:
-    tokens = principal_tokens(PRINCIPALS)
+    crowd_of = principals(PRINCIPALS)
     accepted_at: dict[str, tuple[float, str]] = {}  # booking -> (202 seen, its accepted_at)
     outcome_at: dict[str, tuple[str, float, float]] = {}  # -> (kind, seen, event timestamp)
+    cancelled_at: dict[str, float] = {}  # booking -> its BookingCancelled seen
     consumer = AIOKafkaConsumer(
         Topics(config.topic_prefix).events,
         bootstrap_servers=config.kafka_bootstrap,
@@ -153,32 +175,46 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
             for records in batches.values():
                 for record in records:
                     ce_type = dict(record.headers).get("ce_type", b"").decode()
-                    if ce_type.startswith("bookify.booking."):
-                        booking = json.loads(record.value)["booking_id"]
-                        decided = record.timestamp / 1000  # CreateTime: booking's send
-                        outcome_at.setdefault(booking, (ce_type.split(".")[2], now, decided))
+                    if not ce_type.startswith("bookify.booking."):
+                        continue
+                    booking, kind = json.loads(record.value)["booking_id"], ce_type.split(".")[2]
+                    if kind == "cancelled":
+                        cancelled_at.setdefault(booking, now)
+                        continue
+                    decided = record.timestamp / 1000  # CreateTime: booking's send
+                    outcome_at.setdefault(booking, (kind, now, decided))
             if accepting_done.is_set() and accepted_at.keys() <= outcome_at.keys():
                 all_decided.set()
 
+    crowd: Crowd | None = None
     async with HttpClient(config.gateway, max_connections=CONNECTIONS) as client:
-        capacity = int(config.rate * config.duration) + 1
+        capacity = config.capacity or int(config.rate * config.duration) + 1
         resource = await create_resource(client, min(capacity, 100_000))
         await client.warm_up("/healthz")
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(1.0)  # let the watcher's partition assignment settle
 
-        auth = [{"Authorization": f"Bearer {token}"} for token in tokens]
         body = {"resource_id": resource, "quantity": 1}
 
         async def book(i: int) -> int:
-            reply = await client.post("/v1/bookings", json=body, headers=auth[i % PRINCIPALS])
+            reply = await client.post("/v1/bookings", json=body, headers=crowd_of[i].auth)
             if reply.status == 202:
                 seen, answer = time.time(), reply.json()
                 accepted_at[answer["id"]] = (seen, answer["accepted_at"])  # parsed after the run
             return reply.status
 
+        send: Callable[[int], Awaitable[int]] = book
+        if config.mix is not None:
+            crowd = Crowd(
+                client, crowd_of[:CROWD_PRINCIPALS], [resource], config.mix, seed=config.seed
+            )
+            accepted_at = crowd.accepted
+            send = crowd.send
+            progress(f"pipeline: the crowd's mix is {describe(config.mix)}")
         progress(f"pipeline: {config.rate:g}/s for {config.duration:g} s against {config.gateway}")
-        accept = await run_open_model(book, rate=config.rate, duration=config.duration)
+        accept = await run_open_model(
+            lambda i: send(i % PRINCIPALS), rate=config.rate, duration=config.duration
+        )
         accepting_done.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_decided.wait(), timeout=30)
@@ -197,9 +233,17 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
             confirm.record_value(max(1, int((decided - accepted_s) * 1e6)))
             seen.record_value(max(1, int((outcome_seen - accept_seen) * 1e6)))
     missing = len(accepted_at.keys() - outcome_at.keys())
-    return PipelineFigures(
+    figures = PipelineFigures(
         accept, confirm, counts["confirmed"], counts["rejected"], missing, seen_latency_us=seen
     )
+    if crowd is not None:
+        figures.operations = crowd.as_dict()
+        figures.cancels_accepted = len(crowd.cancels)
+        for booking, cancel_seen in crowd.cancels.items():
+            if booking in cancelled_at:
+                latency = max(0.0, cancelled_at[booking] - cancel_seen)
+                figures.cancel_latency_us.record_value(max(1, int(latency * 1e6)))
+    return figures
 
 
 @dataclass(frozen=True)
@@ -396,4 +440,34 @@ def report(pipeline: PipelineFigures, ceiling: OpenModelResult) -> str:
     ]
     if ceiling.throughput:
         lines.append(f"pipeline throughput = {a.throughput / ceiling.throughput:.2f} x the ceiling")
+    if pipeline.operations is not None:
+        lines += ["", operations_report(pipeline)]
+    return "\n".join(lines)
+
+
+def operations_report(pipeline: PipelineFigures) -> str:
+    """Per operation of the crowd: what it was answered, and its latency."""
+
+    def p99(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    lines = [
+        f"{'operation':14}{'sent':>8}{'202':>8}{'200':>8}{'409':>8}{'503':>8}{'other':>8}"
+        f"{'no answer':>10}{'p99 (ms)':>10}"
+    ]
+    for name, op in (pipeline.operations or {}).items():
+        statuses = {int(s): n for s, n in op["statuses"].items()}
+        other = sum(n for s, n in statuses.items() if s not in (200, 202, 409, 503))
+        cells = "".join(f"{statuses.get(s, 0):>8}" for s in (202, 200, 409, 503))
+        lines.append(
+            f"{name:14}{op['sent']:>8}{cells}{other:>8}{op['no_answer']:>10}"
+            f"{p99(op['latency_p99_ms']):>10}"
+        )
+    cancel = pipeline.cancel_latency_us
+    lines.append(
+        f"cancels accepted {pipeline.cancels_accepted}, of which {cancel.get_total_count()} "
+        f"freed seats (202 seen -> cancelled seen p99 "
+        f"{cancel.get_value_at_percentile(99) / 1000 if cancel.get_total_count() else 0:.1f} ms); "
+        "the others' bookings ended rejected or were cancelled already"
+    )
     return "\n".join(lines)

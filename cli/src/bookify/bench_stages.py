@@ -32,7 +32,7 @@ from bookify.bench import (
     PRINCIPALS,
     bench_ceiling,
     create_resource,
-    principal_tokens,
+    principals,
 )
 from bookify.infra.process import free_port
 from bookify.platform import Platform, PlatformConfig, ServiceName
@@ -412,16 +412,13 @@ async def bench_gateway(
         url = platform["gateway"].url
         async with HttpClient(url, max_connections=CONNECTIONS) as client:
             resource = await create_resource(client, 100_000)
-            tokens = principal_tokens(PRINCIPALS)
+            crowd = principals(PRINCIPALS)
 
             async def book(i: int) -> int:
                 reply = await client.post(
                     "/v1/bookings",
                     json={"resource_id": resource, "quantity": 1},
-                    headers={
-                        "Authorization": f"Bearer {tokens[i % PRINCIPALS]}",
-                        "Idempotency-Key": f"bench-{i}",
-                    },
+                    headers={**crowd[i % PRINCIPALS].auth, "Idempotency-Key": f"bench-{i}"},
                 )
                 return reply.status
 

@@ -1,9 +1,10 @@
 """Bounded storage: documents that are only useful for a while expire.
 
 Idempotency keys, accepted records, processed-event markers and notifications would
-otherwise grow without bound (the ledger and its pointers are kept: they are the record). Each collection names the BSON date field its
-age is measured by. On MongoDB a TTL index expires them; FerretDB v1 has no TTL indexes
-(it answers "not implemented"), so there a periodic sweep deletes what is older. Which of
+otherwise grow without bound (the ledger and its pointers are kept: they are the record).
+Each collection names the BSON date field its age is measured by. On MongoDB a TTL index
+expires them; FerretDB v1 has no TTL indexes (it answers "not implemented"), so there a
+periodic sweep deletes what is older. Which of
 the two applies is found out by asking for the TTL index, not by guessing the server.
 
 On FerretDB v1 a sweep reads the whole collection: it pushes no date comparison down to

@@ -26,6 +26,7 @@ from bookify.bench_stages import (
 from bookify.infra import paths
 from bookify.infra.local import LocalInfra, print_progress
 from bookify.platform import ServiceName
+from loadtests.mix import MixError, parse_mix
 from loadtests.openmodel import run
 
 app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
@@ -51,15 +52,43 @@ def pipeline(
         str | None,
         typer.Option(help="Kafka bootstrap servers (default: from `bookify infra status`)."),
     ] = None,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="A crowd's operations instead of bookings alone: `default`, or weights like "
+            "book=60,retry=6,cancel=8,read_booking=14,read_seats=10,rebook=2 (--rate counts "
+            "them all)."
+        ),
+    ] = None,
+    capacity: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=100_000, help="Seats of the hot resource (default: enough for all)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the crowd's draws (same seed, same mix).")] = 0,
     as_json: AsJson = False,
 ) -> None:
     """Drive bookings at a fixed arrival rate against a running `bookify up`, then the ceiling."""
+    try:
+        weights = None if mix is None else parse_mix(mix)
+    except MixError as exc:
+        typer.secho(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     bootstrap = kafka or LocalInfra().status().services["kafka"].endpoint
     if not bootstrap:
         typer.secho("error: no Kafka found; start the platform with `make up`", err=True)
         raise typer.Exit(1)
     say = (lambda _: None) if as_json else print_progress
-    config = BenchConfig(gateway=gateway, kafka_bootstrap=bootstrap, rate=rate, duration=duration)
+    config = BenchConfig(
+        gateway=gateway,
+        kafka_bootstrap=bootstrap,
+        rate=rate,
+        duration=duration,
+        mix=weights,
+        capacity=capacity,
+        seed=seed,
+    )
     figures = run(bench_pipeline(config, progress=say))
     say(f"ceiling: bare FastAPI 202 at {rate:g}/s for {duration:g} s")
     run_dir = paths.default_run_dir(paths.repo_root())
