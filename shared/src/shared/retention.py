@@ -4,8 +4,8 @@ Idempotency keys, accepted records, processed-event markers and notifications wo
 otherwise grow without bound (the ledger and its pointers are kept: they are the record).
 Each collection names the BSON date field its age is measured by. On MongoDB a TTL index
 expires them; FerretDB v1 has no TTL indexes (it answers "not implemented"), so there a
-periodic sweep deletes what is older. Which of
-the two applies is found out by asking for the TTL index, not by guessing the server.
+periodic sweep deletes what is older. Which of the two applies is found out by asking for
+the TTL index, not by guessing the server.
 
 On FerretDB v1 a sweep reads the whole collection: it pushes no date comparison down to
 SQLite. At about 475,000 documents that took 9-19 s of the store per collection (the five
