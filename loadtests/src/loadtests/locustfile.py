@@ -51,6 +51,7 @@ from loadtests.data import (
 )
 from loadtests.exporter import DEFAULT_PORT, LocustCollector, serve
 from loadtests.gates import SloConfig
+from loadtests.mix import parse_mix
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary, Sample, locust_sample
 from loadtests.runner import DEFAULT_SLO
 from loadtests.session import CLOSED_MODEL, FaultPlan, RunSession
@@ -64,7 +65,7 @@ from loadtests.shapes import (
     StressShape,
     build_shape,
 )
-from loadtests.users import CONTEXT, ErrorUser, ShopperUser
+from loadtests.users import CONTEXT, CrowdUser, ErrorUser, ShopperUser
 
 log = logging.getLogger("bookify.load")
 # Seeding and fault switching use httpx, whose per-request INFO lines would drown the output.
@@ -75,7 +76,7 @@ EVENTS: Any = events
 
 DATA_MESSAGE, SAMPLES_MESSAGE = "bookify_data", "bookify_samples"
 
-__all__ = ["BookifyLoadShape", "ErrorUser", "ShopperUser"]
+__all__ = ["BookifyLoadShape", "CrowdUser", "ErrorUser", "ShopperUser"]
 
 
 # ---------------------------------------------------------------------------- options
@@ -126,6 +127,11 @@ def _options(parser: Any) -> None:
     group.add_argument("--booking-url", default="", help="booking's base URL (its fault switch).")
     group.add_argument("--consumer-url", default="", help="consumer's URL (its fault switch).")
     group.add_argument("--progress-every", type=float, default=5.0, help="Progress line period.")
+    group.add_argument(
+        "--mix",
+        default="",
+        help="A crowd's operations instead of the shop's flows (loadtests.mix).",
+    )
 
 
 def _think(spec: str) -> tuple[float, float]:
@@ -183,6 +189,7 @@ def _configure_users(run_id: str, resources: list[str], options: Any) -> None:
     CONTEXT.pools = Pools(run_id, resources, principals)
     CONTEXT.bad_tokens = BadTokens.mint(run_id)
     CONTEXT.think_s = _think(options.think_time)
+    CONTEXT.mix = parse_mix(options.mix) if options.mix else None
 
 
 # ---------------------------------------------------------------------------- master side
@@ -455,7 +462,8 @@ class BookifyLoadShape(LoadTestShape):
             self._stop_workers_first()
             return None
         users, spawn_rate = state
-        classes: list[type[Any]] = [ShopperUser]
+        mixed = self.session is not None and self.session.options.mix
+        classes: list[type[Any]] = [CrowdUser if mixed else ShopperUser]
         if isinstance(self.inner, ErrorShape):
             classes.append(ErrorUser)
         return users, spawn_rate, classes

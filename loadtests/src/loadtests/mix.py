@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,24 @@ MIXES: dict[str, dict[str, float]] = {
     "default": {BOOK: 60, RETRY: 6, CANCEL: 8, READ_BOOKING: 14, READ_SEATS: 10, REBOOK: 2},
     "bookings": {BOOK: 1},
 }
+REQUESTS = {
+    BOOK: "POST /v1/bookings",
+    RETRY: "POST /v1/bookings",
+    REBOOK: "POST /v1/bookings",
+    CANCEL: "POST /v1/bookings/{id}/cancel",
+    READ_BOOKING: "GET /v1/bookings/{id}",
+    READ_SEATS: "GET /v1/resources/{id}",
+}
+"""The request each operation sends, named as the recorder and the report name requests."""
+EXPECTED = {
+    BOOK: frozenset({202}),
+    RETRY: frozenset({202}),
+    REBOOK: frozenset({202}),
+    CANCEL: frozenset({202, 409}),  # 409: the booking ended rejected or cancelled meanwhile
+    READ_BOOKING: frozenset({200}),
+    READ_SEATS: frozenset({200}),
+}
+"""What a working platform answers each operation; anything else is an error."""
 KEYED_SHARE = 0.9
 """Bookings sent with an Idempotency-Key (most clients; the rest cannot retry safely)."""
 RECENT = 64
@@ -118,7 +136,10 @@ class Crowd:
     operations), sends it and returns its status (0 for no answer). A retry, read or cancel
     names one of the principal's own recent bookings; with none yet, it books instead.
     ``accepted`` and ``cancels`` give, by booking id, when the 202 of its booking and of its
-    cancel arrived, for matching with the decisions booking publishes.
+    cancel arrived, for matching with the decisions booking publishes. ``observe`` hears of
+    every answer: (request name, wall time it was sent, whether it was expected, status);
+    ``on_booked`` of every new booking (a client waiting for its decision, say).
+    ``pick_resource`` draws a resource (default: uniformly).
     """
 
     def __init__(
@@ -129,11 +150,17 @@ class Crowd:
         weights: Mapping[str, float],
         *,
         seed: int = 0,
+        observe: Callable[[str, float, bool, int], None] | None = None,
+        pick_resource: Callable[[random.Random], str] | None = None,
+        on_booked: Callable[[str, Principal], None] | None = None,
     ) -> None:
         self.http = http
         self.principals = list(principals)
         self.resources = list(resources)
         self.rng = random.Random(seed)
+        self.observe = observe
+        self.pick_resource = pick_resource or (lambda rng: rng.choice(self.resources))
+        self.on_booked = on_booked
         self._names = [name for name in OPERATIONS if weights.get(name, 0) > 0]
         self._weights = [weights[name] for name in self._names]
         self.stats = {name: OperationStats() for name in self._names}
@@ -153,27 +180,30 @@ class Crowd:
         if name not in (BOOK, READ_SEATS) and not mine:
             name = BOOK  # nothing of its own to retry, read or cancel yet
         stats = self.stats.setdefault(name, OperationStats())
-        started = time.perf_counter()
+        sent, started = time.time(), time.perf_counter()
         try:
             status = await self._operation(name, who, mine)
         except HttpError:
             stats.failed += 1
-            return 0
-        stats.statuses[status] += 1
-        stats.latency_us.record_value(max(1, int((time.perf_counter() - started) * 1e6)))
+            status = 0
+        else:
+            stats.statuses[status] += 1
+            stats.latency_us.record_value(max(1, int((time.perf_counter() - started) * 1e6)))
+        if self.observe is not None:
+            self.observe(REQUESTS[name], sent, status in EXPECTED[name], status)
         return status
 
     async def _operation(self, name: str, who: Principal, mine: deque[Booked] | None) -> int:
         if name == READ_SEATS:
             reply = await self.http.get(
-                f"/v1/resources/{self.rng.choice(self.resources)}", headers=who.auth
+                f"/v1/resources/{self.pick_resource(self.rng)}", headers=who.auth
             )
             return reply.status
         if name in (BOOK, REBOOK) or not mine:
             resource = (
                 mine[-1].body["resource_id"]
                 if name == REBOOK and mine
-                else self.rng.choice(self.resources)
+                else self.pick_resource(self.rng)
             )
             key = idempotency_key(self.rng) if self.rng.random() < KEYED_SHARE else None
             return await self._book(who, booking_body(resource, 1), key)
@@ -198,6 +228,8 @@ class Crowd:
             mine = self.recent.setdefault(who.sub, deque(maxlen=RECENT))
             if not any(b.booking_id == booking_id for b in mine):
                 mine.append(Booked(booking_id, who, body, key))
+                if self.on_booked is not None:
+                    self.on_booked(booking_id, who)
         return reply.status
 
     def as_dict(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from loadtests.data import (
     seed_resources,
 )
 from loadtests.gates import ExitCode, SloConfig
+from loadtests.mix import Crowd, parse_mix
 from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run, run_open_model
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary
 from loadtests.runner import LoadOptions, Say
@@ -91,6 +92,7 @@ class OpenClient:
         live: Live,
         max_pollers: int,
         poll_timeout_s: float = 30.0,
+        mix: dict[str, float] | None = None,
     ) -> None:
         self.http = http
         self.pools = pools
@@ -103,6 +105,17 @@ class OpenClient:
         self.max_pollers = max_pollers
         self.poll_timeout_s = poll_timeout_s
         self.skipped_polls = 0
+        self.crowd: Crowd | None = None
+        if mix is not None:
+            self.crowd = Crowd(
+                http,
+                pools.principals,
+                pools.resources,
+                mix,
+                observe=self._record,
+                pick_resource=pools.resource,
+                on_booked=lambda booking, who: self._follow(booking, who.auth, time.time()),
+            )
 
     def _record(self, name: str, start: float, ok: bool, status: int) -> None:
         latency = time.time() - start
@@ -137,6 +150,8 @@ class OpenClient:
         headers = {**who.auth, **trace.headers()}
         if self.errors and rng.random() < 0.5:
             return await self._error(intended, rng)
+        if self.crowd is not None:
+            return await self.crowd.send(0)
         flow = pick_flow(rng, FLOW_WEIGHTS)
         if flow == "browse":
             r = await self._call(
@@ -267,6 +282,7 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
             errors=isinstance(shape, ErrorShape),
             live=live,
             max_pollers=options.max_in_flight,
+            mix=parse_mix(options.mix) if options.mix else None,
         )
         ticker = asyncio.create_task(_open_ticker(shape, recorder, live, options, say))
         try:

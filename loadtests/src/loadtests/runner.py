@@ -53,6 +53,7 @@ class LoadOptions:
     consumer_url: str | None = None
     progress_every: float = 5.0
     max_in_flight: int = 512
+    mix: str = ""  # a crowd's operations (loadtests.mix) instead of the shop's flows
     run_id: str = field(default_factory=new_run_id)
 
     @property
@@ -102,6 +103,8 @@ def locust_command(options: LoadOptions, run_dir: Path) -> list[str]:
         cmd += ["--consumer-url", options.consumer_url]
     if options.processes > 1:
         cmd += ["--processes", str(options.processes)]
+    if options.mix:
+        cmd += ["--mix", options.mix]
     return cmd
 
 

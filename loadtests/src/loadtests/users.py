@@ -1,4 +1,5 @@
-"""Locust users: the shop's customers (:class:`ShopperUser`) and a fuzzer (:class:`ErrorUser`).
+"""Locust users: the shop's customers (:class:`ShopperUser`), a ticket drop's crowd
+(:class:`CrowdUser`, with ``--mix``) and a fuzzer (:class:`ErrorUser`).
 
 A shopper repeats weighted flows against the gateway with think time between them:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +45,18 @@ from loadtests.data import (
     idempotency_key,
     is_expected,
     quantity,
+)
+from loadtests.mix import (
+    BOOK,
+    EXPECTED,
+    KEYED_SHARE,
+    MIXES,
+    READ_BOOKING,
+    READ_SEATS,
+    REBOOK,
+    RECENT,
+    RETRY,
+    Booked,
 )
 
 # Request names, as recorded ("<METHOD> <name>") and exported.
@@ -77,6 +91,8 @@ class Context:
     think_s: tuple[float, float] = (0.5, 1.5)
     poll_timeout_s: float = 30.0
     cancel_share: float = CANCEL_SHARE
+    mix: dict[str, float] | None = None
+    """The crowd's operations (:mod:`loadtests.mix`), for :class:`CrowdUser`."""
 
     def require_pools(self) -> Pools:
         if self.pools is None:
@@ -133,6 +149,40 @@ class _BookifyUser(FastHttpUser):
         low, high = CONTEXT.think_s
         return self.rng.uniform(low, high)
 
+    # --------------------------------------------------------------- helpers
+    def _get(self, path: str, name: str, who: Principal, trace: Trace) -> Any:
+        headers = {**who.auth, **trace.headers()}
+        with self.client.get(path, headers=headers, name=name, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"expected 200, got {response.status_code}")
+                return None
+            return response.json()
+
+    def _poll(
+        self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
+    ) -> str | None:
+        """Poll until terminal; record accepted -> terminal latency. None on timeout/error."""
+        deadline = accepted_at + CONTEXT.poll_timeout_s
+        for delay in poll_delays():
+            body = self._get(f"/v1/bookings/{booking_id}", ONE_BOOKING, who, trace)
+            if body is None:
+                return None
+            status = str(body.get("status"))
+            if status in TERMINAL:
+                if status in DECIDED:
+                    CONTEXT.sink.record_e2e(accepted_at, time.time() - accepted_at, status)
+                return status
+            if time.time() + delay > deadline:
+                # An accepted booking that never decides is what the e2e SLO exists for.
+                CONTEXT.sink.record_e2e(accepted_at, CONTEXT.poll_timeout_s, "timeout")
+                return None
+            self._sleep(delay)
+        return None  # pragma: no cover - poll_delays is endless
+
+    def _sleep(self, seconds: float) -> None:
+        # Locust monkey-patches time.sleep into gevent's: other users run meanwhile.
+        time.sleep(seconds)
+
 
 class ShopperUser(_BookifyUser):
     """A customer: browses, looks at hot resources, books and waits for the outcome."""
@@ -172,36 +222,6 @@ class ShopperUser(_BookifyUser):
         if status is not None and should_cancel(status, self.rng, CONTEXT.cancel_share):
             self._cancel(booking_id, who, trace)
 
-    # --------------------------------------------------------------- helpers
-    def _get(self, path: str, name: str, who: Principal, trace: Trace) -> Any:
-        headers = {**who.auth, **trace.headers()}
-        with self.client.get(path, headers=headers, name=name, catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"expected 200, got {response.status_code}")
-                return None
-            return response.json()
-
-    def _poll(
-        self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
-    ) -> str | None:
-        """Poll until terminal; record accepted -> terminal latency. None on timeout/error."""
-        deadline = accepted_at + CONTEXT.poll_timeout_s
-        for delay in poll_delays():
-            body = self._get(f"/v1/bookings/{booking_id}", ONE_BOOKING, who, trace)
-            if body is None:
-                return None
-            status = str(body.get("status"))
-            if status in TERMINAL:
-                if status in DECIDED:
-                    CONTEXT.sink.record_e2e(accepted_at, time.time() - accepted_at, status)
-                return status
-            if time.time() + delay > deadline:
-                # An accepted booking that never decides is what the e2e SLO exists for.
-                CONTEXT.sink.record_e2e(accepted_at, CONTEXT.poll_timeout_s, "timeout")
-                return None
-            self._sleep(delay)
-        return None  # pragma: no cover - poll_delays is endless
-
     def _cancel(self, booking_id: str, who: Principal, trace: Trace) -> None:
         headers = {**who.auth, **trace.headers()}
         with self.client.post(
@@ -210,9 +230,78 @@ class ShopperUser(_BookifyUser):
             if response.status_code != 202:
                 response.failure(f"expected 202, got {response.status_code}")
 
-    def _sleep(self, seconds: float) -> None:
-        # Locust monkey-patches time.sleep into gevent's: other users run meanwhile.
-        time.sleep(seconds)
+
+class CrowdUser(_BookifyUser):
+    """One of a ticket drop's crowd: a principal of its own, one operation of the mix per task
+    (:mod:`loadtests.mix`: book, retry with the same key, cancel, read its booking or the seats
+    left, book again), each answered as :data:`loadtests.mix.EXPECTED` says or a failure."""
+
+    def on_start(self) -> None:
+        self.who = CONTEXT.require_pools().principal(self.rng)
+        self.mine: deque[Booked] = deque(maxlen=RECENT)
+        weights = CONTEXT.mix or MIXES["default"]
+        self.names = [name for name, weight in weights.items() if weight > 0]
+        self.weights = [weights[name] for name in self.names]
+
+    @task
+    def operate(self) -> None:
+        pools = CONTEXT.require_pools()
+        name = self.rng.choices(self.names, weights=self.weights)[0]
+        if name not in (BOOK, READ_SEATS) and not self.mine:
+            name = BOOK  # nothing of its own to retry, read or cancel yet
+        headers = {**self.who.auth, **Trace(CONTEXT.run_id, self.rng).headers()}
+        if name == READ_SEATS:
+            path = f"/v1/resources/{pools.resource(self.rng)}"
+            self._send("GET", path, ONE_RESOURCE, name, headers)
+        elif name in (BOOK, REBOOK):
+            resource = self.mine[-1].body["resource_id"] if name == REBOOK and self.mine else None
+            body = booking_body(resource or pools.resource(self.rng), quantity(self.rng))
+            keyed = self.rng.random() < KEYED_SHARE
+            self._book(body, idempotency_key(self.rng) if keyed else None, name, headers)
+        else:
+            booked = self.rng.choice(self.mine)
+            if name == RETRY:
+                self._book(booked.body, booked.key, name, headers)
+            elif name == READ_BOOKING:
+                path = f"/v1/bookings/{booked.booking_id}"
+                self._send("GET", path, ONE_BOOKING, name, headers)
+            else:
+                path = f"/v1/bookings/{booked.booking_id}/cancel"
+                self._send("POST", path, CANCEL, name, headers)
+
+    def _book(self, body: dict[str, Any], key: str | None, name: str, headers: Any) -> None:
+        """Book (or retry), and wait for a new booking's decision as a client does (the e2e
+        latency the SLO judges)."""
+        if key is not None:
+            headers = {**headers, "Idempotency-Key": key}
+        accepted_at = time.time()
+        answer = self._send("POST", BOOKINGS, BOOKINGS, name, headers, body)
+        if answer is None:
+            return
+        booking_id = str(answer["id"])
+        if any(b.booking_id == booking_id for b in self.mine):
+            return  # a retry answered with the booking it asked for again
+        self.mine.append(Booked(booking_id, self.who, body, key))
+        self._poll(booking_id, self.who, Trace(CONTEXT.run_id, self.rng), accepted_at)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        request_name: str,
+        operation: str,
+        headers: dict[str, str],
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """The JSON of a 2xx answer, or None; an answer the mix does not expect is a failure."""
+        with self.client.request(
+            method, path, json=body, headers=headers, name=request_name, catch_response=True
+        ) as response:
+            if response.status_code not in EXPECTED[operation]:
+                response.failure(f"{operation}: got {response.status_code}")
+                return None
+            response.success()
+            return response.json() if response.status_code in (200, 202) else None
 
 
 class ErrorUser(_BookifyUser):

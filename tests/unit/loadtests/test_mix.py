@@ -114,6 +114,23 @@ async def test_retries_reads_and_cancels_name_the_callers_own_bookings() -> None
     assert people.cancels.keys() <= people.accepted.keys()
 
 
+async def test_every_answer_is_observed_and_every_new_booking_announced() -> None:
+    gateway, observed, booked = FakeGateway(), [], []
+    people = crowd(gateway, {BOOK: 1, RETRY: 1, CANCEL: 1})
+    people.observe = lambda name, sent, ok, status: observed.append((name, ok, status))
+    people.on_booked = lambda booking, who: booked.append(booking)
+    for i in range(60):
+        await people.send(i)
+
+    assert len(observed) == 60
+    assert all(ok for _, ok, _ in observed)
+    assert {name for name, _, _ in observed} == {
+        "POST /v1/bookings",
+        "POST /v1/bookings/{id}/cancel",
+    }
+    assert sorted(booked) == sorted(gateway.owners)  # each booking once, retries not again
+
+
 async def test_with_no_booking_yet_a_cancel_books_first() -> None:
     gateway = FakeGateway()
     people = crowd(gateway, {CANCEL: 1})

@@ -124,10 +124,19 @@ def load(
     progress_every: Annotated[
         float, typer.Option(min=0.5, help="Seconds between progress lines.")
     ] = 5.0,
+    mix: Annotated[
+        str,
+        typer.Option(
+            help="A ticket-drop crowd instead of the shop's flows: `default`, or weights like "
+            "book=60,retry=6,cancel=8,read_booking=14,read_seats=10,rebook=2 "
+            "(see `bookify bench pipeline --help`)."
+        ),
+    ] = "",
 ) -> None:
     """Run a load test against the gateway; the exit code is the SLO/baseline verdict."""
     # Imported here: numpy, scipy and locust are slow to load for every other command.
     from loadtests.gates import SloConfigError
+    from loadtests.mix import MixError, parse_mix
     from loadtests.runner import LoadOptions, run
 
     if open_model and rate is None:
@@ -160,13 +169,16 @@ def load(
         booking_url=booking_url or None,
         consumer_url=consumer_url or None,
         progress_every=progress_every,
+        mix=mix,
     )
     try:
+        if mix:
+            parse_mix(mix)  # a bad --mix fails here, before any seeding
         code = run(options, say=typer.echo)
     except GatewayUnreachableError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    except (SloConfigError, FaultInjectionError, ValueError) as exc:
+    except (SloConfigError, FaultInjectionError, MixError, ValueError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
