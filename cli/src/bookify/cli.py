@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bookify.commands import bench, dlq, infra, load, platform, schemas, status, tokens
+from bookify.commands import bench, chaos, dlq, infra, load, platform, schemas, status, tokens
 
 app = typer.Typer(
     name="bookify",
@@ -21,6 +21,7 @@ app.command(epilog=status.EPILOG)(status.status)
 app.command()(platform.seed)
 app.command()(tokens.token)
 app.command(epilog=load.EPILOG)(load.load)
+app.command(epilog=chaos.EPILOG)(chaos.chaos)
 
 
 def main() -> None:
