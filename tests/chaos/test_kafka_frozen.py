@@ -12,7 +12,8 @@ import signal
 
 import pytest
 
-from tests.chaos.traffic import ChaosRun, OwnStack, Report, process_state, wait_process_state
+from loadtests.chaos.nemesis import landed, process_state
+from tests.chaos.traffic import ChaosRun, OwnStack, Report
 
 pytestmark = pytest.mark.chaos
 
@@ -30,11 +31,11 @@ async def test_a_frozen_kafka_loses_and_doubles_nothing(
         try:
             run.fault_began()
             # The fault landed: the kernel says the JVM is stopped, not merely slow.
-            await wait_process_state(kafka.pid, lambda s: s == "T", "stopped")
+            await landed(kafka.pid, lambda s: s == "T", "stopped")
             await asyncio.sleep(FROZEN_SECONDS)  # the outage itself, proven above and below
             assert process_state(kafka.pid) == "T", "Kafka thawed before SIGCONT"
         finally:
             kafka.send_signal(signal.SIGCONT)
-        await wait_process_state(kafka.pid, lambda s: s not in ("T", ""), "running again")
+        await landed(kafka.pid, lambda s: s not in ("T", ""), "running again")
         run.fault_ended()
         await run.finish(report)

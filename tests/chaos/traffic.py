@@ -668,25 +668,6 @@ async def crash_and_restart(
     run.fault_ended()
 
 
-def process_state(pid: int) -> str:
-    """The state letter of ``pid`` in /proc ("R", "S", "T" when stopped...; "" if gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[0]  # the name before it may hold spaces
-
-
-async def wait_process_state(
-    pid: int, wanted: Callable[[str], bool], what: str, within: float = 10.0
-) -> str:
-    deadline = time.monotonic() + within
-    while not wanted(state := process_state(pid)):
-        assert time.monotonic() < deadline, f"process {pid} never got {what} (state {state!r})"
-        await asyncio.sleep(0.02)
-    return state
-
-
 def write_report(
     figures: dict[str, Any], path: Path, record: Callable[[str, object], None]
 ) -> None:
