@@ -9,7 +9,6 @@ BOOKIFY_TEST_INFRA says: a test must be able to SIGSTOP and kill -9 them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,9 @@ import pytest
 from bookify.infra import LocalInfra, free_ports
 from bookify.platform import Platform, PlatformConfig
 from tests.chaos.traffic import OwnStack, Report, Target, service_logs, write_report
+from tests.conftest import KafkaServer, MongoServer
 from tests.otlp import OtlpReceiver
 from tests.stack import new_stack_config
-
-
-@dataclass(frozen=True)
-class _Kafka:
-    bootstrap_servers: str
-
-
-@dataclass(frozen=True)
-class _Mongo:
-    uri: str
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> I
     with infra:
         endpoints = infra.start()
         config = new_stack_config(
-            _Kafka(endpoints.kafka_bootstrap), _Mongo(endpoints.mongo_uri), otlp
+            KafkaServer(endpoints.kafka_bootstrap), MongoServer(endpoints.mongo_uri), otlp
         )
         with Platform(config, run_dir / "services") as platform:
             yield OwnStack(

@@ -22,6 +22,7 @@ from bookify.platform import Platform
 from loadtests.chaos.nemesis import Plan, Target, landed, run_nemesis, table
 from loadtests.chaos.schedule import INFRA, schedule
 from tests.chaos.traffic import service_logs, warnings_in
+from tests.conftest import KafkaServer, MongoServer, RedisServer
 from tests.otlp import OtlpReceiver
 from tests.stack import new_stack_config
 
@@ -29,21 +30,6 @@ pytestmark = pytest.mark.chaos
 
 SEEDS = (1, 2, 3)
 FAULT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class _Kafka:
-    bootstrap_servers: str
-
-
-@dataclass(frozen=True)
-class _Mongo:
-    uri: str
-
-
-@dataclass(frozen=True)
-class _Redis:
-    url: str
 
 
 class StackProcesses:
@@ -107,10 +93,10 @@ def nemesis_stack(
     with infra:
         endpoints = infra.start()
         config = new_stack_config(
-            _Kafka(endpoints.kafka_bootstrap),
-            _Mongo(endpoints.mongo_uri),
+            KafkaServer(endpoints.kafka_bootstrap),
+            MongoServer(endpoints.mongo_uri),
             otlp,
-            redis=_Redis(endpoints.redis_url),
+            redis=RedisServer(endpoints.redis_url),
         )
         with Platform(config, run_dir / "services") as platform:
             yield NemesisStack(
