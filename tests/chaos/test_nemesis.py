@@ -19,7 +19,7 @@ import pytest
 
 from bookify.infra import LocalInfra, free_ports
 from bookify.platform import Platform
-from loadtests.chaos.nemesis import Plan, Target, landed, run_nemesis, table
+from loadtests.chaos.nemesis import Plan, Target, died, run_nemesis, table
 from loadtests.chaos.schedule import INFRA, schedule
 from tests.chaos.traffic import service_logs, warnings_in
 from tests.conftest import KafkaServer, MongoServer, RedisServer
@@ -64,7 +64,7 @@ class StackProcesses:
         for name in INFRA:
             self.infra.process(name).kill()
         for name in INFRA:
-            await landed(self.infra.process(name).pid, lambda s: s in ("", "Z"), "died")
+            await died(self.infra.process(name).pid)
         for name in INFRA:
             await self.start_again(name)
 

@@ -21,7 +21,7 @@ from bookify.infra.local import LocalInfra
 from bookify.infra.process import is_alive, is_ours
 from bookify.infra.state import StateFile
 from bookify.platform import SUPERVISOR, PlatformState, probe_ready
-from loadtests.chaos.nemesis import Target, landed
+from loadtests.chaos.nemesis import Target, died
 from loadtests.chaos.schedule import INFRA
 
 BACK_WITHIN = 120.0
@@ -87,10 +87,18 @@ class UpProcesses:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        await asyncio.gather(*(landed(pid, lambda s: s in ("", "Z"), "died") for pid in pids))
+        await asyncio.gather(*(died(pid) for pid in pids))
         await asyncio.to_thread(self._start_infra)
 
     def _start_infra(self) -> None:
         """Start again whatever of the infrastructure is not running (on its own data),
-        detached: `up` stops it on exit as it stops what it started."""
-        LocalInfra(self.run_dir, progress=lambda _: None).start()
+        detached: `up` stops it on exit as it stops what it started. A port the kernel has
+        not released yet is asked for again for a few seconds."""
+        for attempt in range(10):
+            try:
+                LocalInfra(self.run_dir, progress=lambda _: None).start()
+                return
+            except InfraError:
+                if attempt == 9:
+                    raise
+                time.sleep(1.0)

@@ -117,6 +117,33 @@ def process_state(pid: int) -> str:
     return stat.rsplit(")", 1)[-1].split()[0]  # the name before it may hold spaces
 
 
+def dead(pid: int) -> bool:
+    """True once no thread of ``pid`` runs. Not the leader's state alone: a JVM's leader
+    thread is a zombie while its other threads still run (and hold Kafka's ports)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(_task_state(pid, task) in ("", "Z", "X") for task in tasks)
+
+
+def _task_state(pid: int, task: str) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+async def died(pid: int, within: float = 30.0) -> None:
+    """Wait until every thread of ``pid`` is gone: the kill landed."""
+    deadline = time.monotonic() + within
+    while not dead(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the fault did not land: process {pid} still runs")
+        await asyncio.sleep(STATE_EVERY)
+
+
 async def landed(pid: int, wanted: Callable[[str], bool], what: str, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not wanted(process_state(pid)):
@@ -163,7 +190,7 @@ async def apply(fault: Fault, processes: Processes, history: History) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    await landed(pid, lambda s: s in ("", "Z"), "died")
+    await died(pid)
     history.mark("fault", pid=pid, **fault.as_dict())
     await processes.start_again(fault.target)
     history.mark("fault_ended", pid=pid, **fault.as_dict())
