@@ -29,8 +29,8 @@ from shared.events import Command
 from shared.logging import get_logger
 from shared.telemetry import annotate_span
 
-if TYPE_CHECKING:  # service.py imports this module; the deps are only a type here
-    from gateway.service import GatewayDeps
+if TYPE_CHECKING:  # use_cases.py imports this module; the deps are only a type here
+    from gateway.use_cases import GatewayDeps
 
 log = get_logger(__name__)
 

@@ -17,13 +17,13 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.bootstrap import bootstrap
 from gateway.config import GatewaySettings
+from gateway.error_handlers import install_gateway_problem_handlers
 from gateway.fast_lane import FastLane
-from gateway.faults import API_PREFIX, FAULTS_PATH, FaultMiddleware
+from gateway.fault_injection import API_PREFIX, FAULTS_PATH, FaultMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
-from gateway.problem import install_gateway_problem_handlers
 from gateway.ratelimit import RateLimiter, build_limiter
 from gateway.routes import bookings, resources
-from gateway.service import GatewayDeps
+from gateway.use_cases import GatewayDeps
 from shared.ops import service_app
 from shared.telemetry import tracing_enabled
 

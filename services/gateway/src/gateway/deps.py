@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from gateway.bootstrap import GatewayRuntime
 from gateway.errors import RateLimitedError
 from gateway.ratelimit import RateLimiter
-from gateway.service import GatewayDeps
+from gateway.use_cases import GatewayDeps
 from shared.auth import Principal, Scope
 from shared.ops import authenticate, bearer, require_scope
 

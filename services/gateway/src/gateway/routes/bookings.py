@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
-from gateway import service
+from gateway import use_cases
 from gateway.deps import (
     IDEMPOTENCY_KEY,
     DepsDep,
@@ -20,7 +20,7 @@ from gateway.deps import (
     writer,
 )
 from gateway.fast_lane import LaneRoute, json_body, param, path_param
-from gateway.faults import API_PREFIX
+from gateway.fault_injection import API_PREFIX
 from gateway.routes.resources import accepted_response, model_response
 from gateway.schemas import BookingAccepted, BookingCreate, BookingOut
 from shared.problem import problem_responses
@@ -38,7 +38,8 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
 async def request_booking(
     body: BookingCreate, principal: Writer, deps: DepsDep, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    return accepted_response(await service.request_booking(deps, principal, body, idempotency_key))
+    accepted = await use_cases.request_booking(deps, principal, body, idempotency_key)
+    return accepted_response(accepted)
 
 
 @router.get(
@@ -48,7 +49,7 @@ async def request_booking(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> JSONResponse:
-    return model_response(await service.get_booking(deps, principal, booking_id))
+    return model_response(await use_cases.get_booking(deps, principal, booking_id))
 
 
 @router.post(
@@ -59,7 +60,7 @@ async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> JSO
     responses=problem_responses(401, 403, 404, 409, 413, 422, 429, 503),
 )
 async def cancel_booking(booking_id: UUID, principal: Writer, deps: DepsDep) -> JSONResponse:
-    return accepted_response(await service.cancel_booking(deps, principal, booking_id))
+    return accepted_response(await use_cases.cancel_booking(deps, principal, booking_id))
 
 
 # The same endpoints in the fast lane (gateway.fast_lane): validate as FastAPI would, then

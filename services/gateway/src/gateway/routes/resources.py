@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
 
-from gateway import service
+from gateway import use_cases
 from gateway.deps import (
     IDEMPOTENCY_KEY,
     Admin,
@@ -21,7 +21,7 @@ from gateway.deps import (
     reader,
 )
 from gateway.fast_lane import LaneRoute, json_body, param, path_param
-from gateway.faults import API_PREFIX
+from gateway.fault_injection import API_PREFIX
 from gateway.schemas import (
     MAX_PAGE_SIZE,
     ResourceAccepted,
@@ -43,7 +43,7 @@ def model_response(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"))
 
 
-def accepted_response(result: service.Accepted) -> JSONResponse:
+def accepted_response(result: use_cases.Accepted) -> JSONResponse:
     headers = {"Location": result.location}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -60,7 +60,8 @@ def accepted_response(result: service.Accepted) -> JSONResponse:
 async def create_resource(
     body: ResourceCreate, principal: Admin, deps: DepsDep, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    return accepted_response(await service.create_resource(deps, principal, body, idempotency_key))
+    accepted = await use_cases.create_resource(deps, principal, body, idempotency_key)
+    return accepted_response(accepted)
 
 
 @router.get(
@@ -70,7 +71,7 @@ async def create_resource(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_resource(resource_id: UUID, _: Reader, deps: DepsDep) -> JSONResponse:
-    return model_response(await service.get_resource(deps, resource_id))
+    return model_response(await use_cases.get_resource(deps, resource_id))
 
 
 @router.get(
@@ -85,7 +86,7 @@ async def list_resources(
     limit: PageSize = 20,
     cursor: Cursor = None,
 ) -> JSONResponse:
-    return model_response(await service.list_resources(deps, cursor=cursor, limit=limit))
+    return model_response(await use_cases.list_resources(deps, cursor=cursor, limit=limit))
 
 
 # The same endpoints in the fast lane (gateway.fast_lane): validate as FastAPI would, then
