@@ -48,11 +48,9 @@ PRINCIPALS = 2_000  # spread over many principals so the per-principal rate limi
 # still well under the rate limit (20/s) at the rates the bench offers.
 CROWD_PRINCIPALS = 200
 # The generator's keep-alive pool; arrivals beyond it wait inside their latency. Enough in
-# flight that a server waiting on its stores still has work: at 256, the gateway (whose
-# requests wait on group-committed inserts and Kafka's acks in batches) used 0.76 of a core
-# while the bare endpoint used all of one, so its 202s/s measured the pool, not the gateway;
-# at 512 it uses 0.91-0.94 (`bookify bench gateway`, two runs each, interleaved). It stays
-# below the usual limit of 1,024 open files per process, for the server and the generator.
+# flight that a server waiting on its stores still has work (fewer measured the pool, not the
+# gateway: see docs/PERFORMANCE.md#the-benchmarks-connection-pool), and below the usual limit
+# of 1,024 open files per process, for the server and the generator.
 CONNECTIONS = 512
 
 

@@ -52,8 +52,8 @@ from loadtests.data import (
 from loadtests.exporter import DEFAULT_PORT, LocustCollector, serve
 from loadtests.gates import SloConfig
 from loadtests.mix import parse_mix
+from loadtests.options import DEFAULT_SLO
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary, Sample, locust_sample
-from loadtests.runner import DEFAULT_SLO
 from loadtests.session import CLOSED_MODEL, FaultPlan, RunSession
 from loadtests.shapes import (
     SHAPES,

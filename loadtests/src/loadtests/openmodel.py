@@ -152,15 +152,12 @@ class HttpClient:
     requests in turn, over one pool.
 
     Written here on asyncio's transports and httptools rather than taken from a library,
-    because the generator's own cost per request is what limits it, and it was measured
-    (``bookify bench generator``, 2,000 arrivals/s): httpx managed ~300 requests per
-    CPU-second (httpcore checks every pooled connection's socket on every request); aiohttp
-    ~3,300-4,200, with a scheduling lag p99 of 11-31 ms, since each answer's trip through its
-    request machinery kept the schedule waiting (py-spy: three quarters of the generator's
-    busy time); this client ~6,300-8,200, at a lag p99 of 1.5-3.5 ms. It speaks only what the
-    generator needs: a request, then its answer, with a Content-Length or chunked body. An
-    answer delimited by closing the connection fails as :class:`HttpError`, and so would
-    one to a HEAD request, which the generator never sends.
+    because the generator's own cost per request is what limits it: this client makes about
+    twice aiohttp's requests per CPU-second, and many times httpx's, with a far smaller
+    scheduling lag (see docs/PERFORMANCE.md#the-load-generators-http-client-and-loop). It
+    speaks only what the generator needs: a request, then its answer, with a Content-Length or
+    chunked body. An answer delimited by closing the connection fails as :class:`HttpError`,
+    and so would one to a HEAD request, which the generator never sends.
     """
 
     def __init__(self, base_url: str, *, max_connections: int = 512, timeout: float = 30.0):
@@ -286,9 +283,8 @@ T = TypeVar("T")
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on uvloop, the generator's event loop.
 
-    Chosen by measurement (`bookify bench generator`, 2,000 arrivals/s): on asyncio's own loop
-    the generator made 3,426 requests per CPU-second with a scheduling lag p99 of 27.5 ms; on
-    uvloop, 3,648-4,787 with 10-22 ms (five runs).
+    Chosen by measurement: more requests per CPU-second and a smaller scheduling lag than on
+    asyncio's own loop (see docs/PERFORMANCE.md#the-load-generators-http-client-and-loop).
     """
     import uvloop  # here, not at the top: Locust's processes import this module too
 

@@ -39,8 +39,8 @@ from loadtests.data import (
 from loadtests.gates import ExitCode, SloConfig
 from loadtests.mix import Crowd, parse_mix
 from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run, run_open_model
+from loadtests.options import LoadOptions, Say
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary
-from loadtests.runner import LoadOptions, Say
 from loadtests.session import OPEN_MODEL, FaultPlan, RunSession
 from loadtests.shapes import (
     BookifyShape,

@@ -16,58 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.data import check_gateway, new_run_id
+from loadtests.data import check_gateway
+from loadtests.options import LoadOptions, Say
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-DEFAULT_SLO = Path(__file__).with_name("slo.default.toml")
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    shape: str
-    host: str = "http://127.0.0.1:8000"
-    users: float = 10
-    rate: float | None = None  # open model when set
-    duration: float = 60
-    step: float | None = None
-    step_seconds: float = 30
-    processes: int = 1
-    slo: Path | None = None
-    baseline: Path | None = None
-    runs_root: Path = Path("runs")
-    run_dir: Path | None = None
-    window: float = 5.0
-    exporter_port: int = 9646
-    seed_resources: int = 20
-    principals: int = 50
-    think: str = "0.5,1.5"
-    faults: str = ""
-    booking_url: str | None = None
-    consumer_url: str | None = None
-    progress_every: float = 5.0
-    max_in_flight: int = 512
-    mix: str = ""  # a crowd's operations (loadtests.mix) instead of the shop's flows
-    run_id: str = field(default_factory=new_run_id)
-
-    @property
-    def open_model(self) -> bool:
-        return self.rate is not None
-
-    def resolved_run_dir(self) -> Path:
-        if self.run_dir is not None:
-            return self.run_dir
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return self.runs_root / f"{stamp}-{self.shape}"
-
-    def slo_path(self) -> Path:
-        return self.slo or DEFAULT_SLO
 
 
 # ---------------------------------------------------------------------------- Locust
@@ -161,4 +115,4 @@ def run(options: LoadOptions, say: Say = print) -> int:
     return run_open(options, say) if options.open_model else run_locust(options, say)
 
 
-__all__ = ["LoadOptions", "locust_command", "run", "run_locust", "run_open"]
+__all__ = ["locust_command", "run", "run_locust", "run_open"]

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from loadtests import faultctl
 from loadtests.gates import GateOutcome, SloConfig
+from loadtests.options import Say
 from loadtests.recorder import Recorder, RunSummary
 from loadtests.report import REPORT_FILE, finalize
-from loadtests.runner import Say
 from loadtests.shapes import (
     BookifyShape,
     ErrorShape,

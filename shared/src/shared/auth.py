@@ -70,10 +70,11 @@ def mint_token(
 
 
 # A token that verified once stays valid until exp + leeway, the instant PyJWT would start
-# refusing it. Decoding it and checking its signature again on every request cost a saturated
-# gateway 8 % of its CPU (py-spy), and a client polls its booking with the token it booked
-# with. So valid tokens are kept until that instant, keyed by the token *and* everything it
-# was checked against; invalid ones are never kept, so only the key holder can fill the cache.
+# refusing it. Checking its signature again on every request is a measurable share of the
+# gateway's CPU (see docs/PERFORMANCE.md#verified-tokens-kept), and a client polls its booking
+# with the token it booked with. So valid tokens are kept until that instant, keyed by the
+# token *and* everything it was checked against; invalid ones are never kept, so only the key
+# holder can fill the cache.
 VERIFIED_TOKENS = 65_536
 
 

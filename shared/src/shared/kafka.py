@@ -49,11 +49,8 @@ def make_broker(
         enable_idempotence=True,
         client_id=settings.service_name,
         request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-        # A hot resource's records all go to one partition, and the producer sends a
-        # partition one batch at a time: with aiokafka's 16 KiB batches (~25 commands), 256
-        # sends in flight made 5,400-6,500 records/s at 148-177 us of CPU each; 256 KiB
-        # batches made 22,400-27,600/s at 33-42 us (`uv run python -m
-        # tests.support.producer_batch_cost`). Far under the broker's 1 MiB message.max.bytes.
+        # A hot resource's records all go to one partition, sent one batch at a time: larger
+        # batches carry it several times faster (see docs/PERFORMANCE.md#kafka-producer-batches).
         max_batch_size=PRODUCER_BATCH_BYTES,
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
         # FastStream's own logger prints coloured lines to stdout; route it through the
@@ -132,11 +129,8 @@ def subscribe(
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
-        # aiokafka fetches a broker's partitions one request at a time. While a batch is
-        # handled for longer than its prefetch backoff (100 ms), it sends a fetch for the
-        # other, idle partitions, which the broker holds this long: the hot partition's next
-        # fetch waits behind it. At aiokafka's 500 ms, a resource taking 400 bookings/s was
-        # decided 440 ms after acceptance at p50 (950 ms p99); at 25 ms, 120 ms (260 ms).
+        # aiokafka fetches a broker's partitions one request at a time: a held fetch of idle
+        # partitions delays the hot one's (see docs/PERFORMANCE.md#kafka-fetch-wait).
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         group_id=settings.group,
         auto_offset_reset=settings.auto_offset_reset,

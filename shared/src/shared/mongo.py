@@ -9,6 +9,15 @@ from pymongo import AsyncMongoClient
 
 Document = dict[str, Any]
 
+# A unique index refusing a write, as PyMongo itself tells it (11001 and 12582 are the codes
+# older servers gave it).
+DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
+
+
+def is_duplicate_key(write_error: Mapping[str, Any]) -> bool:
+    """Whether one of a write's ``writeErrors`` is a unique index refusing the document."""
+    return write_error.get("code") in DUPLICATE_KEY_CODES
+
 
 def make_mongo_client(uri: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(

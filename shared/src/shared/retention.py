@@ -8,11 +8,11 @@ periodic sweep deletes what is older. Which of the two applies is found out by a
 the TTL index, not by guessing the server.
 
 On FerretDB v1 a sweep reads the whole collection: it pushes no date comparison down to
-SQLite. At about 475,000 documents that took 9-19 s of the store per collection (the five
-collections the services keep bounded: about 55 s), during which every write waited on a
-busier store. So sweeps are hourly by default (``retention_sweep_seconds``; a document then
-lives at most an hour past its retention), and the first comes one interval after start,
-not while a service starts up and takes its first load.
+SQLite, and every write waits on a busier store meanwhile (see
+docs/PERFORMANCE.md#retention-sweeps-on-ferretdb). So sweeps are hourly by default
+(``retention_sweep_seconds``; a document then lives at most an hour past its retention), and
+the first comes one interval after start, not while a service starts up and takes its first
+load.
 """
 
 from __future__ import annotations

@@ -29,23 +29,16 @@ S = TypeVar("S", bound=ServiceSettings, contravariant=True)
 # drops it, and aiokafka catches only OSError there (aio-libs/aiokafka#1038): the exception
 # killed a client's metadata refresher, and every coordinator lookup and produce retry then
 # waited on it forever (tests/chaos/test_kafka_killed.py: a service stopped consuming for
-# good after a broker restart, in about one run in four under load). What it costs: the
-# gateway's CPU per accepted booking did not move measurably (0.98-1.15 ms on uvloop,
-# 0.86-1.29 on asyncio's loop, `bookify bench gateway`, four runs each), but the pipeline's
-# headroom did: `bookify bench pipeline` on one hot resource held 500 bookings/s on uvloop,
-# and 400/s here (p99 accepted->decided 281-468 ms in eight runs), before the collector was
-# set as below; since then it holds 400/s (p99 126-309 ms in six runs, and 1,039 ms in one
-# run during the retention sweeps that used to start with the services) and held 500/s in
-# four runs of five, 600/s in two of six.
+# good after a broker restart, in about one run in four under load). What it costs: some of
+# the pipeline's headroom, not the gateway's CPU (see docs/PERFORMANCE.md#the-services-event-loop).
 SERVICE_LOOP = "asyncio"
 
 
 # CPython's collector, set for a server. At the default gen0 threshold (700), a few hundred
 # requests in flight are enough to start a collection every few milliseconds; each one
 # promotes those requests' objects, so full collections follow, and each full collection
-# scans everything the imports and the app built. That was a fifth of a saturated gateway's
-# CPU (1.9-2.0 s of 9.4-9.8 s, 11-12 full collections, `bookify bench gateway`). Frozen
-# after start-up and with gen0 at 20,000, the same run spent 0.03 s in 4 young collections.
+# scans everything the imports and the app built: a fifth of a saturated gateway's CPU, and
+# next to none once frozen with a larger gen0 (see docs/PERFORMANCE.md#the-garbage-collector).
 # Nearly everything a request allocates is freed by reference counting, so the cycles a
 # larger gen0 lets wait are few and small.
 GC_THRESHOLDS = (20_000, 20, 100)

@@ -63,8 +63,8 @@ def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
 
 def tracing_enabled(provider: TracerProvider | None = None) -> bool:
     """False when ``OTEL_SDK_DISABLED=true`` turned the SDK off (``provider``, or the global
-    one): its tracers then make no spans, so instrumentation around them is pure cost. Each
-    service skips it then; on a saturated gateway it was a fifth of the CPU (py-spy)."""
+    one): its tracers then make no spans, so instrumentation around them is pure cost, which
+    each service skips then (see docs/PERFORMANCE.md#tracing-off-without-a-collector)."""
     tracer = (provider or trace.get_tracer_provider()).get_tracer("bookify")
     return not isinstance(tracer, trace.NoOpTracer)
 

@@ -12,6 +12,7 @@ from httpx import ASGITransport, AsyncClient
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
+from gateway.fast_lane import FastLane
 from shared.auth import AuthSettings
 from tests.support import auth
 
@@ -31,6 +32,13 @@ def settings(**overrides: Any) -> GatewaySettings:
     # One app, no Redis: the shared limiter has tests of its own (test_ratelimit.py).
     base: dict[str, Any] = {"environment": "test", "auth": AUTH, "rate_limit_storage": "memory://"}
     return GatewaySettings(**(base | overrides))
+
+
+def without_lane(app: FastAPI) -> FastAPI:
+    """``app`` with every request routed by FastAPI: no fast lane (gateway.fast_lane). Its
+    middleware stack is built on the first request, so this holds for all of them."""
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastLane]
+    return app
 
 
 @pytest.fixture

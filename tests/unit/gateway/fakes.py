@@ -18,7 +18,7 @@ from gateway.ports import (
     IdempotencyRecord,
     IdempotencyState,
 )
-from gateway.service import GatewayDeps
+from gateway.use_cases import GatewayDeps
 from shared.events import Command
 from shared.mongo import Document
 from shared.readmodel import BookingStatus, BookingView, ResourceView

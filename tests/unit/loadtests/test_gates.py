@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from loadtests.gates import ExitCode, GateResult, LatencySlo, SloConfig, SloConfigError, evaluate
+from loadtests.options import DEFAULT_SLO
 from loadtests.recorder import LatencyStats, RunSummary, Validity
-from loadtests.runner import DEFAULT_SLO
 from loadtests.stats import Comparison, Verdict
 
 VALID = Validity(True, "", 0, 10, 0.4)

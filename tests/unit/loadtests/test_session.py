@@ -17,8 +17,8 @@ from loadtests.faultctl import (
     targets,
 )
 from loadtests.gates import ExitCode, SloConfig
+from loadtests.options import LoadOptions
 from loadtests.recorder import Recorder, RunSummary
-from loadtests.runner import LoadOptions
 from loadtests.session import CLOSED_MODEL, OPEN_MODEL, FaultPlan, LoadModel, RunSession
 from loadtests.shapes import BookifyShape, StepHealth, StepWindow, StressShape, build_shape
 from shared.faults import FaultSettings

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.faults import FaultMiddleware
+from gateway.fault_injection import FaultMiddleware
 from shared.faults import (
     OFF,
     FaultSettings,

@@ -137,7 +137,8 @@ def load(
     # Imported here: numpy, scipy and locust are slow to load for every other command.
     from loadtests.gates import SloConfigError
     from loadtests.mix import MixError, parse_mix
-    from loadtests.runner import LoadOptions, run
+    from loadtests.options import LoadOptions
+    from loadtests.runner import run
 
     if open_model and rate is None:
         raise typer.BadParameter("--open needs --rate (arrivals per second)", param_hint="--rate")

@@ -91,8 +91,8 @@ def _refuse_a_limit_per_gateway(replicas: dict[ServiceName, int], storage: str |
 def tracing_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The services' OTEL_SDK_DISABLED: on when no OTLP endpoint is set to receive spans.
 
-    Locally there is no collector: recording spans for nobody made the gateway spend 2.2 ms of
-    CPU per booking instead of 1.7 (`bookify bench pipeline --rate 400`). Set
+    Locally there is no collector, and recording spans for nobody costs the gateway CPU per
+    booking (see docs/PERFORMANCE.md#tracing-off-without-a-collector). Set
     OTEL_EXPORTER_OTLP_ENDPOINT to trace, or OTEL_SDK_DISABLED yourself to decide either way.
     """
     if trace_endpoint(environ) or "OTEL_SDK_DISABLED" in environ:

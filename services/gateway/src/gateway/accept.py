@@ -14,25 +14,43 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from gateway.errors import IdempotencyKeyReusedError
 from gateway.ports import (
     AcceptedRecord,
+    AcceptedStore,
+    CommandPublisher,
     DependencyUnavailableError,
     IdempotencyRecord,
     IdempotencyState,
+    IdempotencyStore,
 )
 from shared.auth import Principal
 from shared.events import Command
 from shared.logging import get_logger
 from shared.telemetry import annotate_span
 
-if TYPE_CHECKING:  # service.py imports this module; the deps are only a type here
-    from gateway.service import GatewayDeps
-
 log = get_logger(__name__)
+
+
+class AcceptPorts(Protocol):
+    """What the accept path uses of the gateway's deps (``GatewayDeps`` has it all), read
+    only: this module needs nothing else, and imports nothing of the use cases."""
+
+    @property
+    def publisher(self) -> CommandPublisher: ...
+    @property
+    def accepted(self) -> AcceptedStore: ...
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def idempotency_wait_seconds(self) -> float: ...
+    @property
+    def idempotency_poll_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +102,7 @@ def new_ids(clock: Callable[[], datetime]) -> Ids:
 
 
 async def accept(
-    deps: GatewayDeps,
+    deps: AcceptPorts,
     principal: Principal,
     *,
     operation: str,
@@ -154,7 +172,7 @@ async def accept(
 
 
 async def _original_answer(
-    deps: GatewayDeps, reservation: IdempotencyRecord, p: Plan
+    deps: AcceptPorts, reservation: IdempotencyRecord, p: Plan
 ) -> Accepted | None:
     """The original's 202 once its accepted record exists; None to take the key over.
 
@@ -183,7 +201,7 @@ async def _original_answer(
         reservation = latest
 
 
-async def _best_effort_mark_failed(deps: GatewayDeps, key_id: str) -> None:
+async def _best_effort_mark_failed(deps: AcceptPorts, key_id: str) -> None:
     try:
         await deps.idempotency.mark_failed(key_id)
     except DependencyUnavailableError:

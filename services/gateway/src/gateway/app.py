@@ -17,13 +17,13 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.bootstrap import bootstrap
 from gateway.config import GatewaySettings
-from gateway.faults import API_PREFIX, FAULTS_PATH, FaultMiddleware
-from gateway.lean_route import LeanLane
+from gateway.error_handlers import install_gateway_problem_handlers
+from gateway.fast_lane import FastLane
+from gateway.fault_injection import API_PREFIX, FAULTS_PATH, FaultMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
-from gateway.problem import install_gateway_problem_handlers
 from gateway.ratelimit import RateLimiter, build_limiter
 from gateway.routes import bookings, resources
-from gateway.service import GatewayDeps
+from gateway.use_cases import GatewayDeps
 from shared.ops import service_app
 from shared.telemetry import tracing_enabled
 
@@ -65,8 +65,8 @@ def create_app(
 
     # add_middleware wraps: the last added is the outermost. Metrics see every answer,
     # including the 413s the body limit and the injected faults send before routing; the
-    # lane, innermost, takes the fixed-path API routes past FastAPI's routing.
-    app.add_middleware(LeanLane, routes=app.router.routes)
+    # lane, innermost, takes the hottest fixed-path API routes past FastAPI's routing.
+    app.add_middleware(FastLane, routes=(*bookings.LANE, *resources.LANE))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(FaultMiddleware, switch=runtime.faults)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, routes=app.router.routes)

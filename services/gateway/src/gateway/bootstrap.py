@@ -26,7 +26,7 @@ from gateway.adapters import (
 from gateway.config import GatewaySettings
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
-from gateway.service import GatewayDeps
+from gateway.use_cases import GatewayDeps
 from shared.kafka import ensure_topics
 from shared.logging import get_logger
 from shared.mongo import Document

@@ -1,4 +1,5 @@
-"""The gateway's domain errors. They know nothing of HTTP; problem.py maps each to a status."""
+"""The gateway's domain errors. They know nothing of HTTP: error_handlers.py gives each a
+status."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from uuid import UUID
+
+from cachetools import LRUCache
 
 
 class KnownIds:
@@ -18,22 +19,15 @@ class KnownIds:
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
-        self._capacity = capacity
-        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._ids: LRUCache[UUID, bool] | None = LRUCache(capacity) if capacity else None
 
     def knows(self, id_: UUID) -> bool:
-        if id_ not in self._ids:
-            return False
-        self._ids.move_to_end(id_)
-        return True
+        # get(), not `in`: a look-up makes the id the most recently used.
+        return self._ids is not None and self._ids.get(id_, False)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return 0 if self._ids is None else len(self._ids)
 
     def add(self, id_: UUID) -> None:
-        if self._capacity == 0:
-            return
-        self._ids[id_] = None
-        self._ids.move_to_end(id_)
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+        if self._ids is not None:
+            self._ids[id_] = True

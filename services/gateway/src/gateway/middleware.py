@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.fast_lane import LaneRoute
 from shared.problem import send_problem
 from shared.telemetry import LATENCY_BUCKETS
 
@@ -135,6 +136,8 @@ class MetricsMiddleware:
     def _template(self, scope: Scope) -> str:
         contexts = self._route_contexts()
         route = scope.get("route")
+        if isinstance(route, LaneRoute):
+            return route.path_format
         if route is not None and id(route) in self._templates:
             return self._templates[id(route)]
         # Answered before routing (e.g. a 413 by Content-Length): match it ourselves.

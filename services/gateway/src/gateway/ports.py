@@ -1,7 +1,7 @@
 """What the gateway needs from the outside world, as Protocols.
 
 The Mongo and Kafka adapters live in the ``gateway.adapters`` package; unit tests pass
-hand-written fakes (tests/unit/gateway/fakes.py) through :class:`gateway.service.GatewayDeps`
+hand-written fakes (tests/unit/gateway/fakes.py) through :class:`gateway.use_cases.GatewayDeps`
 instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 """
 
@@ -99,7 +99,7 @@ class ViewReader(Protocol):
     """The consumer's read model (:mod:`shared.readmodel`), read-only for the gateway.
 
     Views come back as stored: a resource the consumer has seen only through bookings has
-    no name or capacity yet, and :mod:`gateway.service` treats it as not yet created.
+    no name or capacity yet, and :mod:`gateway.use_cases` treats it as not yet created.
     """
 
     async def get_resource(self, resource_id: UUID) -> ResourceView | None: ...

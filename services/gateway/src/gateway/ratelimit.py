@@ -2,13 +2,11 @@
 
 Why Redis, and not a counter in the gateway's own MongoDB (``$inc`` with upsert):
 
-- Cost per request (``uv run python -m tests.support.ratelimit_cost``; docs/DESIGN.md
-  section 9): a check on a local ``redis-server`` is one Lua call and no database write.
-  An ``$inc`` upsert is a *write* per request (p50 1.2-1.6 ms, at most ~1,500/s): FerretDB
-  here takes about 1,100 single-document writes/s for every service together, so the limiter
-  alone would cap the platform's request rate and compete with the bookings for the one
-  SQLite writer. Worse, FerretDB v1's ``$inc`` is not atomic: of 500 concurrent increments
-  of one key it counted 83 and 148, so a burst would mostly get through.
+- Cost per request: a check on a local ``redis-server`` is one Lua call and no database
+  write; an ``$inc`` upsert is a *write* per request, and the store's writes are what the
+  whole platform shares, so the limiter alone would cap its request rate. Worse, FerretDB
+  v1's ``$inc`` is not atomic, so a burst would mostly get through (see
+  docs/PERFORMANCE.md#the-rate-limiter).
 - What users run: a shared rate limit in Redis (or Valkey) is what API gateways keep their
   quotas in, and managed Redis is on every cloud.
 
@@ -18,12 +16,11 @@ whose clocks differ still agree), updated by one atomic Lua script: ``rate_limit
 once, then ``rate_limit_per_second``, whatever the number of gateways.
 
 Why our own script and not the `limits` library (which the previous version used): `limits`
-makes one Redis round trip per check, with no way to send several together; on a saturated
-gateway that was 16 % of its CPU (py-spy: about 200 us of redis-py per check). Here the checks
-that arrive while one round trip is out go together in the next one, one call of the script
-over all their keys, so a ticket drop's thousands of principals cost a handful of round trips
-per millisecond, not one each. A pipeline of one EVALSHA per check cost redis-py about 22 us
-of CPU per check in a batch of 200; the one call costs about 4-5 us.
+makes one Redis round trip per check, with no way to send several together, a large share of
+a saturated gateway's CPU. Here the checks that arrive while one round trip is out go together
+in the next one, one call of the script over all their keys, so a ticket drop's thousands of
+principals cost a handful of round trips per millisecond, not one each, and a few
+microseconds of client CPU per check (see docs/PERFORMANCE.md#the-rate-limiter).
 
 If Redis does not answer (down, or slower than ``rate_limit_timeout_seconds``), the gateway
 *fails open to its own bucket*: the request is judged by this instance's in-memory token

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from pymongo import ASCENDING
@@ -31,12 +31,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from booking.domain import AlreadyDecided, ConcurrencyConflict, EntryKind, LedgerEntry
 from shared.events import RejectionReason
 from shared.logging import get_logger
+from shared.mongo import Document, is_duplicate_key
 
 log = get_logger(__name__)
 
-Document = dict[str, Any]
-
-DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 COLLECTION = "ledger"
 OPS_COLLECTION = "ledger_ops"
 # Marks a ledger_ops collection in which every entry has its pointer (see ensure_pointers).
@@ -208,7 +206,7 @@ class MongoLedgerRepository:
             return None
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            if not errors or not all(is_duplicate_key(e) for e in errors):
                 raise
             refused_at = int(errors[0]["index"])
             if int(exc.details.get("nInserted", refused_at)) > refused_at:
@@ -259,7 +257,7 @@ class MongoLedgerRepository:
             await self._ops.insert_many([_pointer(e) for e in entries], ordered=False)
         except BulkWriteError as exc:
             # Duplicates are someone else's copies of the same pointers (see _point).
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            if not all(is_duplicate_key(e) for e in exc.details.get("writeErrors", [])):
                 raise
             return int(exc.details.get("nInserted", 0))
         return len(entries)

@@ -13,8 +13,9 @@ read back or appended. (Dropping the database under a running worker breaks that
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from uuid import UUID
+
+from cachetools import LRUCache
 
 from booking.adapters import LedgerRepository
 from booking.domain import LedgerEntry
@@ -28,8 +29,7 @@ class LedgerHeads:
         if capacity < 1:
             raise ValueError("the head cache needs room for at least one resource")
         self._ledger = ledger
-        self._capacity = capacity
-        self._heads: OrderedDict[UUID, LedgerEntry] = OrderedDict()
+        self._heads: LRUCache[UUID, LedgerEntry] = LRUCache(capacity)
 
     def __len__(self) -> int:
         return len(self._heads)
@@ -42,10 +42,9 @@ class LedgerHeads:
         ``at_least`` is an entry of the resource read elsewhere: a cached head older than it
         is known to be stale, so the search starts from it instead.
         """
-        cached = self._heads.get(resource_id)
+        cached = self._heads.get(resource_id)  # a look-up makes it the most recently used
         if cached is None or (at_least is not None and cached.seq < at_least.seq):
             return await self.refresh(resource_id, at_least)
-        self._heads.move_to_end(resource_id)
         return cached
 
     async def refresh(
@@ -65,9 +64,6 @@ class LedgerHeads:
         cached = self._heads.get(entry.resource_id)
         if cached is None or cached.seq < entry.seq:
             self._heads[entry.resource_id] = entry
-        self._heads.move_to_end(entry.resource_id)
-        while len(self._heads) > self._capacity:
-            self._heads.popitem(last=False)
 
 
 async def find_head(

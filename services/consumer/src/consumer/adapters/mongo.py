@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from consumer.domain import Notification, ResourceChange, blocking_statuses
-from shared.mongo import Document
+from shared.mongo import Document, is_duplicate_key
 from shared.readmodel import (
     BOOKINGS,
     RESOURCE_DETAILS,
@@ -44,7 +44,6 @@ from shared.readmodel import (
 from shared.retention import Retained
 
 ALL_STATUSES = frozenset(BookingStatus)
-DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing a write
 NOTIFICATIONS = "notifications"
 PROCESSED_EVENTS = "processed_events"
 
@@ -215,7 +214,7 @@ async def _updates(
         if not errors:
             break
         error = errors[0]
-        if error.get("code") != DUPLICATE_KEY:
+        if not is_duplicate_key(error):
             raise OperationFailure(f"update of {collection.name} failed: {error}", details=reply)
         refused.add(start + error["index"])
         start += error["index"] + 1
@@ -230,7 +229,7 @@ async def _inserts(collection: AsyncCollection[Document], docs: Sequence[Documen
         await collection.insert_many(list(docs), ordered=False)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        if not all(is_duplicate_key(e) for e in errors):
             raise
         return {e["index"] for e in errors}
     return set()

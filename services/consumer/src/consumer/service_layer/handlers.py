@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from cachetools import LRUCache
 from opentelemetry import trace
 from opentelemetry.trace import Link
 
@@ -53,7 +54,7 @@ class EventHandler:
         self._clock = clock
         self._checkpoint = checkpoint  # the fault switch's kill points (chaos tests)
         # Resource names for notifications: fixed once given, so a cache is never stale.
-        self._names: dict[str, str] = {}
+        self._names: LRUCache[str, str] = LRUCache(NAMES_CACHED)
 
     async def many(self, deliveries: Sequence[Delivery]) -> None:
         """A batch in a handful of bulk writes, whatever its size.
@@ -70,7 +71,7 @@ class EventHandler:
         changes = coalesce_changes([p.resource for p in projections if p.resource])
         for change in changes:
             if change.details is not None:
-                self._remember(change.resource_id, change.details.name)
+                self._names[change.resource_id] = change.details.name
         with consuming(first.record, first.message) as span:
             await self._views.apply_resources(changes)
             self._checkpoint(KillPoint.MID_BATCH)
@@ -105,14 +106,8 @@ class EventHandler:
             resource = await self._views.get_resource(resource_id)
             name = resource.name if resource else None
             if name is not None:
-                self._remember(resource_id, name)
+                self._names[resource_id] = name
         return name
-
-    def _remember(self, resource_id: str, name: str) -> None:
-        # A name never changes once given, so a remembered one is never stale.
-        self._names[resource_id] = name
-        while len(self._names) > NAMES_CACHED:
-            self._names.pop(next(iter(self._names)))
 
     def _measure(self, message: Message, marked: set[str], visible_at: datetime) -> None:
         kind = type(message).__name__

@@ -20,12 +20,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from gateway.ports import DependencyUnavailableError
 from shared.logging import get_logger
-from shared.mongo import Document
+from shared.mongo import Document, is_duplicate_key
 
 log = get_logger(__name__)
-
-# What PyMongo itself treats as a duplicate key (pymongo.helpers_shared._DUPLICATE_KEY_ERRORS).
-DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 
 
 class InsertManyTarget(Protocol):
@@ -149,9 +146,10 @@ class GroupInserter:
         """Hand each write error to the caller whose document it names (by batch index)."""
         failed: dict[int, BaseException] = {}
         for error in details.get("writeErrors", []):
-            code = error.get("code")
-            if code in DUPLICATE_KEY_CODES:
-                failed[error["index"]] = DuplicateKeyError(error.get("errmsg", ""), code, error)
+            if is_duplicate_key(error):
+                failed[error["index"]] = DuplicateKeyError(
+                    error.get("errmsg", ""), error["code"], error
+                )
             else:  # as a lone insert's WriteError would be: not the client's fault
                 failed[error["index"]] = _unavailable("WriteError")
         # Written, but not as durably as asked: as insert_one's WriteConcernError, a 503.

@@ -1,1 +1,1 @@
-"""HTTP entrypoints: parse, call one use case in gateway.service, map the outcome."""
+"""HTTP entrypoints: parse, call one use case in gateway.use_cases, map the outcome."""

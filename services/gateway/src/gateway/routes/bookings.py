@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
-from gateway import service
-from gateway.deps import DepsDep, IdempotencyKey, Reader, Writer
-from gateway.lean_route import LeanRoute
+from gateway import use_cases
+from gateway.deps import (
+    IDEMPOTENCY_KEY,
+    DepsDep,
+    IdempotencyKey,
+    Reader,
+    Writer,
+    get_deps,
+    reader,
+    writer,
+)
+from gateway.fast_lane import LaneRoute, json_body, param, path_param
+from gateway.fault_injection import API_PREFIX
 from gateway.routes.resources import accepted_response, model_response
 from gateway.schemas import BookingAccepted, BookingCreate, BookingOut
 from shared.problem import problem_responses
 
-router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=LeanRoute)
+router = APIRouter(prefix="/bookings", tags=["bookings"])
 
 
 @router.post(
@@ -27,7 +38,8 @@ router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=LeanRoute)
 async def request_booking(
     body: BookingCreate, principal: Writer, deps: DepsDep, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    return accepted_response(await service.request_booking(deps, principal, body, idempotency_key))
+    accepted = await use_cases.request_booking(deps, principal, body, idempotency_key)
+    return accepted_response(accepted)
 
 
 @router.get(
@@ -37,7 +49,7 @@ async def request_booking(
     responses=problem_responses(401, 403, 404, 422, 429, 503),
 )
 async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> JSONResponse:
-    return model_response(await service.get_booking(deps, principal, booking_id))
+    return model_response(await use_cases.get_booking(deps, principal, booking_id))
 
 
 @router.post(
@@ -48,4 +60,34 @@ async def get_booking(booking_id: UUID, principal: Reader, deps: DepsDep) -> JSO
     responses=problem_responses(401, 403, 404, 409, 413, 422, 429, 503),
 )
 async def cancel_booking(booking_id: UUID, principal: Writer, deps: DepsDep) -> JSONResponse:
-    return accepted_response(await service.cancel_booking(deps, principal, booking_id))
+    return accepted_response(await use_cases.cancel_booking(deps, principal, booking_id))
+
+
+# The same endpoints in the fast lane (gateway.fast_lane): validate as FastAPI would, then
+# call the same dependencies and endpoint.
+BOOKING_CREATE = TypeAdapter(BookingCreate)
+BOOKING_ID = TypeAdapter(UUID)
+
+
+async def request_booking_fast(request: Request) -> JSONResponse:
+    body = await json_body(request, BOOKING_CREATE)
+    key = param(IDEMPOTENCY_KEY, request.headers.get("idempotency-key"), None)
+    return await request_booking(body, await writer(request), await get_deps(request), key)
+
+
+async def get_booking_fast(request: Request) -> JSONResponse:
+    booking_id = path_param(request, "booking_id", BOOKING_ID)
+    return await get_booking(booking_id, await reader(request), await get_deps(request))
+
+
+async def cancel_booking_fast(request: Request) -> JSONResponse:
+    booking_id = path_param(request, "booking_id", BOOKING_ID)
+    return await cancel_booking(booking_id, await writer(request), await get_deps(request))
+
+
+PATH = f"{API_PREFIX}{router.prefix}"
+LANE = (
+    LaneRoute("POST", PATH, request_booking_fast),
+    LaneRoute("GET", PATH + "/{booking_id}", get_booking_fast),
+    LaneRoute("POST", PATH + "/{booking_id}/cancel", cancel_booking_fast),
+)

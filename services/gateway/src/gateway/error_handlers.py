@@ -17,7 +17,7 @@ from gateway.errors import (
     RateLimitedError,
     UnknownResourceError,
 )
-from gateway.faults import API_PREFIX
+from gateway.fault_injection import API_PREFIX
 from gateway.ports import DependencyUnavailableError, UnsafeDocumentError
 from shared.logging import get_logger
 from shared.ops import authenticate, bearer
