@@ -404,6 +404,28 @@ async def test_a_send_kafka_never_confirmed_is_a_503_that_says_the_outcome_is_un
     assert fakes.accepted.records == {}
 
 
+async def test_a_retry_of_a_key_whose_earlier_try_is_unknown_never_says_not_accepted(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
+) -> None:
+    # Found by bookify chaos (seed 102): a keyed booking told "unknown", retried with its key
+    # while Kafka refused at once, was told "not_accepted"; the first try landed, and its
+    # client, told nothing was done, never learnt of the booking it got.
+    fakes.publisher.fail = True
+    fakes.publisher.outcome_unknown = True
+    first = await book(client, resource_id, key="k-retried")
+    assert assert_problem(first, 503, "service-unavailable")["outcome"] == "unknown"
+
+    fakes.publisher.outcome_unknown = False  # this time nothing reaches Kafka at all
+    again = await book(client, resource_id, key="k-retried")
+
+    assert assert_problem(again, 503, "service-unavailable")["outcome"] == "unknown"
+    fakes.publisher.fail = False
+    answered = await book(client, resource_id, key="k-retried")
+    assert answered.status_code == 202  # the same key gets the one booking, once Kafka is back
+    [command] = fakes.publisher.published
+    assert str(command.booking_id) == answered.json()["id"]
+
+
 async def test_publisher_failing_with_a_key_records_no_response_to_replay(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:

@@ -118,6 +118,7 @@ async def accept(
     """
     ids = new_ids(deps.clock)
     key_id: str | None = None
+    existing: IdempotencyRecord | None = None  # an earlier try of the same key
     if idempotency_key is not None:
         key_id = idempotency_key_id(principal.sub, operation, idempotency_key)
         digest = request_hash(operation, payload)
@@ -153,9 +154,16 @@ async def accept(
     )
     try:
         await deps.publisher.publish(p.command)
-    except DependencyUnavailableError:
+    except DependencyUnavailableError as exc:
         if key_id is not None:
             await _best_effort_mark_failed(deps, key_id)
+        if existing is not None and not exc.outcome_unknown:
+            # This try reached nothing, but an earlier one of the key may yet land (it was
+            # told "unknown", or is still in flight): "not accepted" would be a lie that
+            # leaves its client a booking it was never told about (found by bookify chaos).
+            raise DependencyUnavailableError(
+                exc.dependency, exc.detail, outcome_unknown=True
+            ) from exc
         raise
     # After the ack, before the 202: a GET on the Location must never 404. This insert is
     # also what tells a retry of the key that its 202 was sent.
