@@ -652,6 +652,7 @@ def test_values_reach_the_settings(helm: Path, profile: str) -> None:
         assert settings.topic_partitions == kafka["topicPartitions"]
         assert settings.topic_replication_factor == kafka["topicReplicationFactor"]
         assert settings.topic_min_insync_replicas == kafka["topicMinInsyncReplicas"]
+        assert settings.create_topics == kafka["createTopics"]
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == chosen["otel"]["endpoint"]
         if isinstance(settings, SubscriberSettings):
             assert settings.group_id == SERVICES[name].model_fields["group_id"].default

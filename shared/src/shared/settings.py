@@ -98,6 +98,11 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="min.insync.replicas of the topics it creates; None keeps the broker's.",
     )
+    create_topics: bool = Field(
+        default=True,
+        description="Create missing topics at start-up; off where the cluster's operator "
+        "creates them (Strimzi KafkaTopic, Terraform): the services then only check them.",
+    )
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     log_level: str = "INFO"
     log_json: bool = True

@@ -108,6 +108,7 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 {{- if not (kindIs "invalid" $kafka.topicMinInsyncReplicas) -}}
 {{- $_ := set $env (print $p "TOPIC_MIN_INSYNC_REPLICAS") (toString $kafka.topicMinInsyncReplicas) -}}
 {{- end -}}
+{{- $_ := set $env (print $p "CREATE_TOPICS") (toString $kafka.createTopics) -}}
 {{- if $svc.groupId -}}
 {{- $_ := set $env (print $p "GROUP_ID") $svc.groupId -}}
 {{- end -}}

@@ -27,7 +27,7 @@ from gateway.config import GatewaySettings
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.service import GatewayDeps
-from shared.kafka import ensure_topics
+from shared.kafka import TopicMismatchError, ensure_topics
 from shared.logging import get_logger
 from shared.mongo import Document
 from shared.retention import bounded
@@ -42,7 +42,9 @@ async def _ensure_topics(settings: GatewaySettings) -> None:
     try:
         async with asyncio.timeout(settings.kafka_connect_timeout_seconds):
             await ensure_topics(settings)
-    except Exception as exc:  # the broker may auto-create; never block startup on this
+    except TopicMismatchError:
+        raise  # topics the settings do not want: fail start-up, saying what differs
+    except Exception as exc:  # Kafka going away again must not block start-up
         log.warning("could not ensure topics", error=f"{type(exc).__name__}: {exc}")
 
 
