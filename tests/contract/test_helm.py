@@ -62,9 +62,11 @@ EXTERNAL_SECRETS = {
     ("bookify-jwt", "jwt-secret"): "an-operator-made-secret-0123456789abcdefghijkl",
     ("bookify-mongodb", "mongodb-uri"): "mongodb://bookify:pw@mongodb-0.mongodb.data.svc:27017/",
     ("bookify-redis", "redis-url"): "redis://:pw@redis-master.data.svc:6379/0",
+    **{(f"bookify-{name}", "password"): f"{name}-kafka-password" for name in SERVICES},
 }
 PROFILES: dict[str, tuple[str, ...]] = {
-    "default": ("--set", f"auth.jwtSecret={JWT_SECRET}"),
+    # A PLAINTEXT listener, trusted as such (prod refuses it otherwise).
+    "default": ("--set", f"auth.jwtSecret={JWT_SECRET}", "--set", "kafka.allowPlaintext=true"),
     "production": ("-f", str(PRODUCTION_VALUES)),
 }
 PROBES = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
@@ -755,7 +757,86 @@ def test_existing_secrets_are_referenced_not_created(helm: Path) -> None:
     assert refs == {
         "BOOKIFY_AUTH_JWT_SECRET": {"name": "bookify-jwt", "key": "jwt-secret"},
         "BOOKIFY_BOOKING_MONGO_URI": {"name": "bookify-mongodb", "key": "mongodb-uri"},
+        "BOOKIFY_KAFKA_SASL_PASSWORD": {"name": "bookify-booking", "key": "password"},
     }
+
+
+# ---------------------------------------------------------------- Kafka security
+def mounted_file(pod: Manifest, container: Manifest, path: str) -> tuple[str, str] | None:
+    """(Secret name, key) that ``path`` in the container is, through its volume mounts."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container.get("volumeMounts", []):
+        directory = mount["mountPath"].rstrip("/") + "/"
+        secret = volumes[mount["name"]].get("secret")
+        if path.startswith(directory) and secret is not None:
+            return secret["secretName"], path.removeprefix(directory)
+    return None
+
+
+def test_each_service_logs_in_with_its_own_kafka_user_and_trusts_the_mounted_ca(
+    helm: Path,
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    kafka = given("production")["kafka"]
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env, problems = container_env(container, docs)
+        assert problems == []
+        security = load_settings(name, env).kafka
+        assert security.security_protocol == "SASL_SSL"
+        assert security.sasl_mechanism == "SCRAM-SHA-512"
+        assert security.sasl_username == f"bookify-{name}"
+        assert security.sasl_password is not None
+        assert security.sasl_password.get_secret_value() == f"{name}-kafka-password"
+        assert security.ssl_ca_file is not None
+        assert mounted_file(pod, container, str(security.ssl_ca_file)) == (
+            kafka["tls"]["caSecret"],
+            kafka["tls"]["caKey"],
+        )
+        assert security.ssl_cert_file is None
+
+
+def test_a_client_certificate_is_mounted_where_the_settings_read_it(helm: Path) -> None:
+    mtls = ("kafka.securityProtocol=SSL", "kafka.tls.clientSecret=bookify-kafka-client")
+    docs = render(helm, *PROFILES["default"], *(a for s in mtls for a in ("--set", s)))
+    pod = only(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env, _ = container_env(container, docs)
+    security = load_settings("consumer", env).kafka
+    assert security.security_protocol == "SSL"
+    assert security.ssl_ca_file is None  # the system's CAs
+    for path, key in ((security.ssl_cert_file, "tls.crt"), (security.ssl_key_file, "tls.key")):
+        assert mounted_file(pod, container, str(path)) == ("bookify-kafka-client", key)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "kafka.securityProtocol=PLAINTEXT in environment=prod"),
+        (
+            ("kafka.securityProtocol=SASL_SSL",),
+            "gateway has no login; set kafka.sasl.existingSecret",
+        ),
+        (
+            ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.serviceSecrets.gateway=gw"),
+            "booking has no login",
+        ),
+        (
+            ("kafka.allowPlaintext=true", "kafka.tls.caSecret=ca"),
+            "kafka.tls is set but kafka.securityProtocol=PLAINTEXT does not use TLS",
+        ),
+    ],
+    ids=["plaintext-in-prod", "sasl-without-login", "sasl-one-login-missing", "tls-on-plaintext"],
+)
+def test_render_refuses_kafka_security_the_services_would_refuse(
+    helm: Path, args: tuple[str, ...], message: str
+) -> None:
+    proc = template(
+        helm, "--set", f"auth.jwtSecret={JWT_SECRET}", *(a for s in args for a in ("--set", s))
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
 
 
 # ---------------------------------------------------------------- pods, scaling, disruption

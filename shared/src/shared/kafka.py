@@ -8,9 +8,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
+    KafkaConnectionError,
     LeaderNotAvailableError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -26,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.events import Message
 from shared.faults import FaultSwitch
+from shared.kafka_security import kafka_client_options, refusal, refusal_of
 from shared.logging import get_logger
 from shared.messaging import (
     BatchHandler,
@@ -54,6 +57,7 @@ def make_broker(
     """A FastStream broker whose publisher waits for every in-sync replica (acks=all)."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=settings.kafka.broker_security(),
         acks="all",
         enable_idempotence=True,
         client_id=settings.service_name,
@@ -72,12 +76,39 @@ def make_broker(
     )
 
 
-def make_admin(settings: ServiceSettings) -> AIOKafkaAdminClient:
-    """An admin client of the settings' cluster."""
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id=settings.service_name,
-    )
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """What every aiokafka client of this service is built with: servers, id, security."""
+    return {
+        "client_id": settings.service_name,
+        **kafka_client_options(settings.kafka_bootstrap_servers, settings.kafka),
+    }
+
+
+def make_admin(settings: ServiceSettings, **options: Any) -> AIOKafkaAdminClient:
+    """An admin client of the settings' cluster, with their security."""
+    return AIOKafkaAdminClient(**client_options(settings), **options)
+
+
+def make_producer(settings: ServiceSettings, **options: Any) -> AIOKafkaProducer:
+    """A producer of the settings' cluster, with their security (``options``: aiokafka's)."""
+    return AIOKafkaProducer(**client_options(settings), **options)
+
+
+def make_consumer(settings: ServiceSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer of ``topics`` on the settings' cluster, with their security."""
+    return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+async def kafka_refusal(settings: ServiceSettings, exc: BaseException) -> str | None:
+    """Why the cluster refuses this service, if ``exc`` is a refusal rather than an outage.
+
+    aiokafka's "Unable to bootstrap" hides the TLS or SASL error behind it: connect once
+    more to find out (:func:`shared.kafka_security.refusal`).
+    """
+    refused = refusal_of(exc, settings.kafka)
+    if refused is None and isinstance(exc, KafkaConnectionError):
+        refused = await refusal(settings.kafka_bootstrap_servers, settings.kafka)
+    return refused
 
 
 class TopicMismatchError(RuntimeError):

@@ -110,16 +110,19 @@ def ops_routes(*, faults_path: str = ADMIN_PATH, body_limited: bool = False) -> 
         responses=problem_responses(503),
     )
     async def readyz(runtime: RuntimeDep) -> Response | Readiness:
-        checks = await runtime.readiness()
+        checks, causes = await runtime.readiness_report()
         if not all(checks.values()):
-            down = ", ".join(name for name, ok in checks.items() if not ok)
+            down = ", ".join(n for n, ok in checks.items() if not ok and n not in causes)
+            reasons = [f"{down} unreachable"] if down else []
+            reasons += [f"{name} refuses this service: {cause}" for name, cause in causes.items()]
             retry = retry_after_header(runtime.settings.readiness_timeout_seconds)
             return problem_response(
                 503,
-                f"not ready: {down} unreachable",
+                f"not ready: {'; '.join(reasons)}",
                 instance="/readyz",
                 headers={"Retry-After": retry},
                 checks=checks,
+                causes=causes,
             )
         return Readiness(checks=checks)
 

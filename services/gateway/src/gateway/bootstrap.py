@@ -27,7 +27,7 @@ from gateway.config import GatewaySettings
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.service import GatewayDeps
-from shared.kafka import TopicMismatchError, ensure_topics
+from shared.kafka import TopicMismatchError, client_options, ensure_topics, kafka_refusal
 from shared.logging import get_logger
 from shared.mongo import Document
 from shared.retention import bounded
@@ -59,7 +59,8 @@ async def connect(
         source=settings.ce_source,
         publish_timeout=settings.publish_timeout_seconds,
         connect_timeout=settings.kafka_connect_timeout_seconds,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_options=client_options(settings),
+        diagnose=partial(kafka_refusal, settings),
         on_connect=partial(_ensure_topics, settings),
     )
     group = GroupCommit(settings.group_commit_max_docs, settings.group_commit_delay_seconds)
