@@ -155,6 +155,13 @@ class KafkaSecurity(BaseSettings):
             use_ssl=context is not None,
         )
 
+    def environment(self) -> dict[str, str]:
+        """The ``BOOKIFY_KAFKA_*`` variables that configure this (for a child process)."""
+        values = self.model_dump(exclude_defaults=True, mode="json")
+        if self.sasl_password is not None:
+            values["sasl_password"] = self.sasl_password.get_secret_value()
+        return {f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in values.items()}
+
     def describe(self) -> str:
         """Who connects how, for error messages (never the password)."""
         if self.security_protocol.uses_sasl:
