@@ -248,3 +248,22 @@ async def test_a_booking_is_confirmed_end_to_end_over_sasl_ssl_with_acls(
             booking = await api.wait_terminal(response.json()["id"], "alice")
             assert booking["status"] == "confirmed"
             assert await api.available(resource) == 0
+
+
+async def test_a_missing_read_acl_stops_start_up_naming_it(
+    secure_kafka: SecureBroker, topics: Topics
+) -> None:
+    settings = BookingSettings(
+        kafka_bootstrap_servers=secure_kafka.bootstrap_servers,
+        topic_prefix=topics.prefix,
+        topic_partitions=1,
+        kafka=secure_kafka.login("consumer"),  # may not read commands nor join booking's group
+    )
+    runtime = booking_bootstrap(settings)
+
+    with pytest.raises(StartupError) as refused:
+        async with runtime.running():
+            pytest.fail("booking started without READ on its group")
+
+    assert "not authorized: GroupAuthorizationFailedError" in str(refused.value)
+    assert f"{topics.group('bookify-booking')}); consumer lacks an ACL" in str(refused.value)
