@@ -68,7 +68,6 @@ def new_stack_config(
     redis: Any = None,
     replicas: Mapping[ServiceName, int] | None = None,
     extra_env: Mapping[str, str] | None = None,
-    service_env: Mapping[ServiceName, Mapping[str, str]] | None = None,
 ) -> PlatformConfig:
     """A stack of its own: free ports, its own topics and its own databases.
 
@@ -102,7 +101,6 @@ def new_stack_config(
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fraction of a second
             **(extra_env or {}),
         },
-        service_env=service_env or {},
     )
 
 

@@ -10,6 +10,7 @@ shared.kafka_security.KafkaSecurity, as in production.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from asgi_lifespan import LifespanManager
 
+from bookify.commands.platform import ADMIN_ENV, secure_platform
 from bookify.infra import LocalInfra, free_ports
 from bookify.infra.kafka import LocalKafka
 from bookify.infra.kafka_secure import SecureKafka, bookify_acls, make_tls_files
@@ -232,12 +234,13 @@ async def test_a_booking_is_confirmed_end_to_end_over_sasl_ssl_with_acls(
     otlp: OtlpReceiver,
     tmp_path: Path,
 ) -> None:
-    logins = {
-        name: secure_kafka.login(name).environment() for name in ("gateway", "booking", "consumer")
-    }
-    config = new_stack_config(secure_kafka, mongo, otlp, service_env=logins)
-    # The services' default partitions, which they check at start-up.
-    await secure_kafka.platform_topics(Topics(config.topic_prefix), partitions=3)
+    plain = new_stack_config(secure_kafka, mongo, otlp)
+    # As `bookify up --kafka-security sasl_ssl` prepares the platform: ACLs, topics, logins.
+    logins = await asyncio.to_thread(
+        secure_platform, secure_kafka.server, tmp_path, Topics(plain.topic_prefix)
+    )
+    config = dataclasses.replace(plain, service_env=logins)
+    assert (tmp_path / ADMIN_ENV).exists()
 
     with Platform(config, tmp_path / f"stack-{uuid.uuid4().hex[:6]}") as platform:
         async with httpx.AsyncClient(base_url=platform["gateway"].url, timeout=30) as http:

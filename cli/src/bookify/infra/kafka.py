@@ -192,7 +192,27 @@ class LocalKafka:
         self.data_dir = self.home / "data"
         self.log_path = self.home / "kafka.log"
         self.tls_dir = self.home / "tls"
+        self.listener_file = self.home / "listener"  # the protocol the storage was formatted for
         self._lib: Path | None = None
+
+    @property
+    def protocol(self) -> str:
+        return "PLAINTEXT" if self.secure is None else "SASL_SSL"
+
+    def check_listener(self) -> None:
+        """Refuse a data directory formatted for the other listener: its SCRAM users (or their
+        absence) were fixed when it was formatted."""
+        if not (self.data_dir / "meta.properties").exists():
+            return
+        formatted = (
+            self.listener_file.read_text().strip() if self.listener_file.exists() else "PLAINTEXT"
+        )
+        if formatted != self.protocol:
+            raise StartupError(
+                f"the Kafka data in {self.data_dir} is a {formatted} broker's, not a "
+                f"{self.protocol} one's: stop it (`bookify infra down`) and remove {self.home}, "
+                "or use another --run-dir"
+            )
 
     @property
     def tls(self) -> TlsFiles:
@@ -244,6 +264,7 @@ class LocalKafka:
     def spawn(self, *, attached: bool) -> subprocess.Popen[bytes]:
         """Write the config, format storage on first start only, and start the broker."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.check_listener()
         listeners = None
         if self.secure is not None:
             listeners = server_properties(
@@ -280,6 +301,7 @@ class LocalKafka:
                 raise StartupError(
                     f"formatting Kafka storage in {self.data_dir} failed:\n{fmt.stdout}{fmt.stderr}"
                 )
+            atomic_write_text(self.listener_file, f"{self.protocol}\n")
         return spawn(
             self._java("kafka.Kafka", str(self.config)),
             log_path=self.log_path,

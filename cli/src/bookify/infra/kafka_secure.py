@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,18 @@ class SecureKafka:
     users: Mapping[str, str] = field(
         default_factory=lambda: {name: secrets.token_urlsafe(18) for name in (ADMIN, *SERVICES)}
     )
+
+    @classmethod
+    def kept_in(cls, path: Path) -> SecureKafka:
+        """The users stored in ``path`` (0600), made and stored there on first use: a broker
+        formatted with them keeps them for as long as its data directory lives."""
+        if path.exists():
+            return cls(users=json.loads(path.read_text()))
+        secure = cls()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(dict(secure.users)))
+        path.chmod(0o600)
+        return secure
 
     @property
     def admin_password(self) -> str:
