@@ -24,7 +24,6 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from asgi_lifespan import LifespanManager
 
 from bookify.commands.platform import ADMIN_ENV, secure_platform
-from bookify.infra import LocalInfra, free_ports
 from bookify.infra.kafka import LocalKafka
 from bookify.infra.kafka_secure import SecureKafka, bookify_acls, make_tls_files
 from bookify.platform import Platform
@@ -36,7 +35,7 @@ from shared.kafka import ensure_topics, make_admin, make_consumer, make_producer
 from shared.kafka_security import KafkaSecurity, refusal
 from shared.service import StartupError
 from shared.settings import ServiceSettings, Topics
-from tests.conftest import KAFKA_ONLY, MongoServer
+from tests.conftest import MongoServer, local_kafka
 from tests.otlp import OtlpReceiver
 from tests.stack import Api, new_stack_config
 
@@ -68,6 +67,18 @@ class SecureBroker:
             }
         )
 
+    def booking(self, topics: Topics, login: KafkaSecurity, **overrides: Any) -> BookingSettings:
+        """Booking's settings on this broker, logged in with ``login``."""
+        return BookingSettings.model_validate(
+            {
+                "kafka_bootstrap_servers": self.bootstrap_servers,
+                "topic_prefix": topics.prefix,
+                "topic_partitions": 1,
+                "kafka": login,
+                **overrides,
+            }
+        )
+
     async def platform_topics(self, topics: Topics, *, partitions: int = 1) -> None:
         """Topics as the operator makes them (no service may create one) and the ACLs."""
         await asyncio.to_thread(self.server.grant, bookify_acls(topics))
@@ -76,17 +87,8 @@ class SecureBroker:
 
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    kafka_port, controller_port = free_ports(2)
-    infra = LocalInfra(
-        tmp_path_factory.mktemp("secure-kafka-run"),
-        kafka_port=kafka_port,
-        controller_port=controller_port,
-        services=KAFKA_ONLY,
-        attached=True,
-        kafka_secure=SecureKafka(),
-    )
-    with infra:
-        yield SecureBroker(infra.start().kafka_bootstrap, infra.kafka)
+    with local_kafka(tmp_path_factory, secure=SecureKafka()) as infra:
+        yield SecureBroker(infra.kafka.endpoint, infra.kafka)
 
 
 @pytest.fixture
@@ -163,13 +165,13 @@ async def test_a_principal_without_write_on_commands_cannot_publish_one(
 async def test_a_wrong_password_stops_start_up_with_the_cause_at_once(
     secure_kafka: SecureBroker, topics: Topics
 ) -> None:
-    settings = BookingSettings(
-        kafka_bootstrap_servers=secure_kafka.bootstrap_servers,
-        topic_prefix=topics.prefix,
-        kafka=secure_kafka.login("booking", password="not-the-password"),
-        startup_timeout_seconds=120,  # a refusal must not wait for it
+    runtime = booking_bootstrap(
+        secure_kafka.booking(
+            topics,
+            secure_kafka.login("booking", password="not-the-password"),
+            startup_timeout_seconds=120,  # a refusal must not wait for it
+        )
     )
-    runtime = booking_bootstrap(settings)
     started = time.monotonic()
 
     with pytest.raises(StartupError) as refused:
@@ -256,13 +258,8 @@ async def test_a_booking_is_confirmed_end_to_end_over_sasl_ssl_with_acls(
 async def test_a_missing_read_acl_stops_start_up_naming_it(
     secure_kafka: SecureBroker, topics: Topics
 ) -> None:
-    settings = BookingSettings(
-        kafka_bootstrap_servers=secure_kafka.bootstrap_servers,
-        topic_prefix=topics.prefix,
-        topic_partitions=1,
-        kafka=secure_kafka.login("consumer"),  # may not read commands nor join booking's group
-    )
-    runtime = booking_bootstrap(settings)
+    # The consumer's login may not read commands nor join booking's group.
+    runtime = booking_bootstrap(secure_kafka.booking(topics, secure_kafka.login("consumer")))
 
     with pytest.raises(StartupError) as refused:
         async with runtime.running():

@@ -253,26 +253,20 @@ def compare_topics(
     warnings: list[str] = []
     wanted_insync = settings.topic_min_insync_replicas
     for topic in states:
-        if topic.partitions < settings.topic_partitions:
-            errors.append(
-                f"{topic.name} has {topic.partitions} partitions, "
-                f"topic_partitions wants {settings.topic_partitions}"
-            )
-        elif topic.partitions > settings.topic_partitions:
-            warnings.append(
-                f"{topic.name} has {topic.partitions} partitions, "
-                f"topic_partitions says {settings.topic_partitions}"
-            )
-        if topic.replicas < settings.topic_replication_factor:
-            errors.append(
-                f"{topic.name} has {topic.replicas} replicas, "
-                f"topic_replication_factor wants {settings.topic_replication_factor}"
-            )
-        elif topic.replicas > settings.topic_replication_factor:
-            warnings.append(
-                f"{topic.name} has {topic.replicas} replicas, "
-                f"topic_replication_factor says {settings.topic_replication_factor}"
-            )
+        counts = (
+            ("partitions", topic.partitions, "topic_partitions", settings.topic_partitions),
+            (
+                "replicas",
+                topic.replicas,
+                "topic_replication_factor",
+                settings.topic_replication_factor,
+            ),
+        )
+        for what, count, setting, wanted in counts:
+            if count < wanted:
+                errors.append(f"{topic.name} has {count} {what}, {setting} wants {wanted}")
+            elif count > wanted:
+                warnings.append(f"{topic.name} has {count} {what}, {setting} says {wanted}")
         actual = topic.min_insync_replicas
         if actual is not None and actual > topic.replicas:
             errors.append(
