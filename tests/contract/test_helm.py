@@ -447,6 +447,62 @@ def scaled_object_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]
     lag = metadata.get("lagThreshold")
     if not (isinstance(lag, str) and lag.isdigit() and int(lag) > 0):
         problems.append(f"{name}: lagThreshold {lag!r} is not a positive integer string")
+    return problems + keda_login_problems(name, triggers[0], deployment, docs, settings)
+
+
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def keda_login_problems(
+    name: str,
+    trigger: Manifest,
+    deployment: Manifest,
+    docs: Sequence[Manifest],
+    settings: ServiceSettings,
+) -> list[str]:
+    """The scaler logs in to Kafka as its service does: same protocol, login and TLS files."""
+    security = settings.kafka
+    metadata = trigger["metadata"]
+    sasl = KEDA_SASL[security.sasl_mechanism] if security.security_protocol.uses_sasl else None
+    tls = "enable" if security.security_protocol.uses_tls else None
+    problems = [
+        f"{name}: trigger {key}={metadata.get(key)!r}, the service's Kafka client says {want!r}"
+        for key, want in (("sasl", sasl), ("tls", tls))
+        if metadata.get(key) != want
+    ]
+    reference = trigger.get("authenticationRef", {}).get("name")
+    if security.security_protocol == "PLAINTEXT":
+        return [*problems, *([f"{name}: a login for PLAINTEXT"] if reference else [])]
+    logins = [d for d in find(docs, "TriggerAuthentication") if d["metadata"]["name"] == reference]
+    if len(logins) != 1:
+        return [
+            *problems,
+            f"{name}: authenticationRef {reference!r} names no TriggerAuthentication",
+        ]
+    spec = logins[0]["spec"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {v["name"] for v in container["env"]}
+    for ref in spec.get("env", []):
+        if ref["containerName"] != container["name"] or ref["name"] not in env:
+            problems.append(f"{name}: the scaler's {ref['parameter']} is no variable of {name}")
+    given = {ref["parameter"]: ref for ref in spec.get("env", [])}
+    if security.security_protocol.uses_sasl and set(given) != {"username", "password"}:
+        problems.append(f"{name}: the scaler has {sorted(given)}, not a username and password")
+    files = {
+        "ca": security.ssl_ca_file,
+        "cert": security.ssl_cert_file,
+        "key": security.ssl_key_file,
+    }
+    secrets = {
+        ref["parameter"]: (ref["name"], ref["key"]) for ref in spec.get("secretTargetRef", [])
+    }
+    for parameter, path in files.items():
+        mounted = mounted_file(pod, container, str(path)) if path is not None else None
+        if secrets.get(parameter) != mounted:
+            problems.append(
+                f"{name}: the scaler's {parameter} is {secrets.get(parameter)}, the pods' {mounted}"
+            )
     return problems
 
 
@@ -470,6 +526,8 @@ def service_monitor_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[st
 
 CUSTOM_RESOURCES: dict[tuple[str, str], Callable[[Manifest, Sequence[Manifest]], list[str]]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): scaled_object_problems,
+    # Checked with its ScaledObject (keda_login_problems).
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): lambda doc, docs: [],
     ("monitoring.coreos.com/v1", "ServiceMonitor"): service_monitor_problems,
 }
 
@@ -500,6 +558,39 @@ def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
     problems = custom_resource_problems(docs)
     assert any("consumerGroup" in p for p in problems), problems
     assert any(p.startswith("consumer: endpoint") for p in problems), problems
+
+
+def test_keda_logs_in_to_kafka_as_its_service(helm: Path) -> None:
+    docs = render(helm, *PROFILES["production"])  # SASL_SSL, a CA Secret, KEDA on
+    logins = {d["metadata"]["labels"][COMPONENT] for d in find(docs, "TriggerAuthentication")}
+    assert logins == {"booking", "consumer"}
+    metadata = only(docs, "ScaledObject", "consumer")["spec"]["triggers"][0]["metadata"]
+    assert (metadata["sasl"], metadata["tls"]) == ("scram_sha512", "enable")
+    mtls = ("booking.keda.enabled=true", "kafka.securityProtocol=SSL", "kafka.tls.clientSecret=c")
+    plain_sasl = ("consumer.keda.enabled=true", "kafka.securityProtocol=SASL_PLAINTEXT")
+    login = ("kafka.sasl.existingSecret=bookify-consumer", "kafka.sasl.usernameKey=")
+    for args in (mtls, (*plain_sasl, *login)):
+        rendered = render(helm, *PROFILES["default"], *(a for s in args for a in ("--set", s)))
+        assert custom_resource_problems(rendered) == [], args
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda so, ta: so["spec"]["triggers"][0].pop("authenticationRef"), "names no Trigger"),
+        (lambda so, ta: so["spec"]["triggers"][0]["metadata"].pop("tls"), "trigger tls=None"),
+        (lambda so, ta: ta["spec"]["secretTargetRef"][0].update(key="tls.crt"), "scaler's ca"),
+        (lambda so, ta: ta["spec"]["env"].pop(), "not a username and password"),
+    ],
+    ids=["no-login", "no-tls", "wrong-ca-key", "no-password"],
+)
+def test_hand_checks_catch_a_scaler_that_cannot_log_in(
+    helm: Path, mutate: Callable[[Manifest, Manifest], object], expected: str
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    mutate(only(docs, "ScaledObject", "booking"), only(docs, "TriggerAuthentication", "booking"))
+    problems = custom_resource_problems(docs)
+    assert any(p.startswith("booking: ") and expected in p for p in problems), problems
 
 
 SWITCHES_OFF = (
