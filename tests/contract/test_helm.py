@@ -41,6 +41,7 @@ from pydantic_settings import BaseSettings
 
 from bookify.infra.helm import build_helm
 from gateway.config import GatewaySettings
+from shared.runner import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import SHARED_ENVIRONMENT_VARIABLE, ServiceSettings, SubscriberSettings
 from tests.contract.test_compose import SERVICES, default_port, env_prefixes
 
@@ -850,6 +851,24 @@ def test_existing_secrets_are_referenced_not_created(helm: Path) -> None:
         "BOOKIFY_BOOKING_MONGO_URI": {"name": "bookify-mongodb", "key": "mongodb-uri"},
         "BOOKIFY_KAFKA_SASL_PASSWORD": {"name": "bookify-booking", "key": "password"},
     }
+
+
+# ---------------------------------------------------------------- rollouts
+def test_the_gateway_drains_within_its_grace_period(helm: Path) -> None:
+    for profile in PROFILES:
+        docs = render(helm, *PROFILES[profile])
+        pod = only(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+        env, _ = container_env(pod["containers"][0], docs)
+        settings = load_settings("gateway", env)
+        assert settings.drain_seconds == given(profile)["gateway"]["drainSeconds"] > 0
+        needed = settings.drain_seconds + GRACEFUL_SHUTDOWN_SECONDS
+        assert pod["terminationGracePeriodSeconds"] > needed, profile
+
+
+def test_render_refuses_a_grace_period_shorter_than_the_drain(helm: Path) -> None:
+    proc = template(helm, *PROFILES["default"], "--set", "gateway.terminationGracePeriodSeconds=20")
+    assert proc.returncode != 0
+    assert "must be at least gateway.drainSeconds (10) + 15" in proc.stderr
 
 
 # ---------------------------------------------------------------- Kafka security

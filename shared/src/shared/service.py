@@ -100,6 +100,7 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
         self._connect = connect
         self._overrides = overrides
         self._deps: DepsT | None = None
+        self.draining = False  # set on SIGTERM (shared.runner): /readyz answers 503
         # Each subscriber's handler, built from the deps when they are connected.
         self._handler_factories: list[Callable[[DepsT], BatchHandler]] = []
         self._handlers: list[BatchHandler] = []
@@ -134,6 +135,11 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
         if index >= len(self._handlers):
             raise NotStartedError(f"{self.settings.service_name} got a message before it started")
         return self._handlers[index]
+
+    def drain(self) -> None:
+        """Stop looking ready, keep serving: the process stops after ``drain_seconds``."""
+        self.draining = True
+        log.info("draining", service=self.settings.service_name, for_s=self.settings.drain_seconds)
 
     @property
     def deps(self) -> DepsT:

@@ -127,6 +127,12 @@ class ServiceSettings(BaseSettings):
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, description="How long /readyz waits for each dependency's ping."
     )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="After SIGTERM, how long /readyz answers 503 while requests are still "
+        "served, so load balancers stop sending before the listener closes (shared.runner).",
+    )
     # Verifies the operators' tokens (the fault switch in every service, the API in the gateway).
     auth: AuthSettings = Field(default_factory=AuthSettings)
     # How every Kafka client of this process authenticates and encrypts (BOOKIFY_KAFKA_*).

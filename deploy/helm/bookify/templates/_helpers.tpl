@@ -133,6 +133,9 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 {{- if not $root.Values.mongodb.existingSecret -}}
 {{- $_ := set $env (print $p "MONGO_URI") $root.Values.mongodb.uri -}}
 {{- end -}}
+{{- if eq $name "gateway" -}}
+{{- $_ := set $env (print $p "DRAIN_SECONDS") (toString $svc.drainSeconds) -}}
+{{- end -}}
 {{- if and (eq $name "gateway") (not $root.Values.redis.existingSecret) -}}
 {{- $_ := set $env (print $p "RATE_LIMIT_STORAGE") $root.Values.redis.url -}}
 {{- end -}}
@@ -257,6 +260,11 @@ what to set. Included once, by deployment.yaml.
 {{- if and (hasPrefix "memory:" $redis.url) (or .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.replicas) 1)) -}}
 {{- fail "redis.url=memory:// keeps a rate limit per gateway pod, so N pods would allow N times the limit: point redis.url at your Redis, or run one gateway (gateway.replicas=1, gateway.autoscaling.enabled=false)" -}}
 {{- end -}}
+{{- end -}}
+{{- $gateway := .Values.gateway -}}
+{{- /* drain, then 10 s for requests in flight (shared.runner), then the lifespan's shutdown */ -}}
+{{- if lt (int $gateway.terminationGracePeriodSeconds) (add (int $gateway.drainSeconds) 15) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least gateway.drainSeconds (%v) + 15: the drain, 10 s for requests in flight and the shutdown after them, or Kubernetes kills the pod mid-request" $gateway.terminationGracePeriodSeconds $gateway.drainSeconds) -}}
 {{- end -}}
 {{- $kafka := .Values.kafka -}}
 {{- if and (eq $kafka.securityProtocol "PLAINTEXT") (eq .Values.environment "prod") (not $kafka.allowPlaintext) -}}
