@@ -865,6 +865,13 @@ def test_the_gateway_drains_within_its_grace_period(helm: Path) -> None:
         assert pod["terminationGracePeriodSeconds"] > needed, profile
 
 
+def test_render_refuses_more_scaled_replicas_than_partitions(helm: Path) -> None:
+    keda = ("booking.keda.enabled=true", "booking.keda.maxReplicaCount=4")
+    proc = template(helm, *PROFILES["default"], *(a for s in keda for a in ("--set", s)))
+    assert proc.returncode != 0
+    assert "booking.keda.maxReplicaCount (4) exceeds kafka.topicPartitions (3)" in proc.stderr
+
+
 def test_render_refuses_a_grace_period_shorter_than_the_drain(helm: Path) -> None:
     proc = template(helm, *PROFILES["default"], "--set", "gateway.terminationGracePeriodSeconds=20")
     assert proc.returncode != 0
@@ -989,6 +996,21 @@ def test_every_service_has_a_disruption_budget(helm: Path, profile: str) -> None
         pdb = only(docs, "PodDisruptionBudget", name)
         selector = only(docs, "Deployment", name)["spec"]["selector"]
         assert pdb["spec"]["selector"] == selector
+        # An unready pod must not block a node drain.
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_no_service_link_variable_lands_in_the_settings_prefix(helm: Path) -> None:
+    docs = render(helm, *PROFILES["default"])  # release "bookify": Services bookify-<name>
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False
+        service = only(docs, "Service", name)["metadata"]["name"]
+        env, _ = container_env(pod["containers"][0], docs)
+        # What Kubernetes would inject with service links on: <SERVICE>_PORT=tcp://ip:port.
+        link = {f"{service.upper().replace('-', '_')}_PORT": "tcp://10.96.0.10:80"}
+        with pytest.raises(ValidationError, match="port"):
+            load_settings(name, env | link)
 
 
 # ---------------------------------------------------------------- network policies

@@ -261,6 +261,12 @@ what to set. Included once, by deployment.yaml.
 {{- fail "redis.url=memory:// keeps a rate limit per gateway pod, so N pods would allow N times the limit: point redis.url at your Redis, or run one gateway (gateway.replicas=1, gateway.autoscaling.enabled=false)" -}}
 {{- end -}}
 {{- end -}}
+{{- range $name := list "booking" "consumer" -}}
+{{- $keda := (index $.Values $name).keda -}}
+{{- if and $keda.enabled (gt (int $keda.maxReplicaCount) (int $.Values.kafka.topicPartitions)) -}}
+{{- fail (printf "%s.keda.maxReplicaCount (%v) exceeds kafka.topicPartitions (%v): the replicas past the partitions would get no work, and each one that starts pauses the whole group for a rebalance" $name $keda.maxReplicaCount $.Values.kafka.topicPartitions) -}}
+{{- end -}}
+{{- end -}}
 {{- $gateway := .Values.gateway -}}
 {{- /* drain, then 10 s for requests in flight (shared.runner), then the lifespan's shutdown */ -}}
 {{- if lt (int $gateway.terminationGracePeriodSeconds) (add (int $gateway.drainSeconds) 15) -}}
