@@ -48,12 +48,10 @@ async def _ensure_topics(settings: GatewaySettings) -> None:
         log.warning("could not ensure topics", error=f"{type(exc).__name__}: {exc}")
 
 
-@asynccontextmanager
-async def connect(
-    runtime: GatewayRuntime, mongo: AsyncMongoClient[Document]
-) -> AsyncIterator[GatewayDeps]:
+def command_publisher(runtime: GatewayRuntime) -> KafkaCommandPublisher:
+    """The commands' publisher on the runtime's broker; its first connect checks the topics."""
     settings = runtime.settings
-    publisher = KafkaCommandPublisher(
+    return KafkaCommandPublisher(
         runtime.broker,
         topic=settings.topics.commands,
         source=settings.ce_source,
@@ -63,6 +61,14 @@ async def connect(
         diagnose=partial(kafka_refusal, settings),
         on_connect=partial(_ensure_topics, settings),
     )
+
+
+@asynccontextmanager
+async def connect(
+    runtime: GatewayRuntime, mongo: AsyncMongoClient[Document]
+) -> AsyncIterator[GatewayDeps]:
+    settings = runtime.settings
+    publisher = command_publisher(runtime)
     group = GroupCommit(settings.group_commit_max_docs, settings.group_commit_delay_seconds)
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)

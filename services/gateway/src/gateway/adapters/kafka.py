@@ -80,8 +80,23 @@ class KafkaCommandPublisher:
                 return False
             self._connected, self._refused = True, None
         if self._on_connect is not None:
-            await self._on_connect()
+            try:
+                await self._on_connect()
+            except Exception as exc:
+                # The cluster is not as the settings want it (the topics): publishing there
+                # would be wrong. Stay disconnected, say why; every later connect checks again.
+                await self._disconnect(refused=str(exc))
+                raise
         return True
+
+    async def _disconnect(self, *, refused: str) -> None:
+        async with self._lock:
+            if refused != self._refused:
+                log.error("kafka_refused", cause=refused)
+            self._connected, self._refused = False, refused
+            self._retry_at = asyncio.get_running_loop().time() + self.RECONNECT_COOLDOWN_SECONDS
+            with suppress(Exception):
+                await self._broker.stop()
 
     async def _probe(self) -> None:
         # FastStream leaks its half-started producer when bootstrap fails (an "Unclosed
@@ -136,8 +151,13 @@ class KafkaCommandPublisher:
 
     async def ping(self) -> bool:
         """Connected and answering; :class:`KafkaRefusedError` naming why when refused."""
-        if not self._connected and not await self.connect():
-            if self._refused is not None:
-                raise KafkaRefusedError(self._refused)
-            return False
+        if not self._connected:
+            try:
+                connected = await self.connect()
+            except Exception as exc:  # connected, but the cluster is not as it should be
+                raise KafkaRefusedError(str(exc)) from exc
+            if not connected:
+                if self._refused is not None:
+                    raise KafkaRefusedError(self._refused)
+                return False
         return await self._broker.ping(timeout=self._connect_timeout)
