@@ -448,6 +448,12 @@ def scaled_object_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]
     lag = metadata.get("lagThreshold")
     if not (isinstance(lag, str) and lag.isdigit() and int(lag) > 0):
         problems.append(f"{name}: lagThreshold {lag!r} is not a positive integer string")
+    if metadata.get("limitToPartitionsWithLag") != "true":
+        problems.append(f"{name}: scales on every partition's lag, not only those with lag")
+    scale_up = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    policies = scale_up.get("behavior", {}).get("scaleUp", {}).get("policies", [])
+    if not policies or any(p["type"] != "Pods" or p["value"] != 1 for p in policies):
+        problems.append(f"{name}: scale-up may add more than one replica per step: {policies}")
     return problems + keda_login_problems(name, triggers[0], deployment, docs, settings)
 
 
@@ -549,6 +555,26 @@ def test_custom_resources_are_right_by_hand(helm: Path) -> None:
     assert {("ServiceMonitor", name) for name in SERVICES} <= set(kinds)
     assert ("ScaledObject", "gateway") not in kinds  # the gateway has its CPU HPA
     assert custom_resource_problems(docs) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda spec: spec["triggers"][0]["metadata"].pop("limitToPartitionsWithLag"),
+            "not only those with lag",
+        ),
+        (lambda spec: spec.pop("advanced"), "more than one replica per step"),
+    ],
+    ids=["every-partition", "fast-scale-up"],
+)
+def test_hand_checks_catch_a_scaler_that_scales_too_far_or_too_fast(
+    helm: Path, mutate: Callable[[Manifest], object], expected: str
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    mutate(only(docs, "ScaledObject", "consumer")["spec"])
+    problems = custom_resource_problems(docs)
+    assert any(p.startswith("consumer: ") and expected in p for p in problems), problems
 
 
 def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
