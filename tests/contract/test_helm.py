@@ -999,9 +999,25 @@ def test_pods_run_locked_down(helm: Path, profile: str) -> None:
         assert context["capabilities"] == {"drop": ["ALL"]}
         for bound in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container["resources"][bound]), (name, bound)
+        # Memory requested is its limit: never the first evicted under node pressure.
+        resources = container["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], name
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's own emptyDir
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_pods_spread_over_nodes_and_zones_per_rollout(helm: Path, profile: str) -> None:
+    docs = render(helm, *PROFILES[profile])
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+        assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        for constraint in spread.values():
+            assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+            # Counted per ReplicaSet: the old one's pods do not skew where the new ones go.
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"]
 
 
 def test_gateway_scales_on_cpu(helm: Path) -> None:
@@ -1081,6 +1097,9 @@ def test_network_policies(helm: Path, profile: str) -> None:
             assert (policy_values["ingress"]["gateway"]["from"] or None) in sources
         else:
             assert sources == [scraper]
+    # DNS works with NodeLocal DNSCache too: pods then resolve through its link-local address.
+    dns_peers = [peer.get("ipBlock", {}).get("cidr") for peer in egress_values["dns"]["to"]]
+    assert "169.254.20.10/32" in dns_peers
     # The ports the policies open are the ports the services are told to use.
     kafka_ports = {
         int(hp.rsplit(":", 1)[1]) for hp in chosen["kafka"]["bootstrapServers"].split(",")
