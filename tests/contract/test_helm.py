@@ -279,8 +279,9 @@ def contract_problems(docs: Sequence[Manifest], name: str) -> list[str]:
 
     if container.get("command") != dockerfile_cmd(name):
         problems.append(f"{name}: command {container.get('command')} != {dockerfile_cmd(name)}")
-    repository = container["image"].rsplit(":", 1)[0]
-    if repository.rsplit("/", 1)[-1] != dockerfile_image(name):
+    # registry/repository:tag or registry/repository@sha256:...
+    repository = container["image"].split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    if repository != dockerfile_image(name):
         problems.append(f"{name}: image {container['image']} is not {dockerfile_image(name)}")
 
     env, secret_problems = container_env(container, docs)
@@ -1005,6 +1006,37 @@ def test_pods_run_locked_down(helm: Path, profile: str) -> None:
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's own emptyDir
+
+
+DIGEST = "sha256:" + "ab" * 32
+EXTRAS = (
+    "priorityClassName=bookify-critical",
+    "extraEnvFrom[0].configMapRef.name=bookify-extra",
+    "extraVolumes[0].name=certs",
+    "extraVolumes[0].configMap.name=my-ca",
+    "extraVolumeMounts[0].name=certs",
+    "extraVolumeMounts[0].mountPath=/etc/ssl/extra",
+    f"booking.image.digest={DIGEST}",
+)
+
+
+def test_operators_extras_reach_every_pod_and_an_image_can_be_pinned(helm: Path) -> None:
+    docs = render(helm, *PROFILES["default"], *(a for s in EXTRAS for a in ("--set", s)))
+    assert schema_problems(docs, KUBE_VERSION) == []
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert pod["priorityClassName"] == "bookify-critical"
+        assert container["envFrom"] == [{"configMapRef": {"name": "bookify-extra"}}]
+        assert {"name": "certs", "configMap": {"name": "my-ca"}} in pod["volumes"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["certs"] == "/etc/ssl/extra"
+        assert contract_problems(docs, name) == []
+    booking = only(docs, "Deployment", "booking")["spec"]["template"]["spec"]["containers"][0]
+    assert booking["image"] == f"bookify-booking@{DIGEST}"
+    refused = template(helm, *PROFILES["default"], "--set", "gateway.image.digest=latest")
+    assert refused.returncode != 0
+    assert "digest" in refused.stderr
 
 
 @pytest.mark.parametrize("profile", PROFILES)

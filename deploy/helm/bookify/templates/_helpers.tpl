@@ -45,10 +45,11 @@ app.kubernetes.io/part-of: bookify
 {{- define "bookify.image" -}}
 {{- $svc := index .root.Values .name -}}
 {{- $tag := $svc.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- $version := ternary (print "@" $svc.image.digest) (print ":" $tag) (ne "" ($svc.image.digest | default "")) -}}
 {{- if .root.Values.image.registry -}}
-{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) $svc.image.repository $tag -}}
+{{- printf "%s/%s%s" (trimSuffix "/" .root.Values.image.registry) $svc.image.repository $version -}}
 {{- else -}}
-{{- printf "%s:%s" $svc.image.repository $tag -}}
+{{- printf "%s%s" $svc.image.repository $version -}}
 {{- end -}}
 {{- end -}}
 
