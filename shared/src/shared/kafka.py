@@ -148,9 +148,9 @@ async def ensure_topics(settings: ServiceSettings) -> None:
         missing = [t for t in wanted if t not in existing]
         if missing and not settings.create_topics:
             raise TopicMismatchError(
-                f"topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)}; "
-                f"create_topics is off, so create them ({wanted_shape(settings)}) or set "
-                "create_topics=true"
+                f"topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)} "
+                "(or this service may not DESCRIBE them); create_topics is off, so create "
+                f"them ({wanted_shape(settings)}) or set create_topics=true"
             )
         if missing:
             response = await admin.create_topics([new_topic(settings, t) for t in missing])
