@@ -39,6 +39,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bookify.infra import LocalInfra, Service, free_ports
+from bookify.infra.kafka_secure import SecureKafka
 from shared.mongo import Document
 
 # The services as real processes on top of these servers (e2e and chaos suites).
@@ -183,16 +184,27 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
         with _docker_kafka() as bootstrap:
             yield KafkaServer(bootstrap)
     else:
-        kafka_port, controller_port = free_ports(2)
-        infra = LocalInfra(
-            tmp_path_factory.mktemp("kafka-run"),
-            kafka_port=kafka_port,
-            controller_port=controller_port,
-            services=KAFKA_ONLY,
-            attached=True,
-        )
-        with infra:
-            yield KafkaServer(infra.start().kafka_bootstrap)
+        with local_kafka(tmp_path_factory) as infra:
+            yield KafkaServer(infra.kafka.endpoint)
+
+
+@contextlib.contextmanager
+def local_kafka(
+    tmp_path_factory: pytest.TempPathFactory, *, secure: SecureKafka | None = None
+) -> Iterator[LocalInfra]:
+    """The harness's broker on free ports, started (secured as ``secure`` says, if given)."""
+    kafka_port, controller_port = free_ports(2)
+    infra = LocalInfra(
+        tmp_path_factory.mktemp("kafka-run"),
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        services=KAFKA_ONLY,
+        attached=True,
+        kafka_secure=secure,
+    )
+    with infra:
+        infra.start()
+        yield infra
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ from pydantic_settings import BaseSettings
 
 from bookify.infra.helm import build_helm
 from gateway.config import GatewaySettings
+from shared.runner import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import SHARED_ENVIRONMENT_VARIABLE, ServiceSettings, SubscriberSettings
 from tests.contract.test_compose import SERVICES, default_port, env_prefixes
 
@@ -62,9 +63,11 @@ EXTERNAL_SECRETS = {
     ("bookify-jwt", "jwt-secret"): "an-operator-made-secret-0123456789abcdefghijkl",
     ("bookify-mongodb", "mongodb-uri"): "mongodb://bookify:pw@mongodb-0.mongodb.data.svc:27017/",
     ("bookify-redis", "redis-url"): "redis://:pw@redis-master.data.svc:6379/0",
+    **{(f"bookify-{name}", "password"): f"{name}-kafka-password" for name in SERVICES},
 }
 PROFILES: dict[str, tuple[str, ...]] = {
-    "default": ("--set", f"auth.jwtSecret={JWT_SECRET}"),
+    # A PLAINTEXT listener, trusted as such (prod refuses it otherwise).
+    "default": ("--set", f"auth.jwtSecret={JWT_SECRET}", "--set", "kafka.allowPlaintext=true"),
     "production": ("-f", str(PRODUCTION_VALUES)),
 }
 PROBES = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
@@ -276,8 +279,9 @@ def contract_problems(docs: Sequence[Manifest], name: str) -> list[str]:
 
     if container.get("command") != dockerfile_cmd(name):
         problems.append(f"{name}: command {container.get('command')} != {dockerfile_cmd(name)}")
-    repository = container["image"].rsplit(":", 1)[0]
-    if repository.rsplit("/", 1)[-1] != dockerfile_image(name):
+    # registry/repository:tag or registry/repository@sha256:...
+    repository = container["image"].split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    if repository != dockerfile_image(name):
         problems.append(f"{name}: image {container['image']} is not {dockerfile_image(name)}")
 
     env, secret_problems = container_env(container, docs)
@@ -445,6 +449,68 @@ def scaled_object_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]
     lag = metadata.get("lagThreshold")
     if not (isinstance(lag, str) and lag.isdigit() and int(lag) > 0):
         problems.append(f"{name}: lagThreshold {lag!r} is not a positive integer string")
+    if metadata.get("limitToPartitionsWithLag") != "true":
+        problems.append(f"{name}: scales on every partition's lag, not only those with lag")
+    scale_up = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    policies = scale_up.get("behavior", {}).get("scaleUp", {}).get("policies", [])
+    if not policies or any(p["type"] != "Pods" or p["value"] != 1 for p in policies):
+        problems.append(f"{name}: scale-up may add more than one replica per step: {policies}")
+    return problems + keda_login_problems(name, triggers[0], deployment, docs, settings)
+
+
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def keda_login_problems(
+    name: str,
+    trigger: Manifest,
+    deployment: Manifest,
+    docs: Sequence[Manifest],
+    settings: ServiceSettings,
+) -> list[str]:
+    """The scaler logs in to Kafka as its service does: same protocol, login and TLS files."""
+    security = settings.kafka
+    metadata = trigger["metadata"]
+    sasl = KEDA_SASL[security.sasl_mechanism] if security.security_protocol.uses_sasl else None
+    tls = "enable" if security.security_protocol.uses_tls else None
+    problems = [
+        f"{name}: trigger {key}={metadata.get(key)!r}, the service's Kafka client says {want!r}"
+        for key, want in (("sasl", sasl), ("tls", tls))
+        if metadata.get(key) != want
+    ]
+    reference = trigger.get("authenticationRef", {}).get("name")
+    if security.security_protocol == "PLAINTEXT":
+        return [*problems, *([f"{name}: a login for PLAINTEXT"] if reference else [])]
+    logins = [d for d in find(docs, "TriggerAuthentication") if d["metadata"]["name"] == reference]
+    if len(logins) != 1:
+        return [
+            *problems,
+            f"{name}: authenticationRef {reference!r} names no TriggerAuthentication",
+        ]
+    spec = logins[0]["spec"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {v["name"] for v in container["env"]}
+    for ref in spec.get("env", []):
+        if ref["containerName"] != container["name"] or ref["name"] not in env:
+            problems.append(f"{name}: the scaler's {ref['parameter']} is no variable of {name}")
+    given = {ref["parameter"]: ref for ref in spec.get("env", [])}
+    if security.security_protocol.uses_sasl and set(given) != {"username", "password"}:
+        problems.append(f"{name}: the scaler has {sorted(given)}, not a username and password")
+    files = {
+        "ca": security.ssl_ca_file,
+        "cert": security.ssl_cert_file,
+        "key": security.ssl_key_file,
+    }
+    secrets = {
+        ref["parameter"]: (ref["name"], ref["key"]) for ref in spec.get("secretTargetRef", [])
+    }
+    for parameter, path in files.items():
+        mounted = mounted_file(pod, container, str(path)) if path is not None else None
+        if secrets.get(parameter) != mounted:
+            problems.append(
+                f"{name}: the scaler's {parameter} is {secrets.get(parameter)}, the pods' {mounted}"
+            )
     return problems
 
 
@@ -468,6 +534,8 @@ def service_monitor_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[st
 
 CUSTOM_RESOURCES: dict[tuple[str, str], Callable[[Manifest, Sequence[Manifest]], list[str]]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): scaled_object_problems,
+    # Checked with its ScaledObject (keda_login_problems).
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): lambda doc, docs: [],
     ("monitoring.coreos.com/v1", "ServiceMonitor"): service_monitor_problems,
 }
 
@@ -490,6 +558,26 @@ def test_custom_resources_are_right_by_hand(helm: Path) -> None:
     assert custom_resource_problems(docs) == []
 
 
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda spec: spec["triggers"][0]["metadata"].pop("limitToPartitionsWithLag"),
+            "not only those with lag",
+        ),
+        (lambda spec: spec.pop("advanced"), "more than one replica per step"),
+    ],
+    ids=["every-partition", "fast-scale-up"],
+)
+def test_hand_checks_catch_a_scaler_that_scales_too_far_or_too_fast(
+    helm: Path, mutate: Callable[[Manifest], object], expected: str
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    mutate(only(docs, "ScaledObject", "consumer")["spec"])
+    problems = custom_resource_problems(docs)
+    assert any(p.startswith("consumer: ") and expected in p for p in problems), problems
+
+
 def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
     docs = render(helm, *PROFILES["production"])
     scaled = only(docs, "ScaledObject", "booking")
@@ -498,6 +586,39 @@ def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
     problems = custom_resource_problems(docs)
     assert any("consumerGroup" in p for p in problems), problems
     assert any(p.startswith("consumer: endpoint") for p in problems), problems
+
+
+def test_keda_logs_in_to_kafka_as_its_service(helm: Path) -> None:
+    docs = render(helm, *PROFILES["production"])  # SASL_SSL, a CA Secret, KEDA on
+    logins = {d["metadata"]["labels"][COMPONENT] for d in find(docs, "TriggerAuthentication")}
+    assert logins == {"booking", "consumer"}
+    metadata = only(docs, "ScaledObject", "consumer")["spec"]["triggers"][0]["metadata"]
+    assert (metadata["sasl"], metadata["tls"]) == ("scram_sha512", "enable")
+    mtls = ("booking.keda.enabled=true", "kafka.securityProtocol=SSL", "kafka.tls.clientSecret=c")
+    plain_sasl = ("consumer.keda.enabled=true", "kafka.securityProtocol=SASL_PLAINTEXT")
+    login = ("kafka.sasl.existingSecret=bookify-consumer", "kafka.sasl.usernameKey=")
+    for args in (mtls, (*plain_sasl, *login)):
+        rendered = render(helm, *PROFILES["default"], *(a for s in args for a in ("--set", s)))
+        assert custom_resource_problems(rendered) == [], args
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda so, ta: so["spec"]["triggers"][0].pop("authenticationRef"), "names no Trigger"),
+        (lambda so, ta: so["spec"]["triggers"][0]["metadata"].pop("tls"), "trigger tls=None"),
+        (lambda so, ta: ta["spec"]["secretTargetRef"][0].update(key="tls.crt"), "scaler's ca"),
+        (lambda so, ta: ta["spec"]["env"].pop(), "not a username and password"),
+    ],
+    ids=["no-login", "no-tls", "wrong-ca-key", "no-password"],
+)
+def test_hand_checks_catch_a_scaler_that_cannot_log_in(
+    helm: Path, mutate: Callable[[Manifest, Manifest], object], expected: str
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    mutate(only(docs, "ScaledObject", "booking"), only(docs, "TriggerAuthentication", "booking"))
+    problems = custom_resource_problems(docs)
+    assert any(p.startswith("booking: ") and expected in p for p in problems), problems
 
 
 SWITCHES_OFF = (
@@ -652,6 +773,7 @@ def test_values_reach_the_settings(helm: Path, profile: str) -> None:
         assert settings.topic_partitions == kafka["topicPartitions"]
         assert settings.topic_replication_factor == kafka["topicReplicationFactor"]
         assert settings.topic_min_insync_replicas == kafka["topicMinInsyncReplicas"]
+        assert settings.create_topics == kafka["createTopics"]
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == chosen["otel"]["endpoint"]
         if isinstance(settings, SubscriberSettings):
             assert settings.group_id == SERVICES[name].model_fields["group_id"].default
@@ -754,7 +876,111 @@ def test_existing_secrets_are_referenced_not_created(helm: Path) -> None:
     assert refs == {
         "BOOKIFY_AUTH_JWT_SECRET": {"name": "bookify-jwt", "key": "jwt-secret"},
         "BOOKIFY_BOOKING_MONGO_URI": {"name": "bookify-mongodb", "key": "mongodb-uri"},
+        "BOOKIFY_KAFKA_SASL_PASSWORD": {"name": "bookify-booking", "key": "password"},
     }
+
+
+# ---------------------------------------------------------------- rollouts
+def test_the_gateway_drains_within_its_grace_period(helm: Path) -> None:
+    for profile in PROFILES:
+        docs = render(helm, *PROFILES[profile])
+        pod = only(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+        env, _ = container_env(pod["containers"][0], docs)
+        settings = load_settings("gateway", env)
+        assert settings.drain_seconds == given(profile)["gateway"]["drainSeconds"] > 0
+        needed = settings.drain_seconds + GRACEFUL_SHUTDOWN_SECONDS
+        assert pod["terminationGracePeriodSeconds"] > needed, profile
+
+
+def test_render_refuses_more_scaled_replicas_than_partitions(helm: Path) -> None:
+    keda = ("booking.keda.enabled=true", "booking.keda.maxReplicaCount=4")
+    proc = template(helm, *PROFILES["default"], *(a for s in keda for a in ("--set", s)))
+    assert proc.returncode != 0
+    assert "booking.keda.maxReplicaCount (4) exceeds kafka.topicPartitions (3)" in proc.stderr
+
+
+def test_render_refuses_a_grace_period_shorter_than_the_drain(helm: Path) -> None:
+    proc = template(helm, *PROFILES["default"], "--set", "gateway.terminationGracePeriodSeconds=20")
+    assert proc.returncode != 0
+    assert "must be at least gateway.drainSeconds (10) + 15" in proc.stderr
+
+
+# ---------------------------------------------------------------- Kafka security
+def mounted_file(pod: Manifest, container: Manifest, path: str) -> tuple[str, str] | None:
+    """(Secret name, key) that ``path`` in the container is, through its volume mounts."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container.get("volumeMounts", []):
+        directory = mount["mountPath"].rstrip("/") + "/"
+        secret = volumes[mount["name"]].get("secret")
+        if path.startswith(directory) and secret is not None:
+            return secret["secretName"], path.removeprefix(directory)
+    return None
+
+
+def test_each_service_logs_in_with_its_own_kafka_user_and_trusts_the_mounted_ca(
+    helm: Path,
+) -> None:
+    docs = render(helm, *PROFILES["production"])
+    kafka = given("production")["kafka"]
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env, problems = container_env(container, docs)
+        assert problems == []
+        security = load_settings(name, env).kafka
+        assert security.security_protocol == "SASL_SSL"
+        assert security.sasl_mechanism == "SCRAM-SHA-512"
+        assert security.sasl_username == f"bookify-{name}"
+        assert security.sasl_password is not None
+        assert security.sasl_password.get_secret_value() == f"{name}-kafka-password"
+        assert security.ssl_ca_file is not None
+        assert mounted_file(pod, container, str(security.ssl_ca_file)) == (
+            kafka["tls"]["caSecret"],
+            kafka["tls"]["caKey"],
+        )
+        assert security.ssl_cert_file is None
+
+
+def test_a_client_certificate_is_mounted_where_the_settings_read_it(helm: Path) -> None:
+    mtls = ("kafka.securityProtocol=SSL", "kafka.tls.clientSecret=bookify-kafka-client")
+    docs = render(helm, *PROFILES["default"], *(a for s in mtls for a in ("--set", s)))
+    pod = only(docs, "Deployment", "consumer")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env, _ = container_env(container, docs)
+    security = load_settings("consumer", env).kafka
+    assert security.security_protocol == "SSL"
+    assert security.ssl_ca_file is None  # the system's CAs
+    for path, key in ((security.ssl_cert_file, "tls.crt"), (security.ssl_key_file, "tls.key")):
+        assert mounted_file(pod, container, str(path)) == ("bookify-kafka-client", key)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "kafka.securityProtocol=PLAINTEXT in environment=prod"),
+        (
+            ("kafka.securityProtocol=SASL_SSL",),
+            "gateway has no login; set kafka.sasl.existingSecret",
+        ),
+        (
+            ("kafka.securityProtocol=SASL_SSL", "kafka.sasl.serviceSecrets.gateway=gw"),
+            "booking has no login",
+        ),
+        (
+            ("kafka.allowPlaintext=true", "kafka.tls.caSecret=ca"),
+            "kafka.tls is set but kafka.securityProtocol=PLAINTEXT does not use TLS",
+        ),
+    ],
+    ids=["plaintext-in-prod", "sasl-without-login", "sasl-one-login-missing", "tls-on-plaintext"],
+)
+def test_render_refuses_kafka_security_the_services_would_refuse(
+    helm: Path, args: tuple[str, ...], message: str
+) -> None:
+    proc = template(
+        helm, "--set", f"auth.jwtSecret={JWT_SECRET}", *(a for s in args for a in ("--set", s))
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
 
 
 # ---------------------------------------------------------------- pods, scaling, disruption
@@ -774,9 +1000,56 @@ def test_pods_run_locked_down(helm: Path, profile: str) -> None:
         assert context["capabilities"] == {"drop": ["ALL"]}
         for bound in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container["resources"][bound]), (name, bound)
+        # Memory requested is its limit: never the first evicted under node pressure.
+        resources = container["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], name
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's own emptyDir
+
+
+DIGEST = "sha256:" + "ab" * 32
+EXTRAS = (
+    "priorityClassName=bookify-critical",
+    "extraEnvFrom[0].configMapRef.name=bookify-extra",
+    "extraVolumes[0].name=certs",
+    "extraVolumes[0].configMap.name=my-ca",
+    "extraVolumeMounts[0].name=certs",
+    "extraVolumeMounts[0].mountPath=/etc/ssl/extra",
+    f"booking.image.digest={DIGEST}",
+)
+
+
+def test_operators_extras_reach_every_pod_and_an_image_can_be_pinned(helm: Path) -> None:
+    docs = render(helm, *PROFILES["default"], *(a for s in EXTRAS for a in ("--set", s)))
+    assert schema_problems(docs, KUBE_VERSION) == []
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert pod["priorityClassName"] == "bookify-critical"
+        assert container["envFrom"] == [{"configMapRef": {"name": "bookify-extra"}}]
+        assert {"name": "certs", "configMap": {"name": "my-ca"}} in pod["volumes"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["certs"] == "/etc/ssl/extra"
+        assert contract_problems(docs, name) == []
+    booking = only(docs, "Deployment", "booking")["spec"]["template"]["spec"]["containers"][0]
+    assert booking["image"] == f"bookify-booking@{DIGEST}"
+    refused = template(helm, *PROFILES["default"], "--set", "gateway.image.digest=latest")
+    assert refused.returncode != 0
+    assert "digest" in refused.stderr
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_pods_spread_over_nodes_and_zones_per_rollout(helm: Path, profile: str) -> None:
+    docs = render(helm, *PROFILES[profile])
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+        assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        for constraint in spread.values():
+            assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+            # Counted per ReplicaSet: the old one's pods do not skew where the new ones go.
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"]
 
 
 def test_gateway_scales_on_cpu(helm: Path) -> None:
@@ -797,6 +1070,21 @@ def test_every_service_has_a_disruption_budget(helm: Path, profile: str) -> None
         pdb = only(docs, "PodDisruptionBudget", name)
         selector = only(docs, "Deployment", name)["spec"]["selector"]
         assert pdb["spec"]["selector"] == selector
+        # An unready pod must not block a node drain.
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_no_service_link_variable_lands_in_the_settings_prefix(helm: Path) -> None:
+    docs = render(helm, *PROFILES["default"])  # release "bookify": Services bookify-<name>
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False
+        service = only(docs, "Service", name)["metadata"]["name"]
+        env, _ = container_env(pod["containers"][0], docs)
+        # What Kubernetes would inject with service links on: <SERVICE>_PORT=tcp://ip:port.
+        link = {f"{service.upper().replace('-', '_')}_PORT": "tcp://10.96.0.10:80"}
+        with pytest.raises(ValidationError, match="port"):
+            load_settings(name, env | link)
 
 
 # ---------------------------------------------------------------- network policies
@@ -841,6 +1129,9 @@ def test_network_policies(helm: Path, profile: str) -> None:
             assert (policy_values["ingress"]["gateway"]["from"] or None) in sources
         else:
             assert sources == [scraper]
+    # DNS works with NodeLocal DNSCache too: pods then resolve through its link-local address.
+    dns_peers = [peer.get("ipBlock", {}).get("cidr") for peer in egress_values["dns"]["to"]]
+    assert "169.254.20.10/32" in dns_peers
     # The ports the policies open are the ports the services are told to use.
     kafka_ports = {
         int(hp.rsplit(":", 1)[1]) for hp in chosen["kafka"]["bootstrapServers"].split(",")

@@ -41,6 +41,7 @@ from loadtests.openmodel import (
 )
 from loadtests.recorder import process_cpu_clock
 from shared.auth import AuthSettings, Scope, mint_token
+from shared.kafka_security import kafka_client_options
 from shared.settings import Topics
 
 PRINCIPALS = 2_000  # spread over many principals so the per-principal rate limit never bites
@@ -158,7 +159,7 @@ async def bench_pipeline(config: BenchConfig, progress: Any = print) -> Pipeline
     cancelled_at: dict[str, float] = {}  # booking -> its BookingCancelled seen
     consumer = AIOKafkaConsumer(
         Topics(config.topic_prefix).events,
-        bootstrap_servers=config.kafka_bootstrap,
+        **kafka_client_options(config.kafka_bootstrap),
         auto_offset_reset="latest",
         enable_auto_commit=False,
     )

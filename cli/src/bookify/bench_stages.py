@@ -46,6 +46,7 @@ from shared.events import (
     ResourceCreated,
     encode,
 )
+from shared.kafka_security import kafka_client_options
 from shared.settings import Topics
 
 SOURCE = "bookify/bench"
@@ -155,7 +156,7 @@ def booking_events(messages: int, resources: int) -> list[Message]:
 
 async def fill(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
     """Produce every message at once (aiokafka batches them), keyed by resource as usual."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_client_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         sends = []
@@ -178,7 +179,7 @@ async def kafka_ceiling(bootstrap: str, topic: str, count: int, within: float) -
     """Records/s a bare consumer group drains from ``topic``, committing once per batch."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(bootstrap),
         group_id=f"bench-ceiling-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -209,7 +210,7 @@ async def watch_drain(
     bootstrap: str, group: str, topic: str, total: int, within: float, progress: Progress
 ) -> tuple[int, float]:
     """(records committed after the first commit, seconds from the first commit to the last)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap))
     await admin.start()
     try:
         first: tuple[int, float] | None = None
@@ -249,7 +250,7 @@ async def bench_stage(
         "consumer": (topics.events, "bookify-consumer", booking_events),
     }[stage]
     messages = make(config.messages, config.resources)
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(config.kafka_bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, config.partitions, 1) for t in topics.all()])
@@ -300,7 +301,7 @@ async def _drop_databases(mongo_uri: str, db_prefix: str) -> None:
 
 
 async def _delete_topics(bootstrap: str, topics: Topics) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap))
     await admin.start()
     try:
         await admin.delete_topics(list(topics.all()))

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import MalformedMessageError
+from shared.kafka_security import kafka_client_options
 from shared.settings import Topics
 
 DLQ_HEADER_PREFIX = "dlq_"
@@ -131,7 +132,7 @@ async def read_dead_letters(
 ) -> list[DeadLetter]:
     """Every dead letter ``selection`` picks, oldest first per partition (reads, never commits)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_client_options(bootstrap),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=10_000,
@@ -170,7 +171,9 @@ async def replay(bootstrap: str, topics: Topics, letters: Iterable[DeadLetter]) 
             f"dead letters come from {', '.join(foreign)}, not from this prefix's topics "
             f"({', '.join(sorted(allowed))}); pass the --topic-prefix they were written with"
         )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        **kafka_client_options(bootstrap), acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         acks = [
@@ -190,7 +193,7 @@ async def replay(bootstrap: str, topics: Topics, letters: Iterable[DeadLetter]) 
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap))
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])

@@ -112,6 +112,8 @@ class PlatformConfig:
     db_prefix: str = ""
     environment: str = "dev"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Variables of one service only, over extra_env: e.g. its own Kafka login.
+    service_env: Mapping[ServiceName, Mapping[str, str]] = field(default_factory=dict)
     replicas: Mapping[ServiceName, int] = field(default_factory=dict)  # 1 when absent
     # The gateways' BOOKIFY_GATEWAY_RATE_LIMIT_STORAGE; "" leaves the gateway's default.
     rate_limit_storage: str = ""
@@ -159,7 +161,7 @@ class PlatformConfig:
                 "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": DEFAULT_VIEWS_DB},
             }[name]
             env.update({f"{p}{k}": f"{self.db_prefix}{v}" for k, v in databases.items()})
-        return {**env, **self.extra_env}
+        return {**env, **self.extra_env, **self.service_env.get(name, {})}
 
 
 class ServiceProcess:

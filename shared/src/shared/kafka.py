@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    KafkaConnectionError,
+    LeaderNotAvailableError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -20,6 +28,8 @@ from prometheus_client import CollectorRegistry
 
 from shared.events import Message
 from shared.faults import FaultSwitch
+from shared.kafka_security import kafka_client_options, refusal, refusal_of
+from shared.logging import get_logger
 from shared.messaging import (
     BatchHandler,
     DeadLetters,
@@ -33,6 +43,8 @@ from shared.messaging import (
 from shared.settings import ServiceSettings, SubscriberSettings
 from shared.telemetry import kafka_middlewares
 
+log = get_logger(__name__)
+
 PRODUCER_BATCH_BYTES = 256 * 1024
 
 
@@ -45,6 +57,7 @@ def make_broker(
     """A FastStream broker whose publisher waits for every in-sync replica (acks=all)."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=settings.kafka.broker_security(),
         acks="all",
         enable_idempotence=True,
         client_id=settings.service_name,
@@ -60,19 +73,214 @@ def make_broker(
     )
 
 
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """What every aiokafka client of this service is built with: servers, id, security."""
+    return {
+        "client_id": settings.service_name,
+        **kafka_client_options(settings.kafka_bootstrap_servers, settings.kafka),
+    }
+
+
+def make_admin(settings: ServiceSettings, **options: Any) -> AIOKafkaAdminClient:
+    """An admin client of the settings' cluster, with their security."""
+    return AIOKafkaAdminClient(**client_options(settings), **options)
+
+
+def make_producer(settings: ServiceSettings, **options: Any) -> AIOKafkaProducer:
+    """A producer of the settings' cluster, with their security (``options``: aiokafka's)."""
+    return AIOKafkaProducer(**client_options(settings), **options)
+
+
+def make_consumer(settings: ServiceSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer of ``topics`` on the settings' cluster, with their security."""
+    return AIOKafkaConsumer(*topics, **client_options(settings), **options)
+
+
+async def kafka_refusal(settings: ServiceSettings, exc: BaseException) -> str | None:
+    """Why the cluster refuses this service, if ``exc`` is a refusal rather than an outage.
+
+    aiokafka's "Unable to bootstrap" hides the TLS or SASL error behind it: connect once
+    more to find out (:func:`shared.kafka_security.refusal`).
+    """
+    refused = refusal_of(exc, settings.kafka)
+    if refused is None and isinstance(exc, KafkaConnectionError):
+        refused = await refusal(settings.kafka_bootstrap_servers, settings.kafka)
+    return refused
+
+
+class TopicMismatchError(RuntimeError):
+    """The broker's topics are not the ones the settings want: a start-up error, not a retry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicState:
+    """What the broker says of one topic."""
+
+    name: str
+    partitions: int
+    replicas: int
+    min_insync_replicas: int | None
+
+
+# Metadata for a topic created a moment ago may not have reached the broker that answers.
+NOT_PROPAGATED_YET = (UnknownTopicOrPartitionError.errno, LeaderNotAvailableError.errno)
+
+
 async def ensure_topics(settings: ServiceSettings) -> None:
-    """Create the platform's topics if missing (all partitions keyed by resource_id)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    """Create the platform's topics where missing, then check every one against the settings.
+
+    With ``create_topics`` off (a cluster whose operator creates topics: Strimzi
+    ``KafkaTopic``, Terraform) nothing is created and a missing topic is an error. A topic
+    the broker refused to create (replication factor above its brokers, no CREATE ACL) is an
+    error naming the broker's reason: the producer would otherwise have the broker
+    auto-create a one-partition topic. An existing topic with fewer partitions or replicas,
+    or a lower ``min.insync.replicas``, than the settings want is an error saying what
+    differs; more of them is a warning.
+    """
+    admin = make_admin(settings)
     await admin.start()
     try:
+        wanted = settings.topics.all()
         existing = set(await admin.list_topics())
-        missing = [t for t in settings.topics.all() if t not in existing]
+        missing = [t for t in wanted if t not in existing]
+        if missing and not settings.create_topics:
+            raise TopicMismatchError(
+                f"topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)} "
+                "(or this service may not DESCRIBE them); create_topics is off, so create "
+                f"them ({wanted_shape(settings)}) or set create_topics=true"
+            )
         if missing:
-            # Another service may create them first; that is the outcome we want.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([new_topic(settings, t) for t in missing])
+            response = await admin.create_topics([new_topic(settings, t) for t in missing])
+            refused = creation_failures(response.topic_errors)
+            if refused:
+                raise TopicMismatchError(
+                    f"could not create {'; '.join(refused)} ({wanted_shape(settings)})"
+                )
+        states = await describe_topics(admin, wanted)
     finally:
         await admin.close()
+    errors, warnings = compare_topics(states, settings)
+    for warning in warnings:
+        log.warning("topic_differs", detail=warning)
+    if errors:
+        raise TopicMismatchError("; ".join(errors))
+
+
+def wanted_shape(settings: ServiceSettings) -> str:
+    min_insync = settings.topic_min_insync_replicas
+    return (
+        f"partitions={settings.topic_partitions}, "
+        f"replication factor={settings.topic_replication_factor}"
+        + ("" if min_insync is None else f", min.insync.replicas={min_insync}")
+    )
+
+
+def creation_failures(topic_errors: Sequence[tuple[Any, ...]]) -> list[str]:
+    """``topic: REASON (broker's message)`` of each topic the broker did not create.
+
+    TOPIC_ALREADY_EXISTS is not a failure: another service created it first.
+    """
+    failures = []
+    for topic, code, *message in topic_errors:
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        error = for_code(code)
+        detail = message[0] if message and message[0] else error.description
+        failures.append(f"{topic}: {error.message} ({detail})")
+    return failures
+
+
+async def describe_topics(
+    admin: AIOKafkaAdminClient, topics: Sequence[str], *, within: float = 10.0
+) -> list[TopicState]:
+    """Partitions and replicas (metadata) and ``min.insync.replicas`` (configs) of ``topics``.
+
+    Only topics known to exist: a metadata request for a missing one may auto-create it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        described = await admin.describe_topics(list(topics))
+        pending = [t for t in described if t["error_code"] in NOT_PROPAGATED_YET]
+        if not pending or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    configs = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    )
+    min_insync: dict[str, int | None] = {}
+    for response in configs:
+        for code, message, _type, name, entries, *_ in response.resources:
+            if code != 0:
+                error = for_code(code)
+                raise TopicMismatchError(
+                    f"could not read the configs of {name}: {error.message} ({message})"
+                )
+            values = {entry[0]: entry[1] for entry in entries}
+            value = values.get("min.insync.replicas")
+            min_insync[name] = int(value) if value is not None else None
+    states = []
+    for topic in described:
+        if topic["error_code"] != 0:
+            error = for_code(topic["error_code"])
+            raise TopicMismatchError(f"could not describe {topic['topic']}: {error.message}")
+        partitions = topic["partitions"]
+        states.append(
+            TopicState(
+                name=topic["topic"],
+                partitions=len(partitions),
+                replicas=min((len(p["replicas"]) for p in partitions), default=0),
+                min_insync_replicas=min_insync.get(topic["topic"]),
+            )
+        )
+    return states
+
+
+def compare_topics(
+    states: Sequence[TopicState], settings: ServiceSettings
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings): what differs between the broker's topics and the settings.
+
+    Fewer partitions than wanted caps the consumers that get work; fewer replicas, or a lower
+    ``min.insync.replicas``, weakens what acks=all promises: errors. More partitions or
+    replicas cost only resources: warnings. A ``min.insync.replicas`` above the replicas
+    fails every acks=all send: an error whatever the settings.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    wanted_insync = settings.topic_min_insync_replicas
+    for topic in states:
+        counts = (
+            ("partitions", topic.partitions, "topic_partitions", settings.topic_partitions),
+            (
+                "replicas",
+                topic.replicas,
+                "topic_replication_factor",
+                settings.topic_replication_factor,
+            ),
+        )
+        for what, count, setting, wanted in counts:
+            if count < wanted:
+                errors.append(f"{topic.name} has {count} {what}, {setting} wants {wanted}")
+            elif count > wanted:
+                warnings.append(f"{topic.name} has {count} {what}, {setting} says {wanted}")
+        actual = topic.min_insync_replicas
+        if actual is not None and actual > topic.replicas:
+            errors.append(
+                f"{topic.name} has min.insync.replicas={actual} but {topic.replicas} replicas: "
+                "every acks=all send would fail"
+            )
+        elif wanted_insync is not None and actual is not None and actual < wanted_insync:
+            errors.append(
+                f"{topic.name} has min.insync.replicas={actual}, "
+                f"topic_min_insync_replicas wants {wanted_insync}"
+            )
+        elif wanted_insync is not None and actual is not None and actual > wanted_insync:
+            warnings.append(
+                f"{topic.name} has min.insync.replicas={actual}, "
+                f"topic_min_insync_replicas says {wanted_insync}"
+            )
+    return errors, warnings
 
 
 def new_topic(settings: ServiceSettings, name: str) -> NewTopic:

@@ -6,7 +6,7 @@ booking and consumer need nothing more.
 
 - ``/healthz``: the process is up (no dependency is touched).
 - ``/readyz``: every dependency answers within the readiness timeout; a 503 problem naming
-  what is down otherwise.
+  what is down otherwise, and while the process drains before it stops (shared.runner).
 - ``/metrics``: the runtime's registry, in OpenMetrics when asked for (the format that
   carries the e2e histogram's trace exemplars), else Prometheus text.
 - ``GET``/``PUT <faults_path>``: the fault switch (:mod:`shared.faults`), for a bearer token
@@ -110,16 +110,21 @@ def ops_routes(*, faults_path: str = ADMIN_PATH, body_limited: bool = False) -> 
         responses=problem_responses(503),
     )
     async def readyz(runtime: RuntimeDep) -> Response | Readiness:
-        checks = await runtime.readiness()
+        if runtime.draining:  # leaving: take no new traffic, serve what still comes
+            return problem_response(503, "not ready: shutting down", instance="/readyz")
+        checks, causes = await runtime.readiness_report()
         if not all(checks.values()):
-            down = ", ".join(name for name, ok in checks.items() if not ok)
+            down = ", ".join(n for n, ok in checks.items() if not ok and n not in causes)
+            reasons = [f"{down} unreachable"] if down else []
+            reasons += [f"{name} refuses this service: {cause}" for name, cause in causes.items()]
             retry = retry_after_header(runtime.settings.readiness_timeout_seconds)
             return problem_response(
                 503,
-                f"not ready: {down} unreachable",
+                f"not ready: {'; '.join(reasons)}",
                 instance="/readyz",
                 headers={"Retry-After": retry},
                 checks=checks,
+                causes=causes,
             )
         return Readiness(checks=checks)
 

@@ -4,6 +4,11 @@ uvicorn turns SIGTERM/SIGINT into a graceful shutdown: the ASGI lifespan stops t
 (in-flight records finish, their offsets committed) and closes MongoDB. uvicorn then
 re-raises the signal; the handler here turns that into a normal exit, so pending spans are
 flushed and the exit code is 0.
+
+With ``drain_seconds`` (the gateway's in the chart), SIGTERM first drains: /readyz answers
+503 and requests are still served for that long, so a load balancer stops sending before
+the listener closes (Kubernetes removes a terminating pod from its Service's endpoints while
+the pod is already getting SIGTERM). A second SIGTERM, or SIGINT, stops at once.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
@@ -43,9 +50,36 @@ SERVICE_LOOP = "asyncio"
 # larger gen0 lets wait are few and small.
 GC_THRESHOLDS = (20_000, 20, 100)
 
+# How long requests in flight get once the listener is closed (the chart's
+# terminationGracePeriodSeconds covers drain_seconds, this and the lifespan's shutdown).
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose first SIGTERM drains for ``drain_seconds`` before stopping."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Callable[[], None]
+    ) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+        self._on_drain = on_drain
+        self._drain: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self._drain_seconds <= 0 or self._drain is not None:
+            super().handle_exit(sig, frame)
+            return
+        self._on_drain()
+        # A thread, not the loop: this runs in a signal handler. uvicorn's main loop looks at
+        # should_exit every tick, so setting it from there is enough.
+        self._drain = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))
+        self._drain.daemon = True
+        self._drain.start()
 
 
 class AppFactory(Protocol[S]):
@@ -62,16 +96,20 @@ def run_service(settings: S, create_app: AppFactory[S]) -> None:
     app = create_app(settings, tracer_provider=tracer_provider)
     gc.freeze()  # what start-up built lives as long as the process: never scan it again
     gc.set_threshold(*GC_THRESHOLDS)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        loop=SERVICE_LOOP,
+        log_config=None,  # keep the JSON logging configured above
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = DrainingServer(
+        config, drain_seconds=settings.drain_seconds, on_drain=app.state.runtime.drain
+    )
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            lifespan="on",
-            loop=SERVICE_LOOP,
-            log_config=None,  # keep the JSON logging configured above
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        server.run()
     finally:
         tracer_provider.shutdown()

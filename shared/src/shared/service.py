@@ -34,7 +34,8 @@ from pymongo import AsyncMongoClient
 
 from shared.events import Message
 from shared.faults import FaultSwitch
-from shared.kafka import make_broker, subscribe
+from shared.kafka import kafka_refusal, make_broker, subscribe
+from shared.kafka_security import KafkaRefusedError, refusal
 from shared.logging import get_logger
 from shared.messaging import UNAVAILABLE, BatchHandler, Delivery, PolicyMetrics
 from shared.mongo import Document, make_mongo_client
@@ -70,7 +71,8 @@ NOT_YET_THERE = (*UNAVAILABLE, OSError)
 
 
 class StartupError(RuntimeError):
-    """The dependencies did not come up within ``startup_timeout_seconds``."""
+    """The dependencies did not come up within ``startup_timeout_seconds``, or Kafka refused
+    this service (its credentials, the CA it trusts, or its ACLs)."""
 
 
 class NotStartedError(RuntimeError):
@@ -98,6 +100,7 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
         self._connect = connect
         self._overrides = overrides
         self._deps: DepsT | None = None
+        self.draining = False  # set on SIGTERM (shared.runner): /readyz answers 503
         # Each subscriber's handler, built from the deps when they are connected.
         self._handler_factories: list[Callable[[DepsT], BatchHandler]] = []
         self._handlers: list[BatchHandler] = []
@@ -133,14 +136,30 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
             raise NotStartedError(f"{self.settings.service_name} got a message before it started")
         return self._handlers[index]
 
+    def drain(self) -> None:
+        """Stop looking ready, keep serving: the process stops after ``drain_seconds``."""
+        self.draining = True
+        log.info("draining", service=self.settings.service_name, for_s=self.settings.drain_seconds)
+
     @property
     def deps(self) -> DepsT:
         if self._deps is None:
             raise NotStartedError(f"{self.settings.service_name} has not started")
         return self._deps
 
-    def kafka_ping(self) -> Awaitable[bool]:
-        return self.broker.ping(timeout=self.settings.readiness_timeout_seconds)
+    async def kafka_ping(self) -> bool:
+        """The broker answers; :class:`KafkaRefusedError` naming why when it refuses us."""
+        if await self.broker.ping(timeout=self.settings.readiness_timeout_seconds):
+            return True
+        settings = self.settings
+        refused = await refusal(
+            settings.kafka_bootstrap_servers,
+            settings.kafka,
+            within=settings.readiness_timeout_seconds,
+        )
+        if refused is not None:
+            raise KafkaRefusedError(refused)
+        return False
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[DepsT]:
@@ -181,8 +200,17 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
                     # their stores open (their offsets are committed by the ack policy).
                     stack.push_async_callback(self.broker.stop)
                     await self.broker.start()
-            except NOT_YET_THERE as exc:
+            except Exception as exc:
                 await stack.aclose()
+                refused = await kafka_refusal(self.settings, exc)
+                if refused is not None:
+                    # Waiting will not fix a password, a CA or an ACL: one line, then stop.
+                    log.error("kafka_refused", service=self.settings.service_name, cause=refused)
+                    raise StartupError(
+                        f"{self.settings.service_name}: Kafka refused this client: {refused}"
+                    ) from exc
+                if not isinstance(exc, NOT_YET_THERE):
+                    raise
                 attempt += 1
                 if loop.time() >= deadline:
                     raise StartupError(
@@ -208,17 +236,26 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
 
     async def readiness(self) -> dict[str, bool]:
         """Whether each dependency answers within ``readiness_timeout_seconds``."""
+        checks, _ = await self.readiness_report()
+        return checks
+
+    async def readiness_report(self) -> tuple[dict[str, bool], dict[str, str]]:
+        """:meth:`readiness`, and why each dependency that refuses this service does."""
         checks = self.deps.readiness
         names = list(checks)
         results = await asyncio.gather(*(self._check(checks[name]) for name in names))
-        return dict(zip(names, results, strict=True))
+        ready = {name: ok for name, (ok, _) in zip(names, results, strict=True)}
+        causes = {name: cause for name, (_, cause) in zip(names, results, strict=True) if cause}
+        return ready, causes
 
-    async def _check(self, check: ReadinessCheck) -> bool:
+    async def _check(self, check: ReadinessCheck) -> tuple[bool, str | None]:
         try:
             async with asyncio.timeout(self.settings.readiness_timeout_seconds):
-                return await check()
+                return await check(), None
+        except KafkaRefusedError as exc:
+            return False, str(exc)
         except Exception:  # a probe answers "not ready", it never fails the request
-            return False
+            return False, None
 
 
 class _Started:

@@ -1,11 +1,13 @@
 """The settings bases every service inherits: one pydantic-settings class per service.
 
 Each service sets its own ``env_prefix`` (``BOOKIFY_GATEWAY_``, ``BOOKIFY_BOOKING_``, ...).
-Two variables are the platform's, read by every service: ``BOOKIFY_ENVIRONMENT`` (a
-service's own ``BOOKIFY_<SERVICE>_ENVIRONMENT`` wins over it) and the ``BOOKIFY_AUTH_*``
-of :class:`shared.auth.AuthSettings`. Outside dev and test a service refuses to start with
-the development JWT secret, or with one too short for HS256. Nothing else in the code base
-reads ``os.environ`` for configuration.
+Three groups of variables are the platform's, read by every service: ``BOOKIFY_ENVIRONMENT``
+(a service's own ``BOOKIFY_<SERVICE>_ENVIRONMENT`` wins over it), the ``BOOKIFY_AUTH_*`` of
+:class:`shared.auth.AuthSettings` and the ``BOOKIFY_KAFKA_*`` of
+:class:`shared.kafka_security.KafkaSecurity`. Outside dev and test a service refuses to start
+with the development JWT secret, with one too short for HS256, or with a PLAINTEXT Kafka
+unless ``BOOKIFY_KAFKA_ALLOW_PLAINTEXT=true``. Nothing else in the code base reads
+``os.environ`` for configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic_settings import (
 )
 
 from shared.auth import DEV_ONLY_PREFIX, AuthSettings
+from shared.kafka_security import ENV_PREFIX, KafkaSecurity, SecurityProtocol
 
 
 class Environment(StrEnum):
@@ -98,6 +101,11 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="min.insync.replicas of the topics it creates; None keeps the broker's.",
     )
+    create_topics: bool = Field(
+        default=True,
+        description="Create missing topics at start-up; off where the cluster's operator "
+        "creates them (Strimzi KafkaTopic, Terraform): the services then only check them.",
+    )
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     log_level: str = "INFO"
     log_json: bool = True
@@ -119,8 +127,16 @@ class ServiceSettings(BaseSettings):
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, description="How long /readyz waits for each dependency's ping."
     )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="After SIGTERM, how long /readyz answers 503 while requests are still "
+        "served, so load balancers stop sending before the listener closes (shared.runner).",
+    )
     # Verifies the operators' tokens (the fault switch in every service, the API in the gateway).
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    # How every Kafka client of this process authenticates and encrypts (BOOKIFY_KAFKA_*).
+    kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +178,23 @@ class ServiceSettings(BaseSettings):
                     f"least {HS256_MIN_SECRET_BYTES} in environment={self.environment.value} "
                     "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _no_plaintext_kafka(self) -> Self:
+        """Outside dev and test, Kafka without TLS or SASL only when the operator says so."""
+        protocol = self.kafka.security_protocol
+        if (
+            not self.is_dev
+            and protocol == SecurityProtocol.PLAINTEXT
+            and not self.kafka.allow_plaintext
+        ):
+            raise ValueError(
+                f"{ENV_PREFIX}SECURITY_PROTOCOL=PLAINTEXT in environment="
+                f"{self.environment.value}: anyone on the network can write commands and "
+                f"read bookings. Set {ENV_PREFIX}SECURITY_PROTOCOL to SASL_SSL or SSL, or "
+                f"{ENV_PREFIX}ALLOW_PLAINTEXT=true for a listener you trust"
+            )
         return self
 
     @property

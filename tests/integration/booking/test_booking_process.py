@@ -52,6 +52,7 @@ async def test_the_booking_process_is_ready_then_stops_cleanly_on_sigterm(
         "BOOKIFY_BOOKING_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "BOOKIFY_BOOKING_MONGO_URI": mongo.uri,
         "BOOKIFY_BOOKING_TOPIC_PREFIX": f"{unique_id}-",
+        "BOOKIFY_BOOKING_TOPIC_PARTITIONS": "1",  # as topic_factory made them
         "BOOKIFY_BOOKING_DB_NAME": mongo_db.name,
         "BOOKIFY_BOOKING_ENVIRONMENT": "test",
         "BOOKIFY_BOOKING_HOST": "127.0.0.1",

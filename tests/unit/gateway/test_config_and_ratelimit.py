@@ -10,6 +10,7 @@ from gateway.config import GatewaySettings
 from gateway.ratelimit import TokenBucketLimiter
 from shared.auth import AuthSettings
 from shared.kafka import make_broker
+from shared.kafka_security import KafkaSecurity
 from tests.support.clock import FakeClock
 
 
@@ -46,7 +47,8 @@ def test_prod_refuses_the_development_jwt_secret(monkeypatch: pytest.MonkeyPatch
 def test_prod_accepts_a_real_secret() -> None:
     auth = AuthSettings(jwt_secret="a-real-secret-0123456789abcdef012345")
 
-    assert GatewaySettings(environment="prod", auth=auth).environment == "prod"
+    trusted = KafkaSecurity(allow_plaintext=True)
+    assert GatewaySettings(environment="prod", auth=auth, kafka=trusted).environment == "prod"
 
 
 def test_the_producer_settles_a_send_before_the_request_stops_waiting() -> None:

@@ -10,11 +10,13 @@ from consumer.config import ConsumerSettings
 from gateway.config import GatewaySettings
 from shared import auth as shared_auth
 from shared.auth import AuthSettings, InvalidTokenError, Principal, mint_token, verify_token
+from shared.kafka_security import KafkaSecurity
 from shared.mongo import unsafe_keys
 from shared.settings import Environment, ServiceSettings, Topics, refuse_dev_secret
 from tests.support import auth
 
 AUTH = AuthSettings(jwt_secret=SecretStr("test-secret-of-enough-length-for-hs256"))
+TRUSTED_PLAINTEXT = KafkaSecurity(allow_plaintext=True)
 SERVICE_SETTINGS: list[type[ServiceSettings]] = [GatewaySettings, BookingSettings, ConsumerSettings]
 
 
@@ -54,7 +56,7 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 def test_the_dev_secret_is_refused_outside_dev() -> None:
     dev_default = AuthSettings().jwt_secret.get_secret_value()
     refuse_dev_secret(ServiceSettings(environment=Environment.DEV), "jwt", dev_default)
-    prod = ServiceSettings(environment=Environment.PROD, auth=AUTH)
+    prod = ServiceSettings(environment=Environment.PROD, auth=AUTH, kafka=TRUSTED_PLAINTEXT)
     with pytest.raises(ValueError, match="development default"):
         refuse_dev_secret(prod, "jwt", dev_default)
     refuse_dev_secret(prod, "jwt", "a-real-secret")
@@ -73,12 +75,20 @@ def test_every_service_refuses_to_start_in_prod_with_the_dev_secret(
 def test_prod_refuses_a_secret_too_short_for_hs256_and_says_how_to_make_one() -> None:
     short = AuthSettings(jwt_secret=SecretStr("x" * 31))
     with pytest.raises(ValidationError, match="31 bytes; HS256 needs at least 32") as caught:
-        ServiceSettings(environment=Environment.PROD, auth=short)
+        ServiceSettings(environment=Environment.PROD, auth=short, kafka=TRUSTED_PLAINTEXT)
     assert "secrets.token_urlsafe" in str(caught.value)
-    assert ServiceSettings(environment=Environment.PROD, auth=AUTH).environment == "prod"
+    assert (
+        ServiceSettings(
+            environment=Environment.PROD, auth=AUTH, kafka=TRUSTED_PLAINTEXT
+        ).environment
+        == "prod"
+    )
     # With RS256 the shared secret is never used, so it is not checked.
     rsa = AuthSettings(jwt_public_key="-----BEGIN PUBLIC KEY-----")
-    assert ServiceSettings(environment=Environment.PROD, auth=rsa).environment == "prod"
+    assert (
+        ServiceSettings(environment=Environment.PROD, auth=rsa, kafka=TRUSTED_PLAINTEXT).environment
+        == "prod"
+    )
 
 
 @pytest.mark.parametrize("settings_class", SERVICE_SETTINGS)
@@ -88,6 +98,7 @@ def test_bookify_environment_configures_every_service_and_its_own_variable_wins(
     # The variable .env.example documents, as a deployment outside compose would set it.
     monkeypatch.setenv("BOOKIFY_ENVIRONMENT", "prod")
     monkeypatch.setenv("BOOKIFY_AUTH_JWT_SECRET", AUTH.jwt_secret.get_secret_value())
+    monkeypatch.setenv("BOOKIFY_KAFKA_ALLOW_PLAINTEXT", "true")
     assert settings_class().environment == Environment.PROD
     prefix = settings_class.model_config["env_prefix"]
     monkeypatch.setenv(f"{prefix}ENVIRONMENT", "test")

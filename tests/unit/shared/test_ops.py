@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from shared.auth import AuthSettings
 from shared.faults import OFF
+from shared.kafka_security import KafkaRefusedError, KafkaSecurity
 from shared.ops import service_app
 from shared.service import ReadinessCheck, ServiceRuntime
 from shared.settings import ServiceSettings
@@ -28,11 +29,14 @@ AUTH = AuthSettings(jwt_secret=SECRET)
 @dataclass
 class Deps:
     up: dict[str, bool] = field(default_factory=lambda: {"kafka": True, "mongodb": True})
+    refused: dict[str, str] = field(default_factory=dict)  # a check that names why
 
     @property
     def readiness(self) -> Mapping[str, ReadinessCheck]:
         def check(name: str) -> ReadinessCheck:
             async def answers() -> bool:
+                if name in self.refused:
+                    raise KafkaRefusedError(self.refused[name])
                 return self.up[name]
 
             return answers
@@ -53,7 +57,9 @@ class Served:
 
 def service_runtime(deps: Deps, environment: str = "test") -> ServiceRuntime[Any, Deps, Counter]:
     return ServiceRuntime(
-        ServiceSettings(environment=environment, auth=AUTH),
+        ServiceSettings(
+            environment=environment, auth=AUTH, kafka=KafkaSecurity(allow_plaintext=True)
+        ),
         metrics=metrics,
         connect=never_connect,
         overrides=deps,
@@ -108,6 +114,20 @@ async def test_readyz_is_a_503_problem_naming_what_is_down(svc: Served) -> None:
     body = response.json()
     assert body["detail"] == "not ready: mongodb unreachable"
     assert body["checks"] == {"kafka": True, "mongodb": False}
+
+
+async def test_readyz_says_why_kafka_refuses_the_service(svc: Served) -> None:
+    svc.deps.up["mongodb"] = False
+    svc.deps.refused["kafka"] = "SASL authentication failed for 'gateway'"
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"] == (
+        "not ready: mongodb unreachable; "
+        "kafka refuses this service: SASL authentication failed for 'gateway'"
+    )
+    assert body["checks"] == {"kafka": False, "mongodb": False}
+    assert body["causes"] == {"kafka": "SASL authentication failed for 'gateway'"}
 
 
 async def test_metrics_are_prometheus_text_by_default_and_openmetrics_when_asked(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -17,6 +19,9 @@ import typer
 from bookify import observe, runlogs
 from bookify.infra import paths
 from bookify.infra.errors import InfraError
+from bookify.infra.fsutil import atomic_write_text
+from bookify.infra.kafka import LocalKafka
+from bookify.infra.kafka_secure import SecureKafka, bookify_acls
 from bookify.infra.local import LocalInfra, print_progress
 from bookify.platform import (
     DEFAULT_PORTS,
@@ -30,7 +35,8 @@ from bookify.platform import (
 )
 from bookify.supervisor import RestartPolicy, Supervisor
 from shared.auth import AuthSettings, Scope, mint_token
-from shared.settings import redact_url
+from shared.kafka import ensure_topics
+from shared.settings import ServiceSettings, Topics, redact_url
 from shared.telemetry import trace_endpoint
 
 DEMO_RESOURCES = [
@@ -39,6 +45,14 @@ DEMO_RESOURCES = [
     ("Workshop: async Python", 25),
     ("Ticket drop: reunion tour", 10),
 ]
+
+
+class KafkaListener(StrEnum):
+    PLAINTEXT = "plaintext"
+    SASL_SSL = "sasl_ssl"
+
+
+ADMIN_ENV = Path("kafka") / "admin.env"
 
 
 RunDir = Annotated[
@@ -149,6 +163,15 @@ def up(
             show_default=False,
         ),
     ] = None,
+    kafka_security: Annotated[
+        KafkaListener,
+        typer.Option(
+            "--kafka-security",
+            help="plaintext, or sasl_ssl: Kafka as a secured cluster runs, a SASL_SSL listener "
+            "(SCRAM-SHA-512, a CA made for this run dir) with ACLs, each service logging in as "
+            "itself. Needs a run dir whose Kafka was first started the same way.",
+        ),
+    ] = KafkaListener.PLAINTEXT,
     run_dir_option: RunDir = None,
 ) -> None:
     """Run Kafka, FerretDB, Redis and the three services locally until Ctrl-C (which stops
@@ -168,11 +191,17 @@ def up(
     except InfraError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    infra = LocalInfra(run_dir, attached=True)
+    secure = None
+    if kafka_security is KafkaListener.SASL_SSL:
+        secure = SecureKafka.kept_in(run_dir / "kafka" / "users.json")
+    infra = LocalInfra(run_dir, attached=True, kafka_secure=secure)
     reuse = infra.status().running
     try:
+        infra.kafka.check_listener()
         endpoints = infra.start()
+        logins = secure_platform(infra.kafka, run_dir, Topics()) if secure is not None else {}
         config = PlatformConfig(
+            service_env=logins,
             kafka_bootstrap=endpoints.kafka_bootstrap,
             mongo_uri=endpoints.mongo_uri,
             ports=lay_out_ports(
@@ -191,6 +220,7 @@ def up(
             summary: dict[str, str] = {name: ",".join(platform.urls(name)) for name in _SHOWN}
             summary |= {
                 "kafka_bootstrap": endpoints.kafka_bootstrap,
+                "kafka_security": str(run_dir / ADMIN_ENV) if secure else "PLAINTEXT",
                 "mongo_uri": endpoints.mongo_uri,
                 "rate_limit": redact_url(config.rate_limit_storage),
                 "tracing": tracing_summary(os.environ),
@@ -221,6 +251,33 @@ def up(
     finally:
         if not reuse:
             infra.stop()
+
+
+def secure_platform(
+    kafka: LocalKafka, run_dir: Path, topics: Topics
+) -> dict[ServiceName, dict[str, str]]:
+    """On the secured broker: the services' ACLs and topics, as an operator would make them
+    (no service may create a topic); each service's login; and the admin's in
+    <run dir>/kafka/admin.env, for `bookify dlq` (`set -a; . that-file; set +a`)."""
+    kafka.grant(bookify_acls(topics))
+    admin = kafka.client_security()
+    assert admin is not None
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka.endpoint,
+        kafka=admin,
+        service_name="bookify-admin",
+        topic_prefix=topics.prefix,
+    )
+    asyncio.run(ensure_topics(settings))
+    env_file = run_dir / ADMIN_ENV
+    atomic_write_text(env_file, "".join(f"{k}={v}\n" for k, v in admin.environment().items()))
+    env_file.chmod(0o600)
+    logins: dict[ServiceName, dict[str, str]] = {}
+    for name in SERVICES:
+        login = kafka.client_security(name)
+        assert login is not None
+        logins[name] = login.environment()
+    return logins
 
 
 def seed(

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bookify.infra import paths, prereqs
@@ -22,7 +22,18 @@ from bookify.infra.fsutil import (
     stamp_matches,
     tail,
 )
+from bookify.infra.kafka_secure import (
+    ADMIN,
+    Acl,
+    SecureKafka,
+    TlsFiles,
+    admin_client_properties,
+    make_tls_files,
+    scram_arguments,
+    server_properties,
+)
 from bookify.infra.process import spawn, wait_for_log_line
+from shared.kafka_security import KafkaSecurity, kafka_client_options
 
 Progress = Callable[[str], None]
 
@@ -114,18 +125,30 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def render_server_properties(*, port: int, controller_port: int, data_dir: Path) -> str:
-    """server.properties of a combined broker+controller on 127.0.0.1 (static quorum)."""
+def plaintext_listeners(*, port: int, controller_port: int) -> str:
+    return f"""\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+
+
+def render_server_properties(
+    *, port: int, controller_port: int, data_dir: Path, listeners: str | None = None
+) -> str:
+    """server.properties of a combined broker+controller on 127.0.0.1 (static quorum).
+
+    ``listeners``: the listener lines (kafka_secure.server_properties for SASL_SSL and ACLs);
+    a PLAINTEXT listener by default.
+    """
+    listeners = listeners or plaintext_listeners(port=port, controller_port=controller_port)
     return f"""\
 # Written by bookify.infra.kafka on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+{listeners}controller.listener.names=CONTROLLER
 log.dirs={data_dir}
 # one broker: internal topics cannot have the default RF 3 / min ISR 2
 offsets.topic.replication.factor=1
@@ -156,8 +179,10 @@ class LocalKafka:
         root: Path | None = None,
         cache: Path | None = None,
         progress: Progress = _silent,
+        secure: SecureKafka | None = None,
     ) -> None:
         self.root = root or paths.repo_root()
+        self.secure = secure
         self.cache = cache or paths.cache_dir(self.root)
         self.home = run_dir / "kafka"
         self.port = port
@@ -166,7 +191,40 @@ class LocalKafka:
         self.config = self.home / "server.properties"
         self.data_dir = self.home / "data"
         self.log_path = self.home / "kafka.log"
+        self.tls_dir = self.home / "tls"
+        self.listener_file = self.home / "listener"  # the protocol the storage was formatted for
         self._lib: Path | None = None
+
+    @property
+    def protocol(self) -> str:
+        return "PLAINTEXT" if self.secure is None else "SASL_SSL"
+
+    def check_listener(self) -> None:
+        """Refuse a data directory formatted for the other listener: its SCRAM users (or their
+        absence) were fixed when it was formatted."""
+        if not (self.data_dir / "meta.properties").exists():
+            return
+        formatted = (
+            self.listener_file.read_text().strip() if self.listener_file.exists() else "PLAINTEXT"
+        )
+        if formatted != self.protocol:
+            raise StartupError(
+                f"the Kafka data in {self.data_dir} is a {formatted} broker's, not a "
+                f"{self.protocol} one's: stop it (`bookify infra down`) and remove {self.home}, "
+                "or use another --run-dir"
+            )
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The CA clients trust and the broker's certificate (made on the first secure start)."""
+        files = TlsFiles(self.tls_dir / "ca.crt", self.tls_dir / "server.pem")
+        if not (files.ca_cert.exists() and files.server_pem.exists()):
+            files = make_tls_files(self.tls_dir)
+        return files
+
+    def client_security(self, user: str = ADMIN) -> KafkaSecurity | None:
+        """How a client logs in as ``user`` (None: the PLAINTEXT listener needs nothing)."""
+        return None if self.secure is None else self.secure.client(user, self.tls.ca_cert)
 
     @property
     def endpoint(self) -> str:
@@ -206,13 +264,25 @@ class LocalKafka:
     def spawn(self, *, attached: bool) -> subprocess.Popen[bytes]:
         """Write the config, format storage on first start only, and start the broker."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.check_listener()
+        listeners = None
+        if self.secure is not None:
+            listeners = server_properties(
+                self.secure, self.tls, port=self.port, controller_port=self.controller_port
+            )
         atomic_write_text(
             self.config,
             render_server_properties(
-                port=self.port, controller_port=self.controller_port, data_dir=self.data_dir
+                port=self.port,
+                controller_port=self.controller_port,
+                data_dir=self.data_dir,
+                listeners=listeners,
             ),
         )
+        self.config.chmod(0o600)  # a secure broker's holds the admin's password
         if not (self.data_dir / "meta.properties").exists():
+            # SCRAM users exist from the first start: KRaft stores them in the metadata log.
+            users = scram_arguments(self.secure) if self.secure is not None else ()
             fmt = subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool",
@@ -221,6 +291,7 @@ class LocalKafka:
                     new_cluster_id(),
                     "-c",
                     str(self.config),
+                    *users,
                 ),
                 capture_output=True,
                 text=True,
@@ -230,6 +301,7 @@ class LocalKafka:
                 raise StartupError(
                     f"formatting Kafka storage in {self.data_dir} failed:\n{fmt.stdout}{fmt.stderr}"
                 )
+            atomic_write_text(self.listener_file, f"{self.protocol}\n")
         return spawn(
             self._java("kafka.Kafka", str(self.config)),
             log_path=self.log_path,
@@ -243,15 +315,39 @@ class LocalKafka:
         wait_for_log_line(
             self.log_path, READY_LINE, proc=proc, what="Kafka broker", timeout=timeout
         )
-        error = _client_check(self.endpoint, max(1.0, deadline - time.monotonic()))
+        error = _client_check(
+            self.endpoint, max(1.0, deadline - time.monotonic()), self.client_security()
+        )
         if error is not None:
             raise StartupError(
                 f"Kafka logged it started but a client at {self.endpoint} failed: {error}. "
                 f"Last lines of {self.log_path}:\n{tail(self.log_path)}"
             )
 
+    def grant(self, acls: Sequence[Acl]) -> None:
+        """Add ``acls`` on the running secure broker, as its super user."""
+        if self.secure is None:
+            raise StartupError("ACLs need the secure listener (LocalKafka(secure=...))")
+        admin_config = self.home / "admin.properties"
+        atomic_write_text(
+            admin_config,
+            admin_client_properties(self.secure, self.tls, bootstrap=self.endpoint),
+        )
+        admin_config.chmod(0o600)
+        acl_file = self.home / "acls.txt"
+        atomic_write_text(acl_file, "".join(f"{acl.line()}\n" for acl in acls))
+        tool = self.root / "infra" / "kafka" / "GrantAcls.java"
+        proc = subprocess.run(
+            self._java(str(tool), str(admin_config), str(acl_file)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise StartupError(f"granting ACLs failed:\n{proc.stdout}{proc.stderr}")
 
-def _client_check(bootstrap: str, timeout: float) -> str | None:
+
+def _client_check(bootstrap: str, timeout: float, security: KafkaSecurity | None) -> str | None:
     """Fetch metadata with aiokafka; None on success, else the last error.
 
     Runs its own event loop in a thread, so it works whether or not the caller already
@@ -264,7 +360,10 @@ def _client_check(bootstrap: str, timeout: float) -> str | None:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(
+                **kafka_client_options(bootstrap, security or KafkaSecurity.model_construct()),
+                request_timeout_ms=5000,
+            )
             try:
                 await admin.start()
                 await admin.describe_cluster()

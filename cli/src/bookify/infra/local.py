@@ -17,6 +17,7 @@ from bookify.infra import paths
 from bookify.infra.errors import StartupError
 from bookify.infra.ferretdb import LocalFerretDB
 from bookify.infra.kafka import LocalKafka
+from bookify.infra.kafka_secure import SecureKafka
 from bookify.infra.process import ensure_port_free, is_ours, terminate
 from bookify.infra.redis import LocalRedis
 from bookify.infra.state import ProcessRecord, StateFile
@@ -105,6 +106,7 @@ class LocalInfra:
         kafka_timeout: float = 60.0,
         mongo_timeout: float = 30.0,
         redis_timeout: float = 10.0,
+        kafka_secure: SecureKafka | None = None,
     ) -> None:
         root = paths.repo_root()
         self.run_dir = (run_dir or paths.default_run_dir(root)).resolve()
@@ -127,6 +129,7 @@ class LocalInfra:
                     root=root,
                     cache=cache,
                     progress=progress,
+                    secure=kafka_secure,
                 )
             )
         if "mongo" in services:
@@ -138,6 +141,12 @@ class LocalInfra:
         if "redis" in services:
             self._servers.append(LocalRedis(self.run_dir, port=redis_port))
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def kafka(self) -> LocalKafka:
+        """The Kafka server (its TLS files, logins and ACLs when secure)."""
+        [kafka] = [s for s in self._servers if isinstance(s, LocalKafka)]
+        return kafka
 
     # ------------------------------------------------------------------ start
     def start(self) -> InfraEndpoints:

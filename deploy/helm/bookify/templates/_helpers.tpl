@@ -45,10 +45,11 @@ app.kubernetes.io/part-of: bookify
 {{- define "bookify.image" -}}
 {{- $svc := index .root.Values .name -}}
 {{- $tag := $svc.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- $version := ternary (print "@" $svc.image.digest) (print ":" $tag) (ne "" ($svc.image.digest | default "")) -}}
 {{- if .root.Values.image.registry -}}
-{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) $svc.image.repository $tag -}}
+{{- printf "%s/%s%s" (trimSuffix "/" .root.Values.image.registry) $svc.image.repository $version -}}
 {{- else -}}
-{{- printf "%s:%s" $svc.image.repository $tag -}}
+{{- printf "%s%s" $svc.image.repository $version -}}
 {{- end -}}
 {{- end -}}
 
@@ -108,11 +109,33 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 {{- if not (kindIs "invalid" $kafka.topicMinInsyncReplicas) -}}
 {{- $_ := set $env (print $p "TOPIC_MIN_INSYNC_REPLICAS") (toString $kafka.topicMinInsyncReplicas) -}}
 {{- end -}}
+{{- $_ := set $env (print $p "CREATE_TOPICS") (toString $kafka.createTopics) -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SECURITY_PROTOCOL" $kafka.securityProtocol -}}
+{{- if $kafka.allowPlaintext -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_ALLOW_PLAINTEXT" "true" -}}
+{{- end -}}
+{{- $saslSecret := include "bookify.kafkaSaslSecret" . -}}
+{{- if $saslSecret -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism -}}
+{{- if not $kafka.sasl.usernameKey -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SASL_USERNAME" $saslSecret -}}
+{{- end -}}
+{{- end -}}
+{{- if $kafka.tls.caSecret -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SSL_CA_FILE" (print "/etc/bookify/kafka/ca/" $kafka.tls.caKey) -}}
+{{- end -}}
+{{- if $kafka.tls.clientSecret -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SSL_CERT_FILE" "/etc/bookify/kafka/client/tls.crt" -}}
+{{- $_ := set $env "BOOKIFY_KAFKA_SSL_KEY_FILE" "/etc/bookify/kafka/client/tls.key" -}}
+{{- end -}}
 {{- if $svc.groupId -}}
 {{- $_ := set $env (print $p "GROUP_ID") $svc.groupId -}}
 {{- end -}}
 {{- if not $root.Values.mongodb.existingSecret -}}
 {{- $_ := set $env (print $p "MONGO_URI") $root.Values.mongodb.uri -}}
+{{- end -}}
+{{- if eq $name "gateway" -}}
+{{- $_ := set $env (print $p "DRAIN_SECONDS") (toString $svc.drainSeconds) -}}
 {{- end -}}
 {{- if and (eq $name "gateway") (not $root.Values.redis.existingSecret) -}}
 {{- $_ := set $env (print $p "RATE_LIMIT_STORAGE") $root.Values.redis.url -}}
@@ -120,10 +143,10 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 {{- if $root.Values.otel.endpoint -}}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
 {{- end -}}
-{{- $fromSecrets := list "BOOKIFY_AUTH_JWT_SECRET" (print $p "MONGO_URI") "BOOKIFY_GATEWAY_RATE_LIMIT_STORAGE" -}}
+{{- $fromSecrets := list "BOOKIFY_AUTH_JWT_SECRET" (print $p "MONGO_URI") "BOOKIFY_GATEWAY_RATE_LIMIT_STORAGE" "BOOKIFY_KAFKA_SASL_USERNAME" "BOOKIFY_KAFKA_SASL_PASSWORD" -}}
 {{- range $key, $value := $svc.env -}}
 {{- if has $key $fromSecrets -}}
-{{- fail (printf "%s.env.%s: set it through auth.* / mongodb.* / redis.* (it may be read from a Secret)" $name $key) -}}
+{{- fail (printf "%s.env.%s: set it through auth.* / mongodb.* / redis.* / kafka.sasl.* (it may be read from a Secret)" $name $key) -}}
 {{- end -}}
 {{- $_ := set $env $key (toString $value) -}}
 {{- end -}}
@@ -143,6 +166,20 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
       name: {{ $root.Values.mongodb.existingSecret }}
       key: {{ $root.Values.mongodb.existingSecretKey }}
 {{- end }}
+{{- if $saslSecret }}
+{{- if $kafka.sasl.usernameKey }}
+- name: BOOKIFY_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $saslSecret }}
+      key: {{ $kafka.sasl.usernameKey }}
+{{- end }}
+- name: BOOKIFY_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $saslSecret }}
+      key: {{ $kafka.sasl.passwordKey }}
+{{- end }}
 {{- if and (eq $name "gateway") $root.Values.redis.existingSecret }}
 - name: {{ $p }}RATE_LIMIT_STORAGE
   valueFrom:
@@ -156,6 +193,41 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 Refuse to render what the services would refuse to run with, with a message that says
 what to set. Included once, by deployment.yaml.
 */}}
+{{/* The Secret with a service's SASL login ("" without SASL): its own, else the shared one. */}}
+{{- define "bookify.kafkaSaslSecret" -}}
+{{- $kafka := .root.Values.kafka -}}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol -}}
+{{- index $kafka.sasl.serviceSecrets .name | default $kafka.sasl.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Kafka TLS files of every pod: the CA bundle and the mTLS client certificate. */}}
+{{- define "bookify.kafkaVolumeMounts" -}}
+{{- with .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/bookify/kafka/ca
+  readOnly: true
+{{- end }}
+{{- with .Values.kafka.tls.clientSecret }}
+- name: kafka-client
+  mountPath: /etc/bookify/kafka/client
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "bookify.kafkaVolumes" -}}
+{{- with .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with .Values.kafka.tls.clientSecret }}
+- name: kafka-client
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end -}}
+
 {{- define "bookify.validate" -}}
 {{- $auth := .Values.auth -}}
 {{- if and $auth.existingSecret $auth.jwtSecret -}}
@@ -189,6 +261,31 @@ what to set. Included once, by deployment.yaml.
 {{- if and (hasPrefix "memory:" $redis.url) (or .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.replicas) 1)) -}}
 {{- fail "redis.url=memory:// keeps a rate limit per gateway pod, so N pods would allow N times the limit: point redis.url at your Redis, or run one gateway (gateway.replicas=1, gateway.autoscaling.enabled=false)" -}}
 {{- end -}}
+{{- end -}}
+{{- range $name := list "booking" "consumer" -}}
+{{- $keda := (index $.Values $name).keda -}}
+{{- if and $keda.enabled (gt (int $keda.maxReplicaCount) (int $.Values.kafka.topicPartitions)) -}}
+{{- fail (printf "%s.keda.maxReplicaCount (%v) exceeds kafka.topicPartitions (%v): the replicas past the partitions would get no work, and each one that starts pauses the whole group for a rebalance" $name $keda.maxReplicaCount $.Values.kafka.topicPartitions) -}}
+{{- end -}}
+{{- end -}}
+{{- $gateway := .Values.gateway -}}
+{{- /* drain, then 10 s for requests in flight (shared.runner), then the lifespan's shutdown */ -}}
+{{- if lt (int $gateway.terminationGracePeriodSeconds) (add (int $gateway.drainSeconds) 15) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least gateway.drainSeconds (%v) + 15: the drain, 10 s for requests in flight and the shutdown after them, or Kubernetes kills the pod mid-request" $gateway.terminationGracePeriodSeconds $gateway.drainSeconds) -}}
+{{- end -}}
+{{- $kafka := .Values.kafka -}}
+{{- if and (eq $kafka.securityProtocol "PLAINTEXT") (eq .Values.environment "prod") (not $kafka.allowPlaintext) -}}
+{{- fail "kafka.securityProtocol=PLAINTEXT in environment=prod: anyone on the network could write commands and read bookings, and the services refuse it. Set kafka.securityProtocol to SASL_SSL (with kafka.sasl.existingSecret) or SSL, or kafka.allowPlaintext=true for a listener you trust" -}}
+{{- end -}}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol -}}
+{{- range $name := list "gateway" "booking" "consumer" -}}
+{{- if not (include "bookify.kafkaSaslSecret" (dict "root" $ "name" $name)) -}}
+{{- fail (printf "kafka.securityProtocol=%s: %s has no login; set kafka.sasl.existingSecret (or kafka.sasl.serviceSecrets.%s) to a Secret with its username and password" $kafka.securityProtocol $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (or $kafka.tls.caSecret $kafka.tls.clientSecret) (not (has $kafka.securityProtocol (list "SSL" "SASL_SSL"))) -}}
+{{- fail (printf "kafka.tls is set but kafka.securityProtocol=%s does not use TLS: set it to SSL or SASL_SSL" $kafka.securityProtocol) -}}
 {{- end -}}
 {{- $isr := .Values.kafka.topicMinInsyncReplicas -}}
 {{- if and (not (kindIs "invalid" $isr)) (gt (int $isr) (int .Values.kafka.topicReplicationFactor)) -}}

@@ -27,7 +27,7 @@ from gateway.config import GatewaySettings
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.use_cases import GatewayDeps
-from shared.kafka import ensure_topics
+from shared.kafka import TopicMismatchError, client_options, ensure_topics, kafka_refusal
 from shared.logging import get_logger
 from shared.mongo import Document
 from shared.retention import bounded
@@ -42,8 +42,25 @@ async def _ensure_topics(settings: GatewaySettings) -> None:
     try:
         async with asyncio.timeout(settings.kafka_connect_timeout_seconds):
             await ensure_topics(settings)
-    except Exception as exc:  # the broker may auto-create; never block startup on this
+    except TopicMismatchError:
+        raise  # topics the settings do not want: fail start-up, saying what differs
+    except Exception as exc:  # Kafka going away again must not block start-up
         log.warning("could not ensure topics", error=f"{type(exc).__name__}: {exc}")
+
+
+def command_publisher(runtime: GatewayRuntime) -> KafkaCommandPublisher:
+    """The commands' publisher on the runtime's broker; its first connect checks the topics."""
+    settings = runtime.settings
+    return KafkaCommandPublisher(
+        runtime.broker,
+        topic=settings.topics.commands,
+        source=settings.ce_source,
+        publish_timeout=settings.publish_timeout_seconds,
+        connect_timeout=settings.kafka_connect_timeout_seconds,
+        client_options=client_options(settings),
+        diagnose=partial(kafka_refusal, settings),
+        on_connect=partial(_ensure_topics, settings),
+    )
 
 
 @asynccontextmanager
@@ -51,15 +68,7 @@ async def connect(
     runtime: GatewayRuntime, mongo: AsyncMongoClient[Document]
 ) -> AsyncIterator[GatewayDeps]:
     settings = runtime.settings
-    publisher = KafkaCommandPublisher(
-        runtime.broker,
-        topic=settings.topics.commands,
-        source=settings.ce_source,
-        publish_timeout=settings.publish_timeout_seconds,
-        connect_timeout=settings.kafka_connect_timeout_seconds,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        on_connect=partial(_ensure_topics, settings),
-    )
+    publisher = command_publisher(runtime)
     group = GroupCommit(settings.group_commit_max_docs, settings.group_commit_delay_seconds)
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)

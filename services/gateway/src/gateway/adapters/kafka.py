@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from typing import Any
 
 from aiokafka import AIOKafkaClient
 from faststream.kafka import KafkaBroker
 
 from gateway.ports import DependencyUnavailableError
 from shared.events import Command, encode
+from shared.kafka_security import KafkaRefusedError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,11 +36,14 @@ class KafkaCommandPublisher:
         source: str,
         publish_timeout: float,
         connect_timeout: float,
-        bootstrap_servers: str,
+        client_options: Mapping[str, Any],
+        diagnose: Callable[[BaseException], Awaitable[str | None]],
         on_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._broker = broker
-        self._bootstrap_servers = bootstrap_servers
+        self._client_options = client_options
+        self._diagnose = diagnose  # why the cluster refuses us, if it does (shared.kafka)
+        self._refused: str | None = None
         self._on_connect = on_connect
         self._topic = topic
         self._source = source
@@ -63,20 +68,40 @@ class KafkaCommandPublisher:
                     await self._probe()
                     await self._broker.start()
             except Exception as exc:  # any failure here means "Kafka not reachable yet"
-                log.warning("kafka connect failed", error=f"{type(exc).__name__}: {exc}")
                 with suppress(Exception):  # drop the half-built producer/admin clients
                     await self._broker.stop()
                 self._retry_at = loop.time() + self.RECONNECT_COOLDOWN_SECONDS
+                refused = await self._diagnose(exc)
+                if refused is None:
+                    log.warning("kafka connect failed", error=f"{type(exc).__name__}: {exc}")
+                elif refused != self._refused:  # once per cause, not once per probe
+                    log.error("kafka_refused", cause=refused)
+                self._refused = refused
                 return False
-            self._connected = True
+            self._connected, self._refused = True, None
         if self._on_connect is not None:
-            await self._on_connect()
+            try:
+                await self._on_connect()
+            except Exception as exc:
+                # The cluster is not as the settings want it (the topics): publishing there
+                # would be wrong. Stay disconnected, say why; every later connect checks again.
+                await self._disconnect(refused=str(exc))
+                raise
         return True
+
+    async def _disconnect(self, *, refused: str) -> None:
+        async with self._lock:
+            if refused != self._refused:
+                log.error("kafka_refused", cause=refused)
+            self._connected, self._refused = False, refused
+            self._retry_at = asyncio.get_running_loop().time() + self.RECONNECT_COOLDOWN_SECONDS
+            with suppress(Exception):
+                await self._broker.stop()
 
     async def _probe(self) -> None:
         # FastStream leaks its half-started producer when bootstrap fails (an "Unclosed
         # AIOKafkaProducer" warning per attempt), so check with a client we close ourselves.
-        client = AIOKafkaClient(bootstrap_servers=self._bootstrap_servers)
+        client = AIOKafkaClient(**self._client_options)
         try:
             await client.bootstrap()
         finally:
@@ -125,6 +150,14 @@ class KafkaCommandPublisher:
             ) from None
 
     async def ping(self) -> bool:
-        if not self._connected and not await self.connect():
-            return False
+        """Connected and answering; :class:`KafkaRefusedError` naming why when refused."""
+        if not self._connected:
+            try:
+                connected = await self.connect()
+            except Exception as exc:  # connected, but the cluster is not as it should be
+                raise KafkaRefusedError(str(exc)) from exc
+            if not connected:
+                if self._refused is not None:
+                    raise KafkaRefusedError(self._refused)
+                return False
         return await self._broker.ping(timeout=self._connect_timeout)
