@@ -21,6 +21,7 @@ from loadtests.recorder import (
     E2E,
     REQUEST,
     SUMMARY_PERCENTILES,
+    WINDOWS_FILE,
     Recorder,
     RunSummary,
     window_percentiles,
@@ -151,6 +152,22 @@ def windowed_metrics(
     return out
 
 
+def baseline_runs(path: Path) -> list[Path]:
+    """The run folders ``--baseline`` names: ``path`` itself when it is a run folder, else
+    every run folder directly inside it (several runs of the same code)."""
+    if (path / WINDOWS_FILE).is_file():
+        return [path]
+    runs = (
+        sorted(p for p in path.iterdir() if (p / WINDOWS_FILE).is_file()) if path.is_dir() else []
+    )
+    if not runs:
+        raise ValueError(
+            f"--baseline {path}: neither a run folder nor a folder of run folders "
+            f"(no {WINDOWS_FILE} in it or in its subfolders)"
+        )
+    return runs
+
+
 def finalize(
     run_dir: Path,
     recorder: Recorder,
@@ -162,7 +179,8 @@ def finalize(
     title: str = "Bookify load test",
     meta: Mapping[str, Any] | None = None,
 ) -> GateOutcome:
-    """Save raw data, compare with ``baseline_dir`` (a previous run folder), gate, report."""
+    """Save raw data, compare with ``baseline_dir`` (a previous run folder, or a folder of
+    several), gate, report."""
     config = slo or SloConfig()
     recorder.close()
     recorder.save(run_dir)
@@ -170,12 +188,14 @@ def finalize(
     comparisons: list[Comparison] = []
     if baseline_dir is not None:
         b = config.baseline
-        baseline = Recorder.load(baseline_dir)
         comparisons = compare_runs(
             windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
-            windowed_metrics(baseline, phases=b.phases, skip_first=b.skip_first),
+            [
+                windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
+                for run in baseline_runs(baseline_dir)
+            ],
             percentiles=b.percentiles,
-            tolerance=b.tolerance,
+            thresholds=b.thresholds,
             confidence=b.confidence,
             resamples=b.resamples,
             seed=b.seed,

@@ -57,7 +57,8 @@ td.wrap { white-space:normal; min-width:180px; }
 .p-ok { background:var(--okbg); color:var(--ok); }
 .p-bad { background:var(--badbg); color:var(--bad); }
 .p-warn { background:var(--warnbg); color:var(--warn); }
-.p-info { background:#e0e7ff; color:#3730a3; }
+.p-info { background:#f1f5f9; color:#475569; }
+.eff-bad { color:var(--bad); font-weight:650; } .eff-ok { color:var(--ok); font-weight:650; }
 .muted { color:var(--muted); } .note { color:var(--muted); font-size:12px; margin-top:6px; }
 code { background:#f1f5f9; padding:1px 5px; border-radius:4px; font-size:12px; }
 """
@@ -280,41 +281,59 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
     return f"<div class='tw'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
 
+def _effect(c: Mapping[str, Any]) -> str:
+    """``+1.4 ms (x1.21, CI 1.08-1.35)``; coloured only when beyond the threshold."""
+    ratio, delta = c["ratio"], c.get("delta_ms")
+    if ratio is None or delta is None:
+        return '<span class="muted">&ndash;</span>'
+    ci = (
+        f", CI {c['ci_low']:.2f}&ndash;{c['ci_high']:.2f}"
+        if c["ci_low"] is not None and c["ci_high"] is not None
+        else ""
+    )
+    text = f"{delta:+.1f} ms (&times;{ratio:.2f}{ci})"
+    beyond = abs(delta) >= c["threshold_ms"] and (
+        ratio >= 1 + c["threshold_relative"] or ratio <= 1 / (1 + c["threshold_relative"])
+    )
+    if not beyond:
+        return f'<span class="muted">{text}</span>'
+    return f'<span class="{"eff-bad" if delta > 0 else "eff-ok"}">{text}</span>'
+
+
 def _comparison_table(comparisons: Sequence[Mapping[str, Any]], baseline: Any) -> str:
     if not comparisons:
         return '<p class="muted">No baseline run given.</p>'
     rows = []
     for c in comparisons:
         pill = _VERDICT_PILL.get(c["verdict"], "p-warn")
-        ci = (
-            f"{c['ci_low']:.2f} &ndash; {c['ci_high']:.2f}"
-            if c["ci_low"] is not None and c["ci_high"] is not None
-            else '<span class="muted">&ndash;</span>'
-        )
-        ratio = f"&times;{c['ratio']:.2f}" if c["ratio"] is not None else "&ndash;"
         d = c["diagnostics"] or {}
         ks, mw = _pvalue(d.get("ks_pvalue")), _pvalue(d.get("mannwhitney_pvalue"))
+        threshold = f"{c['threshold_relative']:.0%} &amp; {c['threshold_ms']:g} ms"
         rows.append(
             f"<tr><td>{_e(c['name'])}</td><td>p{c['percentile']:g}</td>"
-            f"<td>{_ms(c['baseline_value'])}</td><td>{_ms(c['candidate_value'])}</td><td>{ratio}</td><td>{ci}</td>"
+            f"<td>{_ms(c['baseline_value'])}</td><td>{_ms(c['candidate_value'])}</td>"
+            f"<td>{_effect(c)}</td><td class='muted'>{threshold}</td>"
             f'<td><span class="pill {pill}">{_e(c["verdict"])}</span></td>'
             f"<td class='l wrap muted'>{_e(c['reason'])}</td>"
             f"<td class='muted'>{c['baseline_windows']}/{c['candidate_windows']}</td>"
             f"<td class='muted'>{ks}</td><td class='muted'>{mw}</td></tr>"
         )
-    conf = comparisons[0]["confidence"]
-    tol = comparisons[0]["tolerance"]
+    first = comparisons[0]
     head = (
         "<tr><th class='l'>Metric</th><th>Pct</th><th>Baseline ms</th><th>Candidate ms</th>"
-        f"<th>Ratio</th><th>{conf:.0%} CI</th><th class='l'>Verdict</th><th class='l'>Why</th>"
-        "<th>Windows b/c</th>"
+        f"<th>Effect ({first['confidence']:.1%} CI of the ratio)</th><th>Threshold</th>"
+        "<th class='l'>Verdict</th><th class='l'>Why</th><th>Windows b/c</th>"
         "<th>KS p</th><th>MW p</th></tr>"
     )
+    runs = first["baseline_runs"]
     note = (
-        f'<p class="note">Baseline <code>{_e(baseline)}</code>. Ratio = candidate / baseline; '
-        "the CI is a block bootstrap over time windows (whole windows resampled, not single "
-        f"requests); tolerance &plusmn;{tol:.0%}. "
-        "KS and Mann&ndash;Whitney p-values are diagnostics only and never decide a verdict.</p>"
+        f'<p class="note">Baseline <code>{_e(baseline)}</code>'
+        f"{f' ({runs} runs)' if runs > 1 else ''}. Method: {_e(first['method'])}. "
+        "A change counts only beyond its threshold (relative and in ms, raised to the baseline "
+        "runs' own spread when there are several) and when its interval excludes no change; "
+        "coloured effects are beyond the threshold. The intervals hold together for the whole "
+        "table (Bonferroni). KS and Mann&ndash;Whitney p-values are diagnostics only and never "
+        "decide a verdict.</p>"
     )
     return f"<div class='tw'><table>{head}{''.join(rows)}</table></div>{note}"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from loadtests.gates import ExitCode, SloConfig, evaluate
 from loadtests.recorder import Recorder
@@ -131,6 +132,23 @@ def test_finalize_compares_with_a_baseline_folder_and_exits_four_on_regression(
     page = (candidate_dir / REPORT_FILE).read_text("utf-8")
     assert "REGRESSION" in page
     assert "exit code 4" in page
+
+
+def test_a_folder_of_baseline_runs_is_compared_as_several_runs(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        finalize(tmp_path / "base" / f"run{seed}", synthetic_run(seed), slo=SLO)
+    same = finalize(tmp_path / "same", synthetic_run(4), slo=SLO, baseline_dir=tmp_path / "base")
+    assert same.exit_code is ExitCode.PASS, same.reasons
+    comparisons = read_summary(tmp_path / "same")["comparisons"]
+    assert {c["baseline_runs"] for c in comparisons} == {3}
+    assert {c["verdict"] for c in comparisons} <= {"EQUIVALENT", "INCONCLUSIVE"}
+    assert "3 baseline runs" in comparisons[0]["method"]
+    slow = finalize(
+        tmp_path / "slow", synthetic_run(5, slow=1.5), slo=SLO, baseline_dir=tmp_path / "base"
+    )
+    assert slow.exit_code is ExitCode.REGRESSION
+    with pytest.raises(ValueError, match="neither a run folder nor a folder of run folders"):
+        finalize(tmp_path / "x", synthetic_run(6), slo=SLO, baseline_dir=tmp_path / "same" / "no")
 
 
 def test_charts_break_lines_at_missing_points() -> None:
