@@ -168,6 +168,45 @@ def baseline_runs(path: Path) -> list[Path]:
     return runs
 
 
+def _data_state(run_dir: Path) -> Mapping[str, Any] | None:
+    try:
+        meta = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8")).get("meta") or {}
+    except (OSError, ValueError):
+        return None
+    state = meta.get("data_state")
+    return state if isinstance(state, Mapping) else None
+
+
+def _describe_state(state: Mapping[str, Any]) -> str:
+    at_least = "" if state.get("resources_complete", True) else "at least "
+    return f"{at_least}{state.get('resources')} resources, {state.get('seats_taken')} seats taken"
+
+
+def start_differences(
+    candidate: Mapping[str, Any] | None, baselines: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[str]:
+    """Why the candidate and each baseline run did not start from the same data (resources
+    in the store, seats taken on the seeded ones); empty when they did."""
+    hint = "`bookify reset` before each run gives every run the same start"
+    if candidate is None:
+        return ["this run recorded no data state: whether it started like the baseline is unknown"]
+    out = []
+    for name, state in baselines:
+        if state is None:
+            out.append(
+                f"baseline {name} recorded no data state: whether it started alike is unknown"
+            )
+        elif any(
+            state.get(key) != candidate.get(key)
+            for key in ("resources", "resources_complete", "seats_taken")
+        ):
+            out.append(
+                f"did not start alike: baseline {name} with {_describe_state(state)}, this run "
+                f"with {_describe_state(candidate)} ({hint})"
+            )
+    return out
+
+
 def finalize(
     run_dir: Path,
     recorder: Recorder,
@@ -188,11 +227,12 @@ def finalize(
     comparisons: list[Comparison] = []
     if baseline_dir is not None:
         b = config.baseline
+        runs = baseline_runs(baseline_dir)
         comparisons = compare_runs(
             windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
             [
                 windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
-                for run in baseline_runs(baseline_dir)
+                for run in runs
             ],
             percentiles=b.percentiles,
             thresholds=b.thresholds,
@@ -203,5 +243,9 @@ def finalize(
         )
     outcome = evaluate(summary, config, comparisons)
     meta = {**(meta or {}), "baseline": str(baseline_dir) if baseline_dir else None}
+    if baseline_dir is not None:
+        meta["start_differences"] = start_differences(
+            meta.get("data_state"), [(run.name, _data_state(run)) for run in runs]
+        )
     write_report(run_dir, recorder, summary, outcome, title=title, meta=meta)
     return outcome

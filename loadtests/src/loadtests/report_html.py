@@ -338,6 +338,14 @@ def _comparison_table(comparisons: Sequence[Mapping[str, Any]], baseline: Any) -
     return f"<div class='tw'><table>{head}{''.join(rows)}</table></div>{note}"
 
 
+def _start_differences(lines: Sequence[str]) -> str:
+    """A warning above the verdicts when the compared runs did not start from the same data."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+    return f'<div class="banner INVALID start"><b>Not the same start.</b><ul>{items}</ul></div>'
+
+
 def _cards(data: Mapping[str, Any]) -> str:
     total = data["total"]
     cards = [
@@ -380,7 +388,11 @@ def render_html(data: Mapping[str, Any]) -> str:
         f"{fmt_clock(data['duration_s'])} long",
     ]
     meta_bits.append(f"{data['window_s']:g} s windows")
-    meta_bits += [f"{_e(k)}: {_e(v)}" for k, v in meta.items() if v is not None and k != "baseline"]
+    meta_bits += [
+        f"{_e(k)}: {_e(v)}"
+        for k, v in meta.items()
+        if v is not None and k not in ("baseline", "start_differences", "data_state")
+    ]
     validity = data["validity"]
     validity_note = (
         f'<p class="note">Generator: {_e(validity["reason"] or "not saturated")} '
@@ -403,6 +415,7 @@ def render_html(data: Mapping[str, Any]) -> str:
 <h2>SLO gates</h2>
 {_gate_table(data["gates"])}
 <h2>Baseline comparison</h2>
+{_start_differences(meta.get("start_differences") or [])}
 {_comparison_table(data["comparisons"], meta.get("baseline"))}
 <h2>Endpoints</h2>
 {_endpoint_table(data)}

@@ -151,6 +151,26 @@ def test_a_folder_of_baseline_runs_is_compared_as_several_runs(tmp_path: Path) -
         finalize(tmp_path / "x", synthetic_run(6), slo=SLO, baseline_dir=tmp_path / "same" / "no")
 
 
+def test_the_report_says_when_the_compared_runs_did_not_start_alike(tmp_path: Path) -> None:
+    state = {"resources": 20, "resources_complete": True, "seats_taken": 0}
+    finalize(tmp_path / "base", synthetic_run(1), slo=SLO, meta={"data_state": state})
+    finalize(
+        tmp_path / "alike", synthetic_run(2), slo=SLO, baseline_dir=tmp_path / "base",
+        meta={"data_state": state},
+    )  # fmt: skip
+    assert read_summary(tmp_path / "alike")["meta"]["start_differences"] == []
+    assert "Not the same start" not in (tmp_path / "alike" / REPORT_FILE).read_text("utf-8")
+    grown = {**state, "resources": 40}
+    finalize(
+        tmp_path / "grown", synthetic_run(3), slo=SLO, baseline_dir=tmp_path / "base",
+        meta={"data_state": grown},
+    )  # fmt: skip
+    [line] = read_summary(tmp_path / "grown")["meta"]["start_differences"]
+    assert "did not start alike: baseline base with 20 resources" in line
+    page = (tmp_path / "grown" / REPORT_FILE).read_text("utf-8")
+    assert "Not the same start" in page
+
+
 def test_charts_break_lines_at_missing_points() -> None:
     svg = svg_chart(
         "p95",

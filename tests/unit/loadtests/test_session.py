@@ -249,6 +249,7 @@ def test_finish_writes_the_run_folder_and_says_the_verdict(tmp_path: Path) -> No
         "shape": {"shape": "soak", "level": 2, "duration_s": 30},
         "resources": 4,
         "principals": 10,
+        "data_state": None,
         "baseline": None,
     }
     assert list(summary["meta"])[:4] == ["run_id", "host", "model", "processes"]
