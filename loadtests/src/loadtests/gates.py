@@ -302,7 +302,8 @@ def decide(results: Sequence[GateResult], comparisons: Sequence[Comparison] = ()
         )
         reasons = [
             f"{c.name} p{c.percentile:g}: {c.baseline_value:.1f} -> {c.candidate_value:.1f} ms "
-            f"(x{c.ratio:.2f}, {c.confidence:.0%} CI {c.ci_low:.2f}-{c.ci_high:.2f})"
+            f"({c.delta_ms:+.1f} ms, x{c.ratio:.2f}, {c.confidence:.1%} CI "
+            f"{c.ci_low:.2f}-{c.ci_high:.2f})"
             for c in regressions
         ]
     elif breaches:

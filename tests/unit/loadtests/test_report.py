@@ -19,6 +19,7 @@ from loadtests.report import (
     write_report,
 )
 from loadtests.report_chart import Series, svg_chart
+from loadtests.report_html import render_html
 
 T0 = 1_700_000_000.0
 SLO = SloConfig.from_mapping(
@@ -169,6 +170,36 @@ def test_the_report_says_when_the_compared_runs_did_not_start_alike(tmp_path: Pa
     assert "did not start alike: baseline base with 20 resources" in line
     page = (tmp_path / "grown" / REPORT_FILE).read_text("utf-8")
     assert "Not the same start" in page
+
+
+def page_for(rec: Recorder, meta: dict[str, Any]) -> str:
+    return render_html(build_summary(rec, rec.summary(), meta=meta))
+
+
+def test_each_shape_answers_its_own_question_first() -> None:
+    rec = synthetic_run(1)
+    stress = {
+        "shape": "stress", "level": 10, "step": 10, "step_s": 30, "capacity": 70,
+        "broke": True,
+        "steps": [
+            {"step": 1, "level": 10, "count": 50, "p95_ms": 12.0, "error_ratio": 0.0,
+             "healthy": True, "why": "p95 12.0 ms"},
+            {"step": 2, "level": 80, "count": 50, "p95_ms": 450.0, "error_ratio": 0.0,
+             "healthy": False, "why": "p95 450.0 ms > 300 ms"},
+        ],
+    }  # fmt: skip
+    page = page_for(rec, {"shape": stress, "model": "closed (Locust users)"})
+    assert 'Capacity</div><div class="v">70 users' in page
+    assert "step 2: 80 users" in page
+    assert "stress</b> from 10 users, +10 every 30 s" in page
+    unbroken = page_for(rec, {"shape": {**stress, "broke": False, "steps": []}})
+    assert "&ge; 70 users" in unbroken
+    assert "limit not found" in unbroken
+    spike = page_for(rec, {"shape": {"shape": "spike", "level": 2, "peak": 20}, "recovery_s": 12})
+    assert 'Recovery</div><div class="v">12 s' in spike
+    soak = page_for(rec, {"shape": {"shape": "soak", "level": 5}, "model": "open (arrival rate)"})
+    assert "Drift</div>" in soak
+    assert "soak</b> at 5/s" in soak
 
 
 def test_charts_break_lines_at_missing_points() -> None:
