@@ -225,9 +225,13 @@ def finalize(
     recorder.save(run_dir)
     summary = recorder.summary(intended_rate=intended_rate, achieved_rate=achieved_rate)
     comparisons: list[Comparison] = []
+    meta = {**(meta or {}), "baseline": str(baseline_dir) if baseline_dir else None}
     if baseline_dir is not None:
         b = config.baseline
         runs = baseline_runs(baseline_dir)
+        meta["start_differences"] = start_differences(
+            meta.get("data_state"), [(run.name, _data_state(run)) for run in runs]
+        )
         comparisons = compare_runs(
             windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
             [
@@ -242,10 +246,5 @@ def finalize(
             min_windows=b.min_windows,
         )
     outcome = evaluate(summary, config, comparisons)
-    meta = {**(meta or {}), "baseline": str(baseline_dir) if baseline_dir else None}
-    if baseline_dir is not None:
-        meta["start_differences"] = start_differences(
-            meta.get("data_state"), [(run.name, _data_state(run)) for run in runs]
-        )
     write_report(run_dir, recorder, summary, outcome, title=title, meta=meta)
     return outcome

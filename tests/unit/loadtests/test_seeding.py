@@ -12,12 +12,13 @@ import httpx
 
 from loadtests.data import seed_resources
 from loadtests.report import start_differences
+from shared.auth import AuthSettings, verify_token
 
 
 @dataclass
 class FakeGateway:
     """The resource endpoints as the gateway answers them: creation idempotent per
-    (principal's token, Idempotency-Key), reads from a read model, the list paged."""
+    (principal, Idempotency-Key), reads from a read model, the list paged."""
 
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -25,7 +26,9 @@ class FakeGateway:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if request.method == "POST" and path == "/v1/resources":
-            key = (request.headers["authorization"], request.headers["idempotency-key"])
+            token = request.headers["authorization"].removeprefix("Bearer ")
+            principal = verify_token(AuthSettings(), token).sub
+            key = (principal, request.headers["idempotency-key"])
             replayed = key in self.keys
             if not replayed:
                 body = json.loads(request.content)
