@@ -364,6 +364,10 @@ def classify(
     return Verdict.INCONCLUSIVE
 
 
+def _at_least(threshold: Threshold, ms: float) -> Threshold:
+    return threshold if threshold.ms >= ms else Threshold(threshold.relative, ms)
+
+
 def _runs(data: Windowed | Sequence[Windowed]) -> tuple[Windowed, ...]:
     return (data,) if isinstance(data, Windowed) else tuple(data)
 
@@ -483,6 +487,7 @@ def compare_runs(
     *,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     thresholds: Mapping[float, Threshold] = DEFAULT_THRESHOLDS,
+    resolution_ms: Mapping[str, float] | None = None,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
@@ -490,7 +495,9 @@ def compare_runs(
 ) -> list[Comparison]:
     """Every (metric, percentile) present in either run; a metric missing on one side is
     INCONCLUSIVE rather than silently skipped. ``baseline`` is one run's metrics or several
-    runs'. ``confidence`` is for the whole set (Bonferroni over the comparisons)."""
+    runs'. ``resolution_ms`` raises a metric's threshold in ms to what its measurement can
+    resolve. ``confidence`` is for the whole set (Bonferroni over the comparisons)."""
+    resolution = resolution_ms or {}
     runs = [baseline] if isinstance(baseline, Mapping) else list(baseline)
     empty = Windowed((), ())
     names = sorted(set(candidate).union(*runs))
@@ -501,7 +508,7 @@ def compare_runs(
             [run.get(name, empty) for run in runs],
             p,
             name=name,
-            threshold=threshold_for(p, thresholds),
+            threshold=_at_least(threshold_for(p, thresholds), resolution.get(name, 0.0)),
             confidence=each,
             resamples=resamples,
             seed=seed,

@@ -260,6 +260,19 @@ def test_the_confidence_holds_for_all_comparisons_of_a_run_together() -> None:
     assert [r.confidence for r in results] == pytest.approx([1 - 0.1 / 4] * 4)
 
 
+def test_a_metric_measured_coarsely_needs_a_change_beyond_its_resolution() -> None:
+    # e2e latency is found by polling: 20 % of a ~20 ms median is under what polls resolve.
+    metrics = {"e2e": latency_windows(1, scale=1.2), "GET /a": latency_windows(3, scale=1.2)}
+    base = {"e2e": latency_windows(2), "GET /a": latency_windows(4)}
+    by_name = {
+        r.name: r
+        for r in compare_runs(metrics, base, percentiles=(50,), resolution_ms={"e2e": 500.0})
+    }
+    assert by_name["GET /a"].verdict is Verdict.REGRESSION
+    assert by_name["e2e"].verdict is Verdict.EQUIVALENT
+    assert by_name["e2e"].threshold_ms == 500.0
+
+
 def test_diagnostics_are_reported_but_do_not_decide() -> None:
     # 30k samples a side and a 2 % shift: KS and Mann-Whitney call it highly significant,
     # yet a 2 % change is under the 10 % threshold, so the verdict is EQUIVALENT.
