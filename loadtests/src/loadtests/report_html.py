@@ -150,7 +150,13 @@ def _charts(data: Mapping[str, Any]) -> list[str]:
                 "p95 latency by endpoint",
                 xs,
                 [
-                    Series(name, _col(rows, "p95"), PALETTE[i % len(PALETTE)])
+                    # Past the palette, colours come again, dashed to tell them apart.
+                    Series(
+                        name,
+                        _col(rows, "p95"),
+                        PALETTE[i % len(PALETTE)],
+                        dashed=i >= len(PALETTE),
+                    )
                     for i, (name, rows) in enumerate(sorted(endpoint_rows.items()))
                 ],
                 unit="ms",
