@@ -6,8 +6,8 @@ bare p-value:
 1. **Is the difference material?** A per-percentile threshold (:class:`Threshold`, e.g. 10 %
    *and* 1 ms on a p50) below which a difference is "within noise" -- EQUIVALENT whatever its
    interval. With several baseline runs the relative threshold is at least their own spread
-   (the largest deviation of one baseline run from their geometric mean): a candidate no
-   further from the baseline than a baseline run is, is noise.
+   (how far a run of the same code strays from their geometric mean, about two standard
+   deviations of it): a candidate no further from the baseline than that is noise.
 2. **Is it real?** A confidence interval on the ratio that carries both kinds of variance:
 
    - *within a run*: a block bootstrap over time windows (``scipy.stats.bootstrap`` over
@@ -17,8 +17,10 @@ bare p-value:
    - *between runs*: two runs of the same code differ by more than their windows do (the
      machine, caches, the store's state). With two or more baseline runs that run-to-run
      variance is estimated from them (the variance of their log percentiles beyond what their
-     own bootstraps explain) and added to both sides. With one baseline run it cannot be
-     measured, which the reason says; the threshold is then the only guard against it.
+     own bootstraps explain, pooled over the metrics by :func:`compare_runs`: a few runs
+     tell the machine's noise far better over several endpoints than over one) and added to
+     both sides. With one baseline run it cannot be measured, which the reason says; the
+     threshold is then the only guard against it.
 
    The interval is normal on the log ratio: ``log(c / b) +- z * sqrt(se_c^2 + tau^2 +
    (mean se_b^2 + tau^2) / m)`` for ``m`` baseline runs, bootstrap standard errors ``se``
@@ -300,7 +302,7 @@ class Comparison:
     threshold_relative: float  # after the baseline runs' spread raised it, if it did
     threshold_ms: float
     baseline_runs: int
-    run_spread: float  # largest |baseline run / baseline - 1| (NaN with one run)
+    run_spread: float  # how far a run of the same code strays, about 2 sd (NaN: one run)
     method: str
     baseline_samples: int
     candidate_samples: int
@@ -385,9 +387,14 @@ def compare_percentile(
     min_windows: int = 5,
     min_samples_factor: float = 10.0,
     with_diagnostics: bool = True,
+    run_variance: float | None = None,
 ) -> Comparison:
     """Compare percentile ``percentile`` (e.g. 95) of ``candidate`` against ``baseline``:
-    one run, or several runs of the same code whose spread the verdict then uses."""
+    one run, or several runs of the same code whose spread the verdict then uses.
+
+    ``run_variance``: the variance of a run's log percentile from run to run, when known
+    better than these baseline runs alone tell (:func:`compare_runs` pools it over the
+    metrics); by default, theirs."""
     if not 0.0 < percentile < 100.0:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     runs = _runs(baseline)
@@ -402,9 +409,14 @@ def compare_percentile(
     base_value = float(np.exp(np.mean(np.log(run_values)))) if positive else math.nan
     cand_value = candidate.percentile(percentile)
     ratio = cand_value / base_value if base_value > 0 else math.nan
-    spread = (
-        float(np.max(np.abs(run_values / base_value - 1.0))) if m > 1 and positive else math.nan
-    )
+    if m > 1 and positive:
+        var_runs = (
+            run_variance if run_variance is not None else float(np.var(np.log(run_values), ddof=1))
+        )
+        # How far a run of the same code strays from the baseline (about 2 sd of it).
+        spread = math.exp(2.0 * math.sqrt(var_runs * (1.0 + 1.0 / m))) - 1.0
+    else:
+        var_runs, spread = 0.0, math.nan
     relative = max(limit.relative, spread) if m > 1 and positive else limit.relative
     effective = Threshold(relative, limit.ms)
     diag = diagnostics(candidate, pooled, seed=seed) if with_diagnostics else None
@@ -459,7 +471,7 @@ def compare_percentile(
     )
     within_b = float(np.mean(se_b**2))
     # Run-to-run variance: what the baseline runs differ by beyond their own bootstraps.
-    tau2 = max(0.0, float(np.var(np.log(run_values), ddof=1)) - within_b) if m > 1 else 0.0
+    tau2 = max(0.0, var_runs - within_b)
     se = math.sqrt(se_c**2 + tau2 + (within_b + tau2) / m)
     z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
     log_ratio = math.log(ratio)
@@ -502,6 +514,7 @@ def compare_runs(
     empty = Windowed((), ())
     names = sorted(set(candidate).union(*runs))
     each = 1.0 - (1.0 - confidence) / max(1, len(names) * len(percentiles))
+    fine = [name for name in names if name not in resolution]
     return [
         compare_percentile(
             candidate.get(name, empty),
@@ -513,7 +526,28 @@ def compare_runs(
             resamples=resamples,
             seed=seed,
             min_windows=min_windows,
+            run_variance=None if name in resolution else pooled_run_variance(runs, fine, p),
         )
         for name in names
         for p in percentiles
     ]
+
+
+def pooled_run_variance(
+    runs: Sequence[Mapping[str, Windowed]], names: Sequence[str], p: float
+) -> float | None:
+    """The run-to-run variance of log percentile ``p``, pooled over the metrics ``names``
+    that every run measured well enough: the machine's noise slows every endpoint, and a
+    handful of runs tells it far better over several metrics than over one. None with fewer
+    than two runs or no such metric."""
+    if len(runs) < 2:
+        return None
+    needed = min_samples_for(p)
+    variances = []
+    for name in names:
+        values = [run[name].percentile(p) for run in runs if name in run]
+        if len(values) == len(runs) and all(
+            run[name].total >= needed and value > 0 for run, value in zip(runs, values, strict=True)
+        ):
+            variances.append(float(np.var(np.log(values), ddof=1)))
+    return float(np.mean(variances)) if variances else None

@@ -16,6 +16,7 @@ from loadtests.stats import (
     compare_percentile,
     compare_runs,
     min_samples_for,
+    pooled_run_variance,
     threshold_for,
     weighted_percentile,
     window_bootstrap_se,
@@ -186,6 +187,32 @@ def test_several_baseline_runs_carry_their_run_to_run_variance() -> None:
     # ... and a change far beyond their spread is still found.
     slow = compare_percentile(latency_windows(1, scale=1.8), runs, 50)
     assert slow.verdict is Verdict.REGRESSION, slow
+
+
+def test_the_run_to_run_variance_is_pooled_over_the_metrics() -> None:
+    # Three baseline runs on a machine whose speed varies by about 10 % from run to run: it
+    # shows on three endpoints; on the fourth the runs agree by chance. A candidate 15 %
+    # slower there is what the machine does, not a regression.
+    levels = (0.9, 1.0, 1.1)
+    runs = [
+        {
+            **{f"GET /{e}": latency_windows(10 * k + i, scale=level) for i, e in enumerate("abc")},
+            "GET /lucky": latency_windows(10 * k + 5),
+        }
+        for k, level in enumerate(levels)
+    ]
+    candidate = {
+        **{f"GET /{e}": latency_windows(90 + i) for i, e in enumerate("abc")},
+        "GET /lucky": latency_windows(95, scale=1.15),
+    }
+    pooled = pooled_run_variance(runs, sorted(runs[0]), 50)
+    assert pooled is not None
+    assert pooled > 0.5 * float(np.var(np.log(levels), ddof=1))
+    lucky = compare_percentile(candidate["GET /lucky"], [r["GET /lucky"] for r in runs], 50)
+    assert lucky.verdict is Verdict.REGRESSION, "alone, its runs look noiseless"
+    by_name = {r.name: r for r in compare_runs(candidate, runs, percentiles=(50,))}
+    assert by_name["GET /lucky"].verdict is Verdict.EQUIVALENT, by_name["GET /lucky"]
+    assert pooled_run_variance(runs[:1], ["GET /a"], 50) is None
 
 
 def test_too_few_samples_for_the_percentile_is_refused() -> None:
