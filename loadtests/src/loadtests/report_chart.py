@@ -48,19 +48,20 @@ LEGEND_CHAR_W = 6.6  # a generous average width of an 11 px legend character
 LEGEND_GAP = 18
 
 
-def legend_rows(labels: Sequence[str], room: float) -> list[list[tuple[float, str, str]]]:
-    """Legend entries laid out in rows of at most ``room`` px: (x, label, label shown),
-    a label too long for a row of its own cut with an ellipsis (the full one in a tooltip)."""
+def legend_rows(labels: Sequence[str], room: float) -> list[list[tuple[float, int, str]]]:
+    """Legend entries laid out in rows of at most ``room`` px: (x, index of the label, label
+    shown), a label too long for a row of its own cut with an ellipsis (the full one in a
+    tooltip)."""
     max_chars = max(4, int((room - 20) / LEGEND_CHAR_W))
-    rows: list[list[tuple[float, str, str]]] = [[]]
+    rows: list[list[tuple[float, int, str]]] = [[]]
     x = 0.0
-    for label in labels:
+    for index, label in enumerate(labels):
         shown = label if len(label) <= max_chars else label[: max_chars - 1] + "\u2026"
         width = 20 + LEGEND_CHAR_W * len(shown)
         if rows[-1] and x + width > room:
             rows.append([])
             x = 0.0
-        rows[-1].append((x, label, shown))
+        rows[-1].append((x, index, shown))
         x += width + LEGEND_GAP
     return rows
 
@@ -177,14 +178,13 @@ def svg_chart(
                     f'<polyline points="{" ".join(seg)}" fill="none" stroke="{s.color}" '
                     f'stroke-width="{s.width}" stroke-linejoin="round"{dash}/>'
                 )
-    by_label = {s.label: s for s in series}
     for row, entries in enumerate(legend):
         y = LEGEND_TOP + LEGEND_ROW * row
-        for x, label, shown in entries:
-            s = by_label[label]
+        for x, index, shown in entries:
+            s = series[index]
             dash = ' stroke-dasharray="5 3"' if s.dashed else ""
             parts.append(
-                f'<g class="legend"><title>{html.escape(label)}</title>'
+                f'<g class="legend"><title>{html.escape(s.label)}</title>'
                 f'<line x1="{left + x:.1f}" x2="{left + x + 16:.1f}" y1="{y - 4}" y2="{y - 4}" '
                 f'stroke="{s.color}" stroke-width="2.5"{dash}/>'
                 f'<text x="{left + x + 20:.1f}" y="{y}" class="lg">{html.escape(shown)}</text></g>'
