@@ -13,9 +13,10 @@ sync: ## install uv if missing, then the locked environment (.venv) from uv.lock
 		|| { echo "installing uv (pip install uv)"; python3 -m pip install --quiet uv; }
 	$(UV) sync --locked
 
-tools: ## promtool and redis-server for the tests (Kafka and FerretDB install on first use)
+tools: ## promtool, redis-server and chromium for the tests (Kafka and FerretDB install on first use)
 	@bash infra/install-debian-tool.sh promtool prometheus
 	@bash infra/install-debian-tool.sh redis-server redis-server
+	@bash infra/install-debian-tool.sh chromium chromium
 
 up: sync ## run the platform (Docker compose when an engine answers, else local processes)
 	@if docker info >/dev/null 2>&1; then \

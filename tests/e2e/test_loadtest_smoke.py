@@ -46,7 +46,6 @@ max_error_ratio = 0.01
 min_rate_ratio = 0.8
 
 [baseline]
-tolerance = 0.10
 percentiles = [50, 95]
 resamples = 500
 min_windows = 5

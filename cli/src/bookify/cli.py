@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from bookify.commands import bench, chaos, dlq, infra, load, platform, schemas, status, tokens
+from bookify.commands import (
+    bench,
+    chaos,
+    dlq,
+    infra,
+    load,
+    platform,
+    reset,
+    schemas,
+    status,
+    tokens,
+)
 
 app = typer.Typer(
     name="bookify",
@@ -19,6 +30,7 @@ app.add_typer(dlq.app, name="dlq")
 app.command(epilog=platform.UP_EPILOG)(platform.up)
 app.command(epilog=status.EPILOG)(status.status)
 app.command()(platform.seed)
+app.command(epilog=reset.EPILOG)(reset.reset)
 app.command()(tokens.token)
 app.command(epilog=load.EPILOG)(load.load)
 app.command(epilog=chaos.EPILOG)(chaos.chaos)

@@ -98,6 +98,20 @@ def lay_out_ports(
     return laid
 
 
+# Each service's database settings and their default names (a db_prefix goes before them).
+SERVICE_DATABASES: Mapping[ServiceName, Mapping[str, str]] = {
+    "booking": {"DB_NAME": "bookify_booking"},
+    "consumer": {"VIEWS_DB": DEFAULT_VIEWS_DB},
+    "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": DEFAULT_VIEWS_DB},
+}
+
+
+def store_databases(db_prefix: str = "") -> tuple[str, ...]:
+    """Every database the services keep, as named with ``db_prefix``."""
+    names = {name for settings in SERVICE_DATABASES.values() for name in settings.values()}
+    return tuple(sorted(f"{db_prefix}{name}" for name in names))
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
     """Where the services find Kafka and Mongo, and where each replica listens.
@@ -155,12 +169,9 @@ class PlatformConfig:
         if name == "gateway" and self.rate_limit_storage:
             env[f"{p}RATE_LIMIT_STORAGE"] = self.rate_limit_storage
         if self.db_prefix:
-            databases = {
-                "booking": {"DB_NAME": "bookify_booking"},
-                "consumer": {"VIEWS_DB": DEFAULT_VIEWS_DB},
-                "gateway": {"DB_NAME": "bookify_gateway", "VIEWS_DB": DEFAULT_VIEWS_DB},
-            }[name]
-            env.update({f"{p}{k}": f"{self.db_prefix}{v}" for k, v in databases.items()})
+            env.update(
+                {f"{p}{k}": f"{self.db_prefix}{v}" for k, v in SERVICE_DATABASES[name].items()}
+            )
         return {**env, **self.extra_env, **self.service_env.get(name, {})}
 
 

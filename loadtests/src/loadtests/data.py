@@ -3,9 +3,11 @@
 Everything here is pure (randomness comes from a ``random.Random`` passed in), so the
 samplers and payloads are unit-tested without a server.
 
-- Resources are created at test start through the public API as an admin
+- Resources are seeded at test start through the public API as an admin
   (:func:`seed_resources`) and chosen with a Zipf-like skew (:class:`ZipfSampler`): a few are
-  hot, most are cold, as on a real ticket shop.
+  hot, most are cold, as on a real ticket shop. Every run seeds the *same* resources (same
+  names, admin and idempotency keys), so a second run reuses them instead of adding more,
+  and records the data state it started from (:class:`DataState`).
 - Principals are ``load-<run id>-<n>`` with tokens from ``shared.auth.mint_token``, the same
   tokens ``bookify token`` prints; spreading the load over many principals keeps the
   gateway's per-principal rate limit out of the measurement.
@@ -156,14 +158,12 @@ def idempotency_key(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def resource_plan(count: int, run_id: str) -> list[tuple[str, int]]:
-    """Names and capacities of the resources to seed: the hottest (rank 0) are the
-    biggest venues, a few small ones sell out and turn bookings into rejections."""
+def resource_plan(count: int) -> list[tuple[str, int]]:
+    """Names and capacities of the resources to seed, the same for every run: the hottest
+    (rank 0) are the biggest venues, a few small ones sell out and turn bookings into
+    rejections."""
     capacities = (100_000, 50_000, 20_000, 5_000, 1_000, 200, 50)
-    return [
-        (f"load {run_id} #{i}", capacities[i % len(capacities)] if i else 100_000)
-        for i in range(count)
-    ]
+    return [(f"load #{i}", capacities[i % len(capacities)] if i else 100_000) for i in range(count)]
 
 
 # ---------------------------------------------------------------------------- error cases
@@ -332,6 +332,53 @@ def check_gateway(host: str, timeout: float = 3.0) -> None:
             )
 
 
+SEED_ADMIN = "seed"  # admin_principal's run id for seeding: one principal for every run
+RESOURCE_PAGES = 50  # pages of 100 counted for the data state; beyond, "at least"
+
+
+@dataclass(frozen=True)
+class DataState:
+    """What the store held when a run started, through the public API: resources in all
+    (``resources_complete`` False: at least that many) and seats already taken on the
+    seeded ones (a ledger entry each booking made them; the ledger is not public)."""
+
+    resources: int
+    resources_complete: bool
+    seeded: int
+    seeded_reused: int
+    seats_taken: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resources": self.resources,
+            "resources_complete": self.resources_complete,
+            "seeded": self.seeded,
+            "seeded_reused": self.seeded_reused,
+            "seats_taken": self.seats_taken,
+        }
+
+
+@dataclass(frozen=True)
+class Seeded:
+    ids: list[str]
+    state: DataState
+
+
+def count_resources(client: httpx.Client, max_pages: int = RESOURCE_PAGES) -> tuple[int, bool]:
+    """Resources in the store (paging the public list), and whether that is all of them."""
+    count, cursor = 0, None
+    for _ in range(max_pages):
+        params: dict[str, str | int] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        response = client.get("/v1/resources", params=params)
+        response.raise_for_status()
+        page = response.json()
+        count += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return count, True
+    return count, False
+
+
 def seed_resources(
     host: str,
     run_id: str,
@@ -339,19 +386,30 @@ def seed_resources(
     *,
     visible_within: float = 60.0,
     progress: Callable[[str], None] = lambda _: None,
-) -> list[str]:
-    """Create ``count`` resources as an admin and wait until the read model shows them
-    (through the first gateway of ``host``: every gateway reads the same views)."""
-    admin = admin_principal(run_id)
+    transport: httpx.BaseTransport | None = None,
+) -> Seeded:
+    """Create the ``count`` resources of :func:`resource_plan` as the seeding admin, or get
+    back the ones an earlier run created (the same idempotency key and body answer the same
+    resource while the gateway keeps the key, 24 h), wait until the read model shows them
+    and note the data state (through the first gateway of ``host``: every gateway reads the
+    same views). ``run_id`` goes into the requests' trace baggage; ``transport`` is for
+    tests."""
+    admin = admin_principal(SEED_ADMIN)
     rng = random.Random(run_id)
     ids: list[str] = []
+    reused = 0
     first = base_urls(host)[0]
-    with httpx.Client(base_url=first, timeout=10, headers=admin.auth) as client:
-        for i, (name, capacity) in enumerate(resource_plan(count, run_id)):
+    with httpx.Client(
+        base_url=first, timeout=10, headers=admin.auth, transport=transport
+    ) as client:
+        for i, (name, capacity) in enumerate(resource_plan(count)):
             response = client.post(
                 "/v1/resources",
                 json={"name": name, "capacity": capacity},
-                headers={**Trace(run_id, rng).headers(), "Idempotency-Key": f"seed-{run_id}-{i}"},
+                headers={
+                    **Trace(run_id, rng).headers(),
+                    "Idempotency-Key": f"load-seed-{i}-{capacity}",
+                },
             )
             if response.status_code != 202:
                 raise RuntimeError(
@@ -359,13 +417,17 @@ def seed_resources(
                     f"{response.text[:300]}"
                 )
             ids.append(response.headers["location"].rsplit("/", 1)[-1])
+            reused += response.headers.get("idempotent-replayed") == "true"
         deadline = time.monotonic() + visible_within
         pending = set(ids)
+        taken: dict[str, int] = {}
         while pending:
             for resource_id in sorted(pending):
                 response = client.get(f"/v1/resources/{resource_id}")
-                if response.status_code == 200 and response.json().get("updated_at"):
+                body = response.json() if response.status_code == 200 else {}
+                if body.get("updated_at"):
                     pending.discard(resource_id)
+                    taken[resource_id] = int(body["capacity"]) - int(body["available"])
             if not pending:
                 break
             if time.monotonic() > deadline:
@@ -374,5 +436,11 @@ def seed_resources(
                     f"{visible_within:.0f} s; are booking and consumer running?"
                 )
             time.sleep(0.2)
-    progress(f"seeded {count} resources")
-    return ids
+        resources, complete = count_resources(client)
+    state = DataState(resources, complete, count, reused, sum(taken.values()))
+    progress(
+        f"seeded {count} resources ({reused} reused); the store holds "
+        f"{'' if complete else 'at least '}{resources} resources, {state.seats_taken} seats "
+        "of the seeded ones taken"
+    )
+    return Seeded(ids, state)

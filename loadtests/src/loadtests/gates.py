@@ -5,10 +5,10 @@ Exit codes (highest precedence first; a run gets exactly one):
 - ``5`` INVALID -- the load generator saturated its CPU, so its latencies measure its own
   queueing; neither SLO nor baseline verdicts mean anything and the run must be repeated
   (on a bigger or less loaded machine, or with more workers).
-- ``4`` REGRESSION -- at least one baseline comparison is REGRESSION (the confidence
-  interval of a percentile ratio lies entirely above ``1 + tolerance``). It outranks an SLO
-  breach because it names the change that made things worse, which is the more actionable
-  finding; the SLO gate rows are still reported.
+- ``4`` REGRESSION -- at least one baseline comparison is REGRESSION (a percentile slower
+  beyond its threshold, with a confidence interval above 1; see :mod:`loadtests.stats`). It
+  outranks an SLO breach because it names the change that made things worse, which is the
+  more actionable finding; the SLO gate rows are still reported.
 - ``3`` SLO BREACH -- at least one gate failed (per-endpoint p95/p99, error ratio, e2e
   latency, achieved/intended arrival rate of the open model).
 - ``0`` PASS. INCONCLUSIVE and EQUIVALENT/IMPROVEMENT verdicts do not fail a run.
@@ -33,13 +33,16 @@ The SLO file is TOML (see ``slo.default.toml``)::
     min_rate_ratio = 0.95     # open model: achieved / intended arrival rate
 
     [baseline]
-    tolerance = 0.10
-    confidence = 0.95
+    confidence = 0.95         # for the run's comparisons together (Bonferroni)
     percentiles = [50, 95, 99]
     resamples = 2000
     min_windows = 5
     phases = ["steady"]       # windows to compare; omitted = all full windows
     skip_first = 1            # warm-up windows dropped before comparing
+
+    [baseline.thresholds]     # smallest change worth a verdict, per percentile
+    p50 = { relative = 0.10, ms = 1 }
+    p95 = { relative = 0.15, ms = 2 }
 
 An endpoint listed under ``[endpoints]`` that never got a request fails its gates: a typo
 in a name must not pass silently. Unknown keys are rejected for the same reason.
@@ -48,6 +51,7 @@ in a name must not pass silently. Unknown keys are rejected for the same reason.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,7 +60,13 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.recorder import LatencyStats, RunSummary
-from loadtests.stats import DEFAULT_PERCENTILES, Comparison, Verdict
+from loadtests.stats import (
+    DEFAULT_PERCENTILES,
+    DEFAULT_THRESHOLDS,
+    Comparison,
+    Threshold,
+    Verdict,
+)
 
 
 class ExitCode(IntEnum):
@@ -79,7 +89,7 @@ class LatencySlo:
 
 @dataclass(frozen=True)
 class BaselineSettings:
-    tolerance: float = 0.10
+    thresholds: Mapping[float, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     confidence: float = 0.95
     percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
     resamples: int = 2000
@@ -115,7 +125,7 @@ class SloConfig:
         _only(base, set(BaselineSettings.__dataclass_fields__), "[baseline]")
         phases = base.get("phases")
         baseline = BaselineSettings(
-            tolerance=float(base.get("tolerance", 0.10)),
+            thresholds=_thresholds(base.get("thresholds", {})),
             confidence=float(base.get("confidence", 0.95)),
             percentiles=tuple(float(p) for p in base.get("percentiles", DEFAULT_PERCENTILES)),
             resamples=int(base.get("resamples", 2000)),
@@ -143,6 +153,23 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise SloConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
+
+
+def _thresholds(table: Mapping[str, Any]) -> dict[float, Threshold]:
+    """``{"p50": {"relative": 0.1, "ms": 1}}`` over the defaults; a percentile not listed
+    takes its nearest neighbour's."""
+    out = dict(DEFAULT_THRESHOLDS)
+    for key, value in table.items():
+        where = f"[baseline.thresholds] {key}"
+        if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
+            raise SloConfigError(f"{where}: name a percentile like p95")
+        _only(value, {"relative", "ms"}, where)
+        percentile = float(key[1:])
+        default = out.get(percentile, DEFAULT_THRESHOLDS[95.0])
+        out[percentile] = Threshold(
+            float(value.get("relative", default.relative)), float(value.get("ms", default.ms))
+        )
+    return out
 
 
 def _opt_float(value: Any) -> float | None:
@@ -271,7 +298,8 @@ def decide(results: Sequence[GateResult], comparisons: Sequence[Comparison] = ()
         )
         reasons = [
             f"{c.name} p{c.percentile:g}: {c.baseline_value:.1f} -> {c.candidate_value:.1f} ms "
-            f"(x{c.ratio:.2f}, {c.confidence:.0%} CI {c.ci_low:.2f}-{c.ci_high:.2f})"
+            f"({c.delta_ms:+.1f} ms, x{c.ratio:.2f}, {c.confidence:.1%} CI "
+            f"{c.ci_low:.2f}-{c.ci_high:.2f})"
             for c in regressions
         ]
     elif breaches:

@@ -220,6 +220,7 @@ class LocustSession:
     run_id: str
     load_shape: BookifyLoadShape
     resources: list[str] = field(default_factory=list)
+    data_state: dict[str, Any] = field(default_factory=dict)
     run: RunSession | None = None
     ticker: Any = None
     last_phase: str | None = None
@@ -276,6 +277,7 @@ class LocustSession:
             say=_say,
             resources=len(self.resources),
             principals=options.principals,
+            data_state=self.data_state,
         )
         self.last_phase = None
         self.ticker = gevent.spawn(self._tick_loop)
@@ -493,7 +495,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     shape.configure(options, session)
     _say(f"seeding {options.seed_resources} resources through {host} ...")
     try:
-        session.resources = seed_resources(host, run_id, max(1, options.seed_resources))
+        seeded = seed_resources(host, run_id, max(1, options.seed_resources), progress=_say)
+        session.resources, session.data_state = seeded.ids, seeded.state.to_dict()
     except Exception as exc:
         _say(f"error: seeding test data failed: {exc}")
         sys.exit(1)

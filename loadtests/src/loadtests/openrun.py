@@ -234,9 +234,10 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
     run_dir.mkdir(parents=True, exist_ok=True)
     slo = SloConfig.from_toml(options.slo_path())
     say(f"seeding {options.seed_resources} resources through {options.host} ...")
-    resources = await asyncio.to_thread(
-        seed_resources, options.host, options.run_id, max(1, options.seed_resources)
+    seeded = await asyncio.to_thread(
+        seed_resources, options.host, options.run_id, max(1, options.seed_resources), progress=say
     )
+    resources = seeded.ids
     pools = Pools(options.run_id, resources, mint_principals(options.run_id, options.principals))
     step_slo = StepSlo(
         p95_ms=slo.defaults.p95_ms or 300.0,
@@ -268,6 +269,7 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
         say=say,
         resources=len(resources),
         principals=options.principals,
+        data_state=seeded.state.to_dict(),
     )
     say(
         f"open model: {shape.name} at {options.rate:g}/s base for {options.duration:g} s, "

@@ -21,6 +21,7 @@ from loadtests.recorder import (
     E2E,
     REQUEST,
     SUMMARY_PERCENTILES,
+    WINDOWS_FILE,
     Recorder,
     RunSummary,
     window_percentiles,
@@ -29,6 +30,9 @@ from loadtests.report_html import render_html
 from loadtests.stats import Comparison, Windowed, compare_runs
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
+# e2e latency is found by polling, up to 0.5 s apart (loadtests.users.poll_delays): a change
+# smaller than that is where the polls fell, not the pipeline.
+E2E_RESOLUTION_MS = 500.0
 SCHEMA_VERSION = 1
 
 
@@ -151,6 +155,61 @@ def windowed_metrics(
     return out
 
 
+def baseline_runs(path: Path) -> list[Path]:
+    """The run folders ``--baseline`` names: ``path`` itself when it is a run folder, else
+    every run folder directly inside it (several runs of the same code)."""
+    if (path / WINDOWS_FILE).is_file():
+        return [path]
+    runs = (
+        sorted(p for p in path.iterdir() if (p / WINDOWS_FILE).is_file()) if path.is_dir() else []
+    )
+    if not runs:
+        raise ValueError(
+            f"--baseline {path}: neither a run folder nor a folder of run folders "
+            f"(no {WINDOWS_FILE} in it or in its subfolders)"
+        )
+    return runs
+
+
+def _data_state(run_dir: Path) -> Mapping[str, Any] | None:
+    try:
+        meta = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8")).get("meta") or {}
+    except (OSError, ValueError):
+        return None
+    state = meta.get("data_state")
+    return state if isinstance(state, Mapping) else None
+
+
+def _describe_state(state: Mapping[str, Any]) -> str:
+    at_least = "" if state.get("resources_complete", True) else "at least "
+    return f"{at_least}{state.get('resources')} resources, {state.get('seats_taken')} seats taken"
+
+
+def start_differences(
+    candidate: Mapping[str, Any] | None, baselines: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[str]:
+    """Why the candidate and each baseline run did not start from the same data (resources
+    in the store, seats taken on the seeded ones); empty when they did."""
+    hint = "`bookify reset` before each run gives every run the same start"
+    if candidate is None:
+        return ["this run recorded no data state: whether it started like the baseline is unknown"]
+    out = []
+    for name, state in baselines:
+        if state is None:
+            out.append(
+                f"baseline {name} recorded no data state: whether it started alike is unknown"
+            )
+        elif any(
+            state.get(key) != candidate.get(key)
+            for key in ("resources", "resources_complete", "seats_taken")
+        ):
+            out.append(
+                f"did not start alike: baseline {name} with {_describe_state(state)}, this run "
+                f"with {_describe_state(candidate)} ({hint})"
+            )
+    return out
+
+
 def finalize(
     run_dir: Path,
     recorder: Recorder,
@@ -162,26 +221,34 @@ def finalize(
     title: str = "Bookify load test",
     meta: Mapping[str, Any] | None = None,
 ) -> GateOutcome:
-    """Save raw data, compare with ``baseline_dir`` (a previous run folder), gate, report."""
+    """Save raw data, compare with ``baseline_dir`` (a previous run folder, or a folder of
+    several), gate, report."""
     config = slo or SloConfig()
     recorder.close()
     recorder.save(run_dir)
     summary = recorder.summary(intended_rate=intended_rate, achieved_rate=achieved_rate)
     comparisons: list[Comparison] = []
+    meta = {**(meta or {}), "baseline": str(baseline_dir) if baseline_dir else None}
     if baseline_dir is not None:
         b = config.baseline
-        baseline = Recorder.load(baseline_dir)
+        runs = baseline_runs(baseline_dir)
+        meta["start_differences"] = start_differences(
+            meta.get("data_state"), [(run.name, _data_state(run)) for run in runs]
+        )
         comparisons = compare_runs(
             windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
-            windowed_metrics(baseline, phases=b.phases, skip_first=b.skip_first),
+            [
+                windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
+                for run in runs
+            ],
             percentiles=b.percentiles,
-            tolerance=b.tolerance,
+            thresholds=b.thresholds,
+            resolution_ms={"e2e": E2E_RESOLUTION_MS},
             confidence=b.confidence,
             resamples=b.resamples,
             seed=b.seed,
             min_windows=b.min_windows,
         )
     outcome = evaluate(summary, config, comparisons)
-    meta = {**(meta or {}), "baseline": str(baseline_dir) if baseline_dir else None}
     write_report(run_dir, recorder, summary, outcome, title=title, meta=meta)
     return outcome

@@ -43,6 +43,29 @@ def _fmt_tick(value: float) -> str:
     return f"{value:g}"
 
 
+LEGEND_TOP, LEGEND_ROW = 35, 16  # first legend row's text baseline; the rows' pitch
+LEGEND_CHAR_W = 6.6  # a generous average width of an 11 px legend character
+LEGEND_GAP = 18
+
+
+def legend_rows(labels: Sequence[str], room: float) -> list[list[tuple[float, int, str]]]:
+    """Legend entries laid out in rows of at most ``room`` px: (x, index of the label, label
+    shown), a label too long for a row of its own cut with an ellipsis (the full one in a
+    tooltip)."""
+    max_chars = max(4, int((room - 20) / LEGEND_CHAR_W))
+    rows: list[list[tuple[float, int, str]]] = [[]]
+    x = 0.0
+    for index, label in enumerate(labels):
+        shown = label if len(label) <= max_chars else label[: max_chars - 1] + "\u2026"
+        width = 20 + LEGEND_CHAR_W * len(shown)
+        if rows[-1] and x + width > room:
+            rows.append([])
+            x = 0.0
+        rows[-1].append((x, index, shown))
+        x += width + LEGEND_GAP
+    return rows
+
+
 def fmt_clock(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -59,8 +82,15 @@ def svg_chart(
     width: int = 560,
     height: int = 250,
 ) -> str:
-    """A line chart over run time (seconds) with shaded phases, as an inline ``<svg>``."""
-    left, right, top, bottom = 52, 14, 44, 30
+    """A line chart over run time (seconds) with shaded phases, as an inline ``<svg>``.
+
+    The legend goes in rows under the title, as many as its entries need, and the chart
+    grows by them: the plot keeps its height and nothing overlaps the axis labels.
+    """
+    left, right, bottom = 52, 14, 30
+    legend = legend_rows([s.label for s in series], width - left - right)
+    top = LEGEND_TOP + LEGEND_ROW * len(legend) + 14
+    height += top - 44  # the plot is as tall as with a single legend row
     pw, ph = width - left - right, height - top - bottom
     finite = [y for s in series for y in s.ys if y is not None and math.isfinite(y)]
     finite += [y for y, _, _ in hlines]
@@ -148,16 +178,16 @@ def svg_chart(
                     f'<polyline points="{" ".join(seg)}" fill="none" stroke="{s.color}" '
                     f'stroke-width="{s.width}" stroke-linejoin="round"{dash}/>'
                 )
-    # Legend, right-aligned above the plot.
-    x = float(width - right)
-    for s in reversed(series):
-        text_w = 6.2 * len(s.label)
-        x -= text_w + 26
-        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
-        parts.append(
-            f'<line x1="{x:.1f}" x2="{x + 16:.1f}" y1="31" y2="31" stroke="{s.color}" '
-            f'stroke-width="2.5"{dash}/>'
-            f'<text x="{x + 20:.1f}" y="35" class="lg">{html.escape(s.label)}</text>'
-        )
+    for row, entries in enumerate(legend):
+        y = LEGEND_TOP + LEGEND_ROW * row
+        for x, index, shown in entries:
+            s = series[index]
+            dash = ' stroke-dasharray="5 3"' if s.dashed else ""
+            parts.append(
+                f'<g class="legend"><title>{html.escape(s.label)}</title>'
+                f'<line x1="{left + x:.1f}" x2="{left + x + 16:.1f}" y1="{y - 4}" y2="{y - 4}" '
+                f'stroke="{s.color}" stroke-width="2.5"{dash}/>'
+                f'<text x="{left + x + 20:.1f}" y="{y}" class="lg">{html.escape(shown)}</text></g>'
+            )
     parts.append("</svg>")
     return "".join(parts)

@@ -33,6 +33,10 @@ h1 { font-size:22px; margin:0 0 2px; } h2 { font-size:16px; margin:32px 0 10px; 
   padding:10px 14px; }
 .card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 .card .v { font-size:20px; font-weight:650; font-variant-numeric:tabular-nums; }
+.card .n { color:var(--muted); font-size:12px; line-height:1.3; }
+.card.answer { border-color:#93c5fd; background:#eff6ff; }
+.details { margin-top:10px; } .details summary { cursor:pointer; color:var(--muted); }
+.details table { margin-top:6px; width:auto; }
 .charts { display:grid; grid-template-columns:repeat(auto-fit,minmax(520px,1fr)); gap:12px; }
 .chart { background:var(--card); border:1px solid var(--line); border-radius:8px;
   padding:8px 10px 4px; }
@@ -57,7 +61,8 @@ td.wrap { white-space:normal; min-width:180px; }
 .p-ok { background:var(--okbg); color:var(--ok); }
 .p-bad { background:var(--badbg); color:var(--bad); }
 .p-warn { background:var(--warnbg); color:var(--warn); }
-.p-info { background:#e0e7ff; color:#3730a3; }
+.p-info { background:#f1f5f9; color:#475569; }
+.eff-bad { color:var(--bad); font-weight:650; } .eff-ok { color:var(--ok); font-weight:650; }
 .muted { color:var(--muted); } .note { color:var(--muted); font-size:12px; margin-top:6px; }
 code { background:#f1f5f9; padding:1px 5px; border-radius:4px; font-size:12px; }
 """
@@ -145,7 +150,13 @@ def _charts(data: Mapping[str, Any]) -> list[str]:
                 "p95 latency by endpoint",
                 xs,
                 [
-                    Series(name, _col(rows, "p95"), PALETTE[i % len(PALETTE)])
+                    # Past the palette, colours come again, dashed to tell them apart.
+                    Series(
+                        name,
+                        _col(rows, "p95"),
+                        PALETTE[i % len(PALETTE)],
+                        dashed=i >= len(PALETTE),
+                    )
                     for i, (name, rows) in enumerate(sorted(endpoint_rows.items()))
                 ],
                 unit="ms",
@@ -280,66 +291,234 @@ def _gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
     return f"<div class='tw'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
 
+def _effect(c: Mapping[str, Any]) -> str:
+    """``+1.4 ms (x1.21, CI 1.08-1.35)``; coloured only when beyond the threshold."""
+    ratio, delta = c["ratio"], c.get("delta_ms")
+    if ratio is None or delta is None:
+        return '<span class="muted">&ndash;</span>'
+    ci = (
+        f", CI {c['ci_low']:.2f}&ndash;{c['ci_high']:.2f}"
+        if c["ci_low"] is not None and c["ci_high"] is not None
+        else ""
+    )
+    text = f"{delta:+.1f} ms (&times;{ratio:.2f}{ci})"
+    beyond = abs(delta) >= c["threshold_ms"] and (
+        ratio >= 1 + c["threshold_relative"] or ratio <= 1 / (1 + c["threshold_relative"])
+    )
+    if not beyond:
+        return f'<span class="muted">{text}</span>'
+    return f'<span class="{"eff-bad" if delta > 0 else "eff-ok"}">{text}</span>'
+
+
 def _comparison_table(comparisons: Sequence[Mapping[str, Any]], baseline: Any) -> str:
     if not comparisons:
         return '<p class="muted">No baseline run given.</p>'
     rows = []
     for c in comparisons:
         pill = _VERDICT_PILL.get(c["verdict"], "p-warn")
-        ci = (
-            f"{c['ci_low']:.2f} &ndash; {c['ci_high']:.2f}"
-            if c["ci_low"] is not None and c["ci_high"] is not None
-            else '<span class="muted">&ndash;</span>'
-        )
-        ratio = f"&times;{c['ratio']:.2f}" if c["ratio"] is not None else "&ndash;"
         d = c["diagnostics"] or {}
         ks, mw = _pvalue(d.get("ks_pvalue")), _pvalue(d.get("mannwhitney_pvalue"))
+        threshold = f"{c['threshold_relative']:.0%} &amp; {c['threshold_ms']:g} ms"
         rows.append(
             f"<tr><td>{_e(c['name'])}</td><td>p{c['percentile']:g}</td>"
-            f"<td>{_ms(c['baseline_value'])}</td><td>{_ms(c['candidate_value'])}</td><td>{ratio}</td><td>{ci}</td>"
+            f"<td>{_ms(c['baseline_value'])}</td><td>{_ms(c['candidate_value'])}</td>"
+            f"<td>{_effect(c)}</td><td class='muted'>{threshold}</td>"
             f'<td><span class="pill {pill}">{_e(c["verdict"])}</span></td>'
             f"<td class='l wrap muted'>{_e(c['reason'])}</td>"
             f"<td class='muted'>{c['baseline_windows']}/{c['candidate_windows']}</td>"
             f"<td class='muted'>{ks}</td><td class='muted'>{mw}</td></tr>"
         )
-    conf = comparisons[0]["confidence"]
-    tol = comparisons[0]["tolerance"]
+    first = comparisons[0]
     head = (
         "<tr><th class='l'>Metric</th><th>Pct</th><th>Baseline ms</th><th>Candidate ms</th>"
-        f"<th>Ratio</th><th>{conf:.0%} CI</th><th class='l'>Verdict</th><th class='l'>Why</th>"
-        "<th>Windows b/c</th>"
+        f"<th>Effect ({first['confidence']:.1%} CI of the ratio)</th><th>Threshold</th>"
+        "<th class='l'>Verdict</th><th class='l'>Why</th><th>Windows b/c</th>"
         "<th>KS p</th><th>MW p</th></tr>"
     )
+    runs = first["baseline_runs"]
     note = (
-        f'<p class="note">Baseline <code>{_e(baseline)}</code>. Ratio = candidate / baseline; '
-        "the CI is a block bootstrap over time windows (whole windows resampled, not single "
-        f"requests); tolerance &plusmn;{tol:.0%}. "
-        "KS and Mann&ndash;Whitney p-values are diagnostics only and never decide a verdict.</p>"
+        f'<p class="note">Baseline <code>{_e(baseline)}</code>'
+        f"{f' ({runs} runs)' if runs > 1 else ''}. Method: {_e(first['method'])}. "
+        "A change counts only beyond its threshold (relative and in ms, raised to the baseline "
+        "runs' own spread when there are several) and when its interval excludes no change; "
+        "coloured effects are beyond the threshold. The intervals hold together for the whole "
+        "table (Bonferroni). KS and Mann&ndash;Whitney p-values are diagnostics only and never "
+        "decide a verdict.</p>"
     )
     return f"<div class='tw'><table>{head}{''.join(rows)}</table></div>{note}"
 
 
+def _start_differences(lines: Sequence[str]) -> str:
+    """A warning above the verdicts when the compared runs did not start from the same data."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+    return f'<div class="banner INVALID start"><b>Not the same start.</b><ul>{items}</ul></div>'
+
+
+def _unit(meta: Mapping[str, Any]) -> str:
+    """What a shape's level counts: arrivals per second (open model) or users."""
+    return "/s" if str(meta.get("model", "")).startswith("open") else " users"
+
+
+def _level(value: Any, meta: Mapping[str, Any]) -> str:
+    return f"{float(value):,.4g}{_unit(meta)}"
+
+
+def _shape(meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The shape's description (``BookifyShape.describe``); a bare name is taken as one."""
+    shape = meta.get("shape") or {}
+    return shape if isinstance(shape, Mapping) else {"shape": str(shape)}
+
+
+def _shape_text(meta: Mapping[str, Any]) -> str:
+    """``stress from 10 users, +10 every 30 s`` and the like, from the shape's description."""
+    shape = _shape(meta)
+    name, level = shape.get("shape", "?"), shape.get("level")
+    if level is None:
+        return _e(name)
+    if name == "stress" and shape.get("step") is not None:
+        return (
+            f"<b>stress</b> from {_level(level, meta)}, +{float(shape['step']):,.4g} every "
+            f"{float(shape.get('step_s') or 0):g} s"
+        )
+    if name == "spike" and shape.get("peak") is not None:
+        return f"<b>spike</b> {_level(level, meta)} &rarr; {_level(shape['peak'], meta)}"
+    return f"<b>{_e(name)}</b> at {_level(level, meta)}"
+
+
+def _summary_bits(data: Mapping[str, Any]) -> list[str]:
+    """The line under the title: shape, duration, host, run id, start; nothing more."""
+    meta = data["meta"]
+    bits = [_shape_text(meta), f"{fmt_clock(data['duration_s'])} long"]
+    if meta.get("host"):
+        bits.append(f"host <code>{_e(meta['host'])}</code>")
+    if meta.get("run_id"):
+        bits.append(f"run <code>{_e(meta['run_id'])}</code>")
+    bits.append(f"started {_e(data['started_at'][:19].replace('T', ' '))} UTC")
+    return bits
+
+
+_DETAIL_SKIP = frozenset({"shape", "baseline", "start_differences", "data_state", "run_id", "host"})
+
+
+def _details(data: Mapping[str, Any]) -> str:
+    """Everything else about the run, folded away: model, processes, data state, faults."""
+    meta = data["meta"]
+    rows = [("window", f"{data['window_s']:g} s")]
+    rows += [(k, v) for k, v in meta.items() if k not in _DETAIL_SKIP and v is not None]
+    state = meta.get("data_state")
+    if state:
+        at_least = "" if state.get("resources_complete", True) else "at least "
+        rows.append(
+            (
+                "data at start",
+                f"{at_least}{state.get('resources')} resources in the store, "
+                f"{state.get('seeded')} seeded ({state.get('seeded_reused')} reused), "
+                f"{state.get('seats_taken')} of their seats taken",
+            )
+        )
+    body = "".join(
+        f"<tr><td class='l'>{_e(k)}</td><td class='l wrap'>"
+        f"{_e('; '.join(map(str, v)) if isinstance(v, list) else v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<details class='details'><summary>Run details</summary><table>{body}</table></details>"
+
+
+def _steps_table(meta: Mapping[str, Any]) -> str:
+    steps = _shape(meta).get("steps") or []
+    if not steps:
+        return ""
+    rows = "".join(
+        f"<tr><td>{s['step']}</td><td>{_level(s['level'], meta)}</td><td>{s['count']:,}</td>"
+        f"<td>{_ms(s['p95_ms'])}</td><td>{_pct(s['error_ratio'])}</td>"
+        f"<td><span class='pill {'p-ok' if s['healthy'] else 'p-bad'}'>"
+        f"{'healthy' if s['healthy'] else 'broke'}</span></td>"
+        f"<td class='l wrap muted'>{_e(s['why'])}</td></tr>"
+        for s in steps
+    )
+    head = (
+        "<tr><th>Step</th><th>Level</th><th>Requests</th><th>p95 ms</th><th>Errors</th>"
+        "<th class='l'>Step SLO</th><th class='l'>Why</th></tr>"
+    )
+    return f"<h2>Stress steps</h2><div class='tw'><table>{head}{rows}</table></div>"
+
+
+def _drift(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Soak: the p95 of the run's last third of windows against its first third."""
+    p95s = [r["p95"] for r in data["series"]["all"] if r.get("count") and r.get("p95")]
+    third = len(p95s) // 3
+    if third < 1:
+        return None
+    first = sorted(p95s[:third])[third // 2]
+    last = sorted(p95s[-third:])[third // 2]
+    change = last / first - 1 if first else 0.0
+    return f"{change:+.0%}", f"p95 {_ms(first)} &rarr; {_ms(last)} ms, first to last third"
+
+
+def _answer_cards(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Each shape's own answer, first: (title, value, note)."""
+    meta = data["meta"]
+    shape = _shape(meta)
+    name = shape.get("shape")
+    if name == "stress":
+        capacity = shape.get("capacity")
+        steps = shape.get("steps") or []
+        broken = next((s for s in steps if not s["healthy"]), None)
+        if capacity is None:
+            value, note = "none", "even the first step broke the step SLO"
+        elif not shape.get("broke"):
+            value, note = f"&ge; {_level(capacity, meta)}", "limit not found: no step broke"
+        else:
+            value, note = _level(capacity, meta), "the last healthy step"
+        cards = [("Capacity", value, note)]
+        if broken is not None:
+            cards.append(
+                (
+                    "Broke at",
+                    f"step {broken['step']}: {_level(broken['level'], meta)}",
+                    _e(broken["why"]),
+                )
+            )
+        return cards
+    if name == "spike" and "recovery_s" in meta:
+        recovery = meta["recovery_s"]
+        if recovery is None:
+            return [("Recovery", "not back", "p95 never returned to 1.25&times; the baseline")]
+        return [("Recovery", f"{recovery:.0f} s", "until p95 was back within 1.25&times; baseline")]
+    if name == "soak" and (drift := _drift(data)) is not None:
+        return [("Drift", *drift)]
+    return []
+
+
 def _cards(data: Mapping[str, Any]) -> str:
     total = data["total"]
-    cards = [
-        ("Requests", f"{total['count']:,}"),
-        ("Throughput", f"{(total['rps'] or 0):,.1f}/s"),
-        ("Errors", _pct(total["error_ratio"])),
-        ("p95", f"{_ms(total['p95'])} ms"),
-        ("p99", f"{_ms(total['p99'])} ms"),
+    cards = [(k, v, n) for k, v, n in _answer_cards(data)]
+    cards += [
+        ("Requests", f"{total['count']:,}", ""),
+        ("Throughput", f"{(total['rps'] or 0):,.1f}/s", ""),
+        ("Errors", _pct(total["error_ratio"]), ""),
+        ("p95", f"{_ms(total['p95'])} ms", ""),
+        ("p99", f"{_ms(total['p99'])} ms", ""),
     ]
     if data["e2e"]:
-        cards.append(("e2e p95", f"{_ms(data['e2e']['p95'])} ms"))
+        cards.append(("e2e p95", f"{_ms(data['e2e']['p95'])} ms", ""))
     om = data["open_model"]
     if om["intended_rate"]:
         cards.append(
-            ("Arrival rate", f"{(om['achieved_rate'] or 0):,.0f} / {om['intended_rate']:,.0f}/s")
+            (
+                "Arrival rate",
+                f"{(om['achieved_rate'] or 0):,.0f} / {om['intended_rate']:,.0f}/s",
+                "",
+            )
         )
-    cpu = data["validity"]["max_cpu"]
-    cards.append(("Generator CPU peak", _pct(cpu, 0)))
+    cards.append(("Generator CPU peak", _pct(data["validity"]["max_cpu"], 0), ""))
+    answers = len(_answer_cards(data))
     return "".join(
-        f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>'
-        for k, v in cards
+        f'<div class="card{" answer" if i < answers else ""}"><div class="k">{k}</div>'
+        f'<div class="v">{v}</div>{f"<div class=n>{n}</div>" if n else ""}</div>'
+        for i, (k, v, n) in enumerate(cards)
     )
 
 
@@ -356,12 +535,6 @@ def render_html(data: Mapping[str, Any]) -> str:
         f"{f'<ul>{reason_list}</ul>' if reason_list else ''}</div>"
     )
     meta = data["meta"]
-    meta_bits = [
-        f"started {_e(data['started_at'][:19].replace('T', ' '))} UTC",
-        f"{fmt_clock(data['duration_s'])} long",
-    ]
-    meta_bits.append(f"{data['window_s']:g} s windows")
-    meta_bits += [f"{_e(k)}: {_e(v)}" for k, v in meta.items() if v is not None and k != "baseline"]
     validity = data["validity"]
     validity_note = (
         f'<p class="note">Generator: {_e(validity["reason"] or "not saturated")} '
@@ -375,15 +548,18 @@ def render_html(data: Mapping[str, Any]) -> str:
 <style>{CSS}</style></head>
 <body><main>
 <h1>{_e(data["title"])}</h1>
-<div class="sub">{" &middot; ".join(meta_bits)}</div>
+<div class="sub" id="summary">{" &middot; ".join(_summary_bits(data))}</div>
 {banner}
 <div class="cards">{_cards(data)}</div>
+{_details(data)}
 <h2>Over time</h2>
 <div class="charts">{"".join(_charts(data))}</div>
 {validity_note}
+{_steps_table(meta)}
 <h2>SLO gates</h2>
 {_gate_table(data["gates"])}
 <h2>Baseline comparison</h2>
+{_start_differences(meta.get("start_differences") or [])}
 {_comparison_table(data["comparisons"], meta.get("baseline"))}
 <h2>Endpoints</h2>
 {_endpoint_table(data)}

@@ -171,6 +171,7 @@ class RunSession:
     say: Say
     resources: int
     principals: int
+    data_state: Mapping[str, Any] = field(default_factory=dict)  # data.DataState, at start
 
     def step_health(self, window: StepWindow) -> StepHealth:
         """How the requests that started in one stress step's window did."""
@@ -190,6 +191,7 @@ class RunSession:
             "shape": shape.describe(),
             "resources": self.resources,
             "principals": self.principals,
+            "data_state": dict(self.data_state) or None,
         }
         if self.faults.log:
             meta["faults"] = self.faults.log

@@ -1,22 +1,39 @@
 """Baseline comparison: is the candidate run's latency percentile different from the baseline's?
 
-The verdict comes from a confidence interval on the *ratio* of a percentile (candidate /
-baseline), never from a bare p-value. The interval is a block bootstrap over time windows:
-latency samples inside one window are correlated (a GC pause, a rebalance, a slow disk slows
-all of them), so resampling individual samples would pretend there is far more information
-than there is and give intervals that are too narrow. Whole windows are resampled instead,
-with replacement, independently for each run (the non-overlapping block bootstrap); this
-treats the selected windows as exchangeable, so callers pass steady-state windows only.
+A verdict asks two questions of the *ratio* of a percentile (candidate / baseline), never a
+bare p-value:
 
-Verdict against a tolerance ``tol`` (default 10 %), for a CI ``[lo, hi]`` of the ratio:
+1. **Is the difference material?** A per-percentile threshold (:class:`Threshold`, e.g. 10 %
+   *and* 1 ms on a p50) below which a difference is "within noise" -- EQUIVALENT whatever its
+   interval. With several baseline runs the relative threshold is at least their own spread
+   (how far a run of the same code strays from their geometric mean, about two standard
+   deviations of it): a candidate no further from the baseline than that is noise.
+2. **Is it real?** A confidence interval on the ratio that carries both kinds of variance:
 
-- ``lo > 1 + tol``                   -> REGRESSION (slower beyond the tolerance)
-- ``hi < 1 - tol``                   -> IMPROVEMENT
-- ``1 - tol <= lo`` and ``hi <= 1 + tol`` -> EQUIVALENT (any difference is within tolerance)
-- otherwise                          -> INCONCLUSIVE (the data cannot tell)
+   - *within a run*: a block bootstrap over time windows (``scipy.stats.bootstrap`` over
+     window indices). Latency samples inside one window are correlated (a GC pause, a slow
+     disk slows all of them), so whole windows are resampled, never single requests; the
+     selected windows are treated as exchangeable, so callers pass steady-state windows.
+   - *between runs*: two runs of the same code differ by more than their windows do (the
+     machine, caches, the store's state). With two or more baseline runs that run-to-run
+     variance is estimated from them (the variance of their log percentiles beyond what their
+     own bootstraps explain, pooled over the metrics by :func:`compare_runs`: a few runs
+     tell the machine's noise far better over several endpoints than over one) and added to
+     both sides. With one baseline run it cannot be measured, which the reason says; the
+     threshold is then the only guard against it.
+
+   The interval is normal on the log ratio: ``log(c / b) +- z * sqrt(se_c^2 + tau^2 +
+   (mean se_b^2 + tau^2) / m)`` for ``m`` baseline runs, bootstrap standard errors ``se``
+   and run-to-run variance ``tau^2``.
+
+Verdicts: REGRESSION when the change is material and slower and the interval lies above 1;
+IMPROVEMENT likewise faster and below 1; EQUIVALENT when not material; INCONCLUSIVE when
+material but the interval includes no change. :func:`compare_runs` makes many comparisons
+and one REGRESSION fails a run, so its ``confidence`` holds for the run as a whole: each of
+its ``k`` comparisons uses ``1 - (1 - confidence) / k`` (Bonferroni).
 
 A percentile estimated from too little data is refused (INCONCLUSIVE with a reason): each
-side needs at least ``10 / (1 - p)`` samples (200 for p95, 1000 for p99) and ``min_windows``
+run needs at least ``10 / (1 - p)`` samples (200 for p95, 1000 for p99) and ``min_windows``
 windows. Kolmogorov-Smirnov and Mann-Whitney U are computed on the pooled samples as
 diagnostics for the report; they never decide.
 
@@ -89,6 +106,15 @@ class Windowed:
             counts.append(cnts)
         return cls(tuple(values), tuple(counts))
 
+    @classmethod
+    def merge(cls, runs: Iterable[Windowed]) -> Windowed:
+        """The windows of several runs as one (for diagnostics on pooled samples)."""
+        runs = list(runs)
+        return cls(
+            tuple(v for run in runs for v in run.values),
+            tuple(c for run in runs for c in run.counts),
+        )
+
     @property
     def n_windows(self) -> int:
         return len(self.counts)
@@ -150,37 +176,96 @@ def min_samples_for(p: float, factor: float = 10.0) -> int:
     return math.ceil(factor / tail - _EPS)
 
 
-def bootstrap_percentiles(
-    data: Windowed, p: float, *, resamples: int, rng: np.random.Generator
-) -> FloatArray:
-    """``resamples`` block-bootstrap replicates of percentile ``p``, resampling whole windows.
+@dataclass(frozen=True)
+class Threshold:
+    """The smallest change worth a verdict: ``relative`` (0.10 = 10 %) *and* ``ms``."""
 
-    Each replicate draws ``n_windows`` windows with replacement (as multinomial counts per
-    window) and takes the percentile of their merged samples. The merged percentile always
-    lies between the smallest and largest per-window percentile, so only distinct values in
-    that range are tabulated, which keeps the work a small matrix product.
+    relative: float
+    ms: float
+
+    def describe(self) -> str:
+        return f"{self.relative:.0%} and {self.ms:g} ms"
+
+
+# Tails are noisier than medians, so they need a larger change before it counts.
+DEFAULT_THRESHOLDS: Mapping[float, Threshold] = {
+    50.0: Threshold(0.10, 1.0),
+    90.0: Threshold(0.15, 2.0),
+    95.0: Threshold(0.15, 2.0),
+    99.0: Threshold(0.25, 5.0),
+}
+
+
+def threshold_for(
+    p: float, thresholds: Mapping[float, Threshold] = DEFAULT_THRESHOLDS
+) -> Threshold:
+    """The threshold of percentile ``p``: its own, else the nearest listed percentile's."""
+    if p in thresholds:
+        return thresholds[p]
+    if not thresholds:
+        return DEFAULT_THRESHOLDS[min(DEFAULT_THRESHOLDS, key=lambda q: abs(q - p))]
+    return thresholds[min(thresholds, key=lambda q: abs(q - p))]
+
+
+class _WindowPercentile:
+    """Percentile ``p`` of the merged samples of a multiset of windows, vectorised.
+
+    Called by ``scipy.stats.bootstrap`` with resampled window *indices* (shape
+    ``(..., k)``): each row becomes a count per window, and the merged percentile is read
+    off a table of cumulative counts. The merged percentile always lies between the smallest
+    and largest per-window percentile, so only distinct values in that range are tabulated,
+    which keeps the work a small matrix product.
     """
-    k = data.n_windows
-    if k == 0:
-        return np.full(resamples, math.nan)
-    per_window = np.array(
-        [weighted_percentile(v, c, p) for v, c in zip(data.values, data.counts, strict=True)]
+
+    def __init__(self, data: Windowed, p: float) -> None:
+        self.p = p
+        per_window = np.array(
+            [weighted_percentile(v, c, p) for v, c in zip(data.values, data.counts, strict=True)]
+        )
+        lo, hi = float(per_window.min()), float(per_window.max())
+        self.grid = np.unique(np.concatenate([v[(v >= lo) & (v <= hi)] for v in data.values]))
+        k = data.n_windows
+        # cumulative[i, j]: samples of window i at or below grid[j].
+        self.cumulative = np.empty((k, self.grid.size), dtype=np.float64)
+        self.sizes = np.empty(k, dtype=np.float64)
+        for i, (v, c) in enumerate(zip(data.values, data.counts, strict=True)):
+            running = np.concatenate([[0], np.cumsum(c)])
+            self.cumulative[i] = running[np.searchsorted(v, self.grid, side="right")]
+            self.sizes[i] = running[-1]
+
+    def of_weights(self, weights: FloatArray) -> FloatArray:
+        """The merged percentile for each row of per-window multiplicities."""
+        merged = weights @ self.cumulative
+        target = _rank(self.p, weights @ self.sizes)
+        reached = merged >= target[..., None]
+        index = np.where(reached.any(axis=-1), reached.argmax(axis=-1), self.grid.size - 1)
+        return np.asarray(self.grid[index], dtype=np.float64)
+
+    def __call__(self, indices: NDArray[Any], axis: int = -1) -> FloatArray:
+        rows = np.moveaxis(np.asarray(indices, dtype=np.int64), axis, -1)
+        k, shape = self.sizes.size, rows.shape[:-1]
+        flat = rows.reshape(-1, rows.shape[-1])
+        offsets = (np.arange(flat.shape[0]) * k)[:, None]
+        weights = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * k)
+        merged = self.of_weights(weights.reshape(flat.shape[0], k).astype(np.float64))
+        return np.log(merged).reshape(shape)
+
+
+def window_bootstrap_se(
+    data: Windowed, p: float, *, resamples: int, rng: np.random.Generator
+) -> float:
+    """Standard error of ``log(percentile p)`` by a block bootstrap over whole windows."""
+    statistic = _WindowPercentile(data, p)
+    result = scipy_stats.bootstrap(
+        (np.arange(data.n_windows),),
+        statistic,
+        n_resamples=resamples,
+        vectorized=True,
+        method="percentile",
+        batch=256,
+        rng=rng,
     )
-    lo, hi = float(per_window.min()), float(per_window.max())
-    grid = np.unique(np.concatenate([v[(v >= lo) & (v <= hi)] for v in data.values]))
-    # cumulative[i, j]: samples of window i at or below grid[j].
-    cumulative = np.empty((k, grid.size), dtype=np.float64)
-    sizes = np.empty(k, dtype=np.float64)
-    for i, (v, c) in enumerate(zip(data.values, data.counts, strict=True)):
-        running = np.concatenate([[0], np.cumsum(c)])
-        cumulative[i] = running[np.searchsorted(v, grid, side="right")]
-        sizes[i] = running[-1]
-    weights = rng.multinomial(k, np.full(k, 1.0 / k), size=resamples).astype(np.float64)
-    merged = weights @ cumulative
-    target = _rank(p, weights @ sizes)
-    reached = merged >= target[:, None]
-    index = np.where(reached.any(axis=1), reached.argmax(axis=1), grid.size - 1)
-    return np.asarray(grid[index], dtype=np.float64)
+    return float(result.standard_error)
 
 
 @dataclass(frozen=True)
@@ -193,8 +278,17 @@ class Diagnostics:
     mannwhitney_pvalue: float
 
 
+METHOD_ONE_RUN = (
+    "block bootstrap over time windows (run-to-run variance not measured: 1 baseline run)"
+)
+METHOD_RUNS = "block bootstrap over time windows + run-to-run variance of {m} baseline runs"
+
+
 @dataclass(frozen=True)
 class Comparison:
+    """One percentile of one metric, candidate against baseline: the effect, its interval
+    and what they mean (see the module docstring)."""
+
     name: str
     percentile: float
     verdict: Verdict
@@ -205,16 +299,25 @@ class Comparison:
     ci_low: float
     ci_high: float
     confidence: float
-    tolerance: float
+    threshold_relative: float  # after the baseline runs' spread raised it, if it did
+    threshold_ms: float
+    baseline_runs: int
+    run_spread: float  # how far a run of the same code strays, about 2 sd (NaN: one run)
+    method: str
     baseline_samples: int
     candidate_samples: int
     baseline_windows: int
     candidate_windows: int
     diagnostics: Diagnostics | None
 
+    @property
+    def delta_ms(self) -> float:
+        return self.candidate_value - self.baseline_value
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = self.verdict.value
+        out["delta_ms"] = self.delta_ms
         safe: dict[str, Any] = _json_safe(out)
         return safe
 
@@ -248,37 +351,75 @@ def diagnostics(candidate: Windowed, baseline: Windowed, *, seed: int = 0) -> Di
     return Diagnostics(float(ks.statistic), float(ks.pvalue), float(mw.statistic), float(mw.pvalue))
 
 
-def classify(ci_low: float, ci_high: float, tolerance: float) -> Verdict:
-    if ci_low > 1.0 + tolerance:
-        return Verdict.REGRESSION
-    if ci_high < 1.0 - tolerance:
-        return Verdict.IMPROVEMENT
-    if ci_low >= 1.0 - tolerance and ci_high <= 1.0 + tolerance:
+def classify(
+    ratio: float, delta_ms: float, ci_low: float, ci_high: float, threshold: Threshold
+) -> Verdict:
+    """Material (beyond the threshold, both relative and in ms) *and* real (interval off 1)."""
+    slower = ratio >= 1.0 + threshold.relative and delta_ms >= threshold.ms
+    faster = ratio <= 1.0 / (1.0 + threshold.relative) and -delta_ms >= threshold.ms
+    if not (slower or faster):
         return Verdict.EQUIVALENT
+    if slower and ci_low > 1.0:
+        return Verdict.REGRESSION
+    if faster and ci_high < 1.0:
+        return Verdict.IMPROVEMENT
     return Verdict.INCONCLUSIVE
+
+
+def _at_least(threshold: Threshold, ms: float) -> Threshold:
+    return threshold if threshold.ms >= ms else Threshold(threshold.relative, ms)
+
+
+def _runs(data: Windowed | Sequence[Windowed]) -> tuple[Windowed, ...]:
+    return (data,) if isinstance(data, Windowed) else tuple(data)
 
 
 def compare_percentile(
     candidate: Windowed,
-    baseline: Windowed,
+    baseline: Windowed | Sequence[Windowed],
     percentile: float,
     *,
     name: str = "",
-    tolerance: float = 0.10,
+    threshold: Threshold | None = None,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
     min_windows: int = 5,
     min_samples_factor: float = 10.0,
     with_diagnostics: bool = True,
+    run_variance: float | None = None,
 ) -> Comparison:
-    """Compare percentile ``percentile`` (e.g. 95) of ``candidate`` against ``baseline``."""
+    """Compare percentile ``percentile`` (e.g. 95) of ``candidate`` against ``baseline``:
+    one run, or several runs of the same code whose spread the verdict then uses.
+
+    ``run_variance``: the variance of a run's log percentile from run to run, when known
+    better than these baseline runs alone tell (:func:`compare_runs` pools it over the
+    metrics); by default, theirs."""
     if not 0.0 < percentile < 100.0:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
+    runs = _runs(baseline)
+    if not runs:
+        raise ValueError("no baseline run to compare with")
+    limit = threshold or threshold_for(percentile)
     rng = np.random.default_rng(seed)
-    base_value, cand_value = baseline.percentile(percentile), candidate.percentile(percentile)
+    pooled = Windowed.merge(runs)
+    run_values = np.array([run.percentile(percentile) for run in runs])
+    m = len(runs)
+    positive = bool(np.all(run_values > 0))
+    base_value = float(np.exp(np.mean(np.log(run_values)))) if positive else math.nan
+    cand_value = candidate.percentile(percentile)
     ratio = cand_value / base_value if base_value > 0 else math.nan
-    diag = diagnostics(candidate, baseline, seed=seed) if with_diagnostics else None
+    if m > 1 and positive:
+        var_runs = (
+            run_variance if run_variance is not None else float(np.var(np.log(run_values), ddof=1))
+        )
+        # How far a run of the same code strays from the baseline (about 2 sd of it).
+        spread = math.exp(2.0 * math.sqrt(var_runs * (1.0 + 1.0 / m))) - 1.0
+    else:
+        var_runs, spread = 0.0, math.nan
+    relative = max(limit.relative, spread) if m > 1 and positive else limit.relative
+    effective = Threshold(relative, limit.ms)
+    diag = diagnostics(candidate, pooled, seed=seed) if with_diagnostics else None
 
     def result(verdict: Verdict, reason: str, low: float, high: float) -> Comparison:
         return Comparison(
@@ -292,81 +433,121 @@ def compare_percentile(
             ci_low=low,
             ci_high=high,
             confidence=confidence,
-            tolerance=tolerance,
-            baseline_samples=baseline.total,
+            threshold_relative=effective.relative,
+            threshold_ms=effective.ms,
+            baseline_runs=m,
+            run_spread=spread,
+            method=METHOD_ONE_RUN if m == 1 else METHOD_RUNS.format(m=m),
+            baseline_samples=pooled.total,
             candidate_samples=candidate.total,
-            baseline_windows=baseline.n_windows,
+            baseline_windows=pooled.n_windows,
             candidate_windows=candidate.n_windows,
             diagnostics=diag,
         )
 
     needed = min_samples_for(percentile, min_samples_factor)
+    sides = [("candidate", candidate)] + [
+        ("baseline" if m == 1 else f"baseline run {i + 1}", run) for i, run in enumerate(runs)
+    ]
     shortfalls = [
         f"{side} has {data.total} samples, p{percentile:g} needs >= {needed}"
-        for side, data in (("baseline", baseline), ("candidate", candidate))
+        for side, data in sides
         if data.total < needed
     ] + [
         f"{side} has {data.n_windows} windows, needs >= {min_windows}"
-        for side, data in (("baseline", baseline), ("candidate", candidate))
+        for side, data in sides
         if data.n_windows < min_windows
     ]
     if shortfalls:
         return result(
             Verdict.INCONCLUSIVE, "too little data: " + "; ".join(shortfalls), math.nan, math.nan
         )
-    if not base_value > 0:
-        return result(Verdict.INCONCLUSIVE, "baseline percentile is zero", math.nan, math.nan)
+    if not (positive and cand_value > 0):
+        return result(Verdict.INCONCLUSIVE, "a percentile is zero", math.nan, math.nan)
 
-    base_boot = bootstrap_percentiles(baseline, percentile, resamples=resamples, rng=rng)
-    cand_boot = bootstrap_percentiles(candidate, percentile, resamples=resamples, rng=rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = cand_boot / base_boot
-    ratios = ratios[np.isfinite(ratios)]
-    if ratios.size < resamples // 2:
-        return result(
-            Verdict.INCONCLUSIVE, "bootstrap degenerate (zero baseline)", math.nan, math.nan
-        )
-    alpha = 1.0 - confidence
-    low, high = (float(x) for x in np.quantile(ratios, [alpha / 2, 1 - alpha / 2]))
-    verdict = classify(low, high, tolerance)
-    band = f"[{1 - tolerance:.2f}, {1 + tolerance:.2f}]"
+    se_c = window_bootstrap_se(candidate, percentile, resamples=resamples, rng=rng)
+    se_b = np.array(
+        [window_bootstrap_se(run, percentile, resamples=resamples, rng=rng) for run in runs]
+    )
+    within_b = float(np.mean(se_b**2))
+    # Run-to-run variance: what the baseline runs differ by beyond their own bootstraps.
+    tau2 = max(0.0, var_runs - within_b)
+    se = math.sqrt(se_c**2 + tau2 + (within_b + tau2) / m)
+    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
+    log_ratio = math.log(ratio)
+    low, high = math.exp(log_ratio - z * se), math.exp(log_ratio + z * se)
+    delta = cand_value - base_value
+    verdict = classify(ratio, delta, low, high, effective)
+    effect = f"x{ratio:.2f} ({delta:+.1f} ms)"
     reason = {
-        Verdict.REGRESSION: f"CI entirely above {1 + tolerance:.2f}",
-        Verdict.IMPROVEMENT: f"CI entirely below {1 - tolerance:.2f}",
-        Verdict.EQUIVALENT: f"CI inside {band}",
-        Verdict.INCONCLUSIVE: f"CI [{low:.3f}, {high:.3f}] crosses the tolerance band {band}",
+        Verdict.REGRESSION: f"{effect} beyond {effective.describe()}, CI above 1",
+        Verdict.IMPROVEMENT: f"{effect} beyond {effective.describe()}, CI below 1",
+        Verdict.EQUIVALENT: f"within noise: {effect} under {effective.describe()}",
+        Verdict.INCONCLUSIVE: (
+            f"{effect} beyond {effective.describe()}, but its CI "
+            f"[{low:.2f}, {high:.2f}] includes no change"
+        ),
     }[verdict]
+    if m > 1 and relative > limit.relative:
+        reason += f" (threshold raised to the baseline runs' spread {spread:.0%})"
     return result(verdict, reason, low, high)
 
 
 def compare_runs(
     candidate: Mapping[str, Windowed],
-    baseline: Mapping[str, Windowed],
+    baseline: Mapping[str, Windowed] | Sequence[Mapping[str, Windowed]],
     *,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-    tolerance: float = 0.10,
+    thresholds: Mapping[float, Threshold] = DEFAULT_THRESHOLDS,
+    resolution_ms: Mapping[str, float] | None = None,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
     min_windows: int = 5,
 ) -> list[Comparison]:
     """Every (metric, percentile) present in either run; a metric missing on one side is
-    INCONCLUSIVE rather than silently skipped."""
-    out: list[Comparison] = []
+    INCONCLUSIVE rather than silently skipped. ``baseline`` is one run's metrics or several
+    runs'. ``resolution_ms`` raises a metric's threshold in ms to what its measurement can
+    resolve. ``confidence`` is for the whole set (Bonferroni over the comparisons)."""
+    resolution = resolution_ms or {}
+    runs = [baseline] if isinstance(baseline, Mapping) else list(baseline)
     empty = Windowed((), ())
-    for name in sorted(set(candidate) | set(baseline)):
-        for p in percentiles:
-            out.append(
-                compare_percentile(
-                    candidate.get(name, empty),
-                    baseline.get(name, empty),
-                    p,
-                    name=name,
-                    tolerance=tolerance,
-                    confidence=confidence,
-                    resamples=resamples,
-                    seed=seed,
-                    min_windows=min_windows,
-                )
-            )
-    return out
+    names = sorted(set(candidate).union(*runs))
+    each = 1.0 - (1.0 - confidence) / max(1, len(names) * len(percentiles))
+    fine = [name for name in names if name not in resolution]
+    return [
+        compare_percentile(
+            candidate.get(name, empty),
+            [run.get(name, empty) for run in runs],
+            p,
+            name=name,
+            threshold=_at_least(threshold_for(p, thresholds), resolution.get(name, 0.0)),
+            confidence=each,
+            resamples=resamples,
+            seed=seed,
+            min_windows=min_windows,
+            run_variance=None if name in resolution else pooled_run_variance(runs, fine, p),
+        )
+        for name in names
+        for p in percentiles
+    ]
+
+
+def pooled_run_variance(
+    runs: Sequence[Mapping[str, Windowed]], names: Sequence[str], p: float
+) -> float | None:
+    """The run-to-run variance of log percentile ``p``, pooled over the metrics ``names``
+    that every run measured well enough: the machine's noise slows every endpoint, and a
+    handful of runs tells it far better over several metrics than over one. None with fewer
+    than two runs or no such metric."""
+    if len(runs) < 2:
+        return None
+    needed = min_samples_for(p)
+    variances = []
+    for name in names:
+        values = [run[name].percentile(p) for run in runs if name in run]
+        if len(values) == len(runs) and all(
+            run[name].total >= needed and value > 0 for run, value in zip(runs, values, strict=True)
+        ):
+            variances.append(float(np.var(np.log(values), ddof=1)))
+    return float(np.mean(variances)) if variances else None

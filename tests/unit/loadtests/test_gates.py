@@ -9,7 +9,7 @@ import pytest
 from loadtests.gates import ExitCode, GateResult, LatencySlo, SloConfig, SloConfigError, evaluate
 from loadtests.options import DEFAULT_SLO
 from loadtests.recorder import LatencyStats, RunSummary, Validity
-from loadtests.stats import Comparison, Verdict
+from loadtests.stats import DEFAULT_THRESHOLDS, Comparison, Threshold, Verdict
 
 VALID = Validity(True, "", 0, 10, 0.4)
 
@@ -39,7 +39,26 @@ def summary(eps: dict[str, LatencyStats]) -> RunSummary:
 
 def verdict(v: Verdict, name: str = "GET /a") -> Comparison:
     return Comparison(
-        name, 95.0, v, "", 100.0, 130.0, 1.3, 1.2, 1.4, 0.95, 0.1, 1000, 1000, 12, 12, None
+        name=name,
+        percentile=95.0,
+        verdict=v,
+        reason="",
+        baseline_value=100.0,
+        candidate_value=130.0,
+        ratio=1.3,
+        ci_low=1.2,
+        ci_high=1.4,
+        confidence=0.95,
+        threshold_relative=0.15,
+        threshold_ms=2.0,
+        baseline_runs=1,
+        run_spread=math.nan,
+        method="",
+        baseline_samples=1000,
+        candidate_samples=1000,
+        baseline_windows=12,
+        candidate_windows=12,
+        diagnostics=None,
     )
 
 
@@ -57,6 +76,23 @@ def test_the_shipped_default_config_parses() -> None:
     assert config.endpoints["POST /v1/bookings"] == LatencySlo(250, 600, 0.005)
     assert config.e2e == LatencySlo(2000, 5000, None)
     assert config.baseline.percentiles == (50.0, 95.0, 99.0)
+    assert config.baseline.thresholds == DEFAULT_THRESHOLDS
+
+
+def test_baseline_thresholds_are_set_per_percentile() -> None:
+    config = SloConfig.from_mapping(
+        {"baseline": {"thresholds": {"p50": {"ms": 3}, "p99.9": {"relative": 0.5, "ms": 20}}}}
+    )
+    thresholds = config.baseline.thresholds
+    assert thresholds[50.0] == Threshold(DEFAULT_THRESHOLDS[50.0].relative, 3.0)
+    assert thresholds[99.9] == Threshold(0.5, 20.0)
+    assert thresholds[95.0] == DEFAULT_THRESHOLDS[95.0]
+    with pytest.raises(SloConfigError, match="percentile like p95"):
+        SloConfig.from_mapping({"baseline": {"thresholds": {"pfifty": {"ms": 3}}}})
+    with pytest.raises(SloConfigError, match="unknown keys"):
+        SloConfig.from_mapping({"baseline": {"thresholds": {"p50": {"percent": 3}}}})
+    with pytest.raises(SloConfigError, match="tolerance"):
+        SloConfig.from_mapping({"baseline": {"tolerance": 0.1}})
 
 
 def test_unknown_keys_are_rejected_so_typos_cannot_pass(tmp_path: Path) -> None:

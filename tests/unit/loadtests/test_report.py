@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from loadtests.gates import ExitCode, SloConfig, evaluate
 from loadtests.recorder import Recorder
@@ -18,6 +19,7 @@ from loadtests.report import (
     write_report,
 )
 from loadtests.report_chart import Series, svg_chart
+from loadtests.report_html import render_html
 
 T0 = 1_700_000_000.0
 SLO = SloConfig.from_mapping(
@@ -131,6 +133,73 @@ def test_finalize_compares_with_a_baseline_folder_and_exits_four_on_regression(
     page = (candidate_dir / REPORT_FILE).read_text("utf-8")
     assert "REGRESSION" in page
     assert "exit code 4" in page
+
+
+def test_a_folder_of_baseline_runs_is_compared_as_several_runs(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        finalize(tmp_path / "base" / f"run{seed}", synthetic_run(seed), slo=SLO)
+    same = finalize(tmp_path / "same", synthetic_run(4), slo=SLO, baseline_dir=tmp_path / "base")
+    assert same.exit_code is ExitCode.PASS, same.reasons
+    comparisons = read_summary(tmp_path / "same")["comparisons"]
+    assert {c["baseline_runs"] for c in comparisons} == {3}
+    assert {c["verdict"] for c in comparisons} <= {"EQUIVALENT", "INCONCLUSIVE"}
+    assert "3 baseline runs" in comparisons[0]["method"]
+    slow = finalize(
+        tmp_path / "slow", synthetic_run(5, slow=1.5), slo=SLO, baseline_dir=tmp_path / "base"
+    )
+    assert slow.exit_code is ExitCode.REGRESSION
+    with pytest.raises(ValueError, match="neither a run folder nor a folder of run folders"):
+        finalize(tmp_path / "x", synthetic_run(6), slo=SLO, baseline_dir=tmp_path / "same" / "no")
+
+
+def test_the_report_says_when_the_compared_runs_did_not_start_alike(tmp_path: Path) -> None:
+    state = {"resources": 20, "resources_complete": True, "seats_taken": 0}
+    finalize(tmp_path / "base", synthetic_run(1), slo=SLO, meta={"data_state": state})
+    finalize(
+        tmp_path / "alike", synthetic_run(2), slo=SLO, baseline_dir=tmp_path / "base",
+        meta={"data_state": state},
+    )  # fmt: skip
+    assert read_summary(tmp_path / "alike")["meta"]["start_differences"] == []
+    assert "Not the same start" not in (tmp_path / "alike" / REPORT_FILE).read_text("utf-8")
+    grown = {**state, "resources": 40}
+    finalize(
+        tmp_path / "grown", synthetic_run(3), slo=SLO, baseline_dir=tmp_path / "base",
+        meta={"data_state": grown},
+    )  # fmt: skip
+    [line] = read_summary(tmp_path / "grown")["meta"]["start_differences"]
+    assert "did not start alike: baseline base with 20 resources" in line
+    page = (tmp_path / "grown" / REPORT_FILE).read_text("utf-8")
+    assert "Not the same start" in page
+
+
+def page_for(rec: Recorder, meta: dict[str, Any]) -> str:
+    return render_html(build_summary(rec, rec.summary(), meta=meta))
+
+
+def test_each_shape_answers_its_own_question_first() -> None:
+    rec = synthetic_run(1)
+    stress = {
+        "shape": "stress", "level": 10, "step": 10, "step_s": 30, "capacity": 70,
+        "broke": True,
+        "steps": [
+            {"step": 1, "level": 10, "count": 50, "p95_ms": 12.0, "error_ratio": 0.0,
+             "healthy": True, "why": "p95 12.0 ms"},
+            {"step": 2, "level": 80, "count": 50, "p95_ms": 450.0, "error_ratio": 0.0,
+             "healthy": False, "why": "p95 450.0 ms > 300 ms"},
+        ],
+    }  # fmt: skip
+    page = page_for(rec, {"shape": stress, "model": "closed (Locust users)"})
+    assert 'Capacity</div><div class="v">70 users' in page
+    assert "step 2: 80 users" in page
+    assert "stress</b> from 10 users, +10 every 30 s" in page
+    unbroken = page_for(rec, {"shape": {**stress, "broke": False, "steps": []}})
+    assert "&ge; 70 users" in unbroken
+    assert "limit not found" in unbroken
+    spike = page_for(rec, {"shape": {"shape": "spike", "level": 2, "peak": 20}, "recovery_s": 12})
+    assert 'Recovery</div><div class="v">12 s' in spike
+    soak = page_for(rec, {"shape": {"shape": "soak", "level": 5}, "model": "open (arrival rate)"})
+    assert "Drift</div>" in soak
+    assert "soak</b> at 5/s" in soak
 
 
 def test_charts_break_lines_at_missing_points() -> None:

@@ -249,6 +249,7 @@ def test_finish_writes_the_run_folder_and_says_the_verdict(tmp_path: Path) -> No
         "shape": {"shape": "soak", "level": 2, "duration_s": 30},
         "resources": 4,
         "principals": 10,
+        "data_state": None,
         "baseline": None,
     }
     assert list(summary["meta"])[:4] == ["run_id", "host", "model", "processes"]
@@ -307,7 +308,7 @@ def test_finish_switches_faults_off_even_when_the_run_folder_cannot_be_written(
         said,
         faults=faults,
     )
-    with pytest.raises(FileNotFoundError):  # the baseline folder does not exist
+    with pytest.raises(ValueError, match="neither a run folder"):  # no such baseline folder
         run.finish(slo=LENIENT, baseline=tmp_path / "missing", model_meta={}, done_line=requests)
     assert connect.control.active == set()
     assert connect.control.resets == 1

@@ -87,11 +87,12 @@ def test_quantities_are_mostly_one_and_always_within_the_api_limits() -> None:
 
 
 def test_the_hottest_seeded_resource_is_big_and_some_are_small() -> None:
-    plan = resource_plan(10, "abc")
+    plan = resource_plan(10)
     assert plan[0][1] == 100_000
     assert all(1 <= capacity <= 100_000 for _, capacity in plan)
     assert min(c for _, c in plan) <= 50
     assert len({name for name, _ in plan}) == 10
+    assert plan == resource_plan(10), "every run seeds the same resources"
 
 
 def test_a_booking_body_matches_the_api_contract() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +25,7 @@ from bookify.bench_stages import (
     drain_report,
     gateway_report,
 )
+from bookify.bench_verdict import VerdictBenchConfig, bench_verdict, verdict_report
 from bookify.infra import paths
 from bookify.infra.local import LocalInfra, print_progress
 from bookify.platform import ServiceName
@@ -194,3 +197,53 @@ def gateway(
     say = (lambda _: None) if as_json else print_progress
     figures = run(bench_gateway(kafka, mongo, run_dir, rate=rate, duration=duration, progress=say))
     typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else gateway_report(figures))
+
+
+@app.command("verdict")
+def verdict(
+    pairs: Annotated[int, typer.Option(min=1, max=20, help="A/A pairs, and as many A/B.")] = 10,
+    duration: Annotated[float, typer.Option(min=10, max=300, help="Seconds per run.")] = 60,
+    rate: Annotated[float, typer.Option(min=1, help="Arrivals per second (open model).")] = 50,
+    slowdown: Annotated[
+        float,
+        typer.Option(
+            min=0.01, max=5, help="A/B: latency added on the gateway, as a share of the p50."
+        ),
+    ] = 0.20,
+    baseline_runs: Annotated[
+        int, typer.Option(min=1, max=5, help="Baseline runs per pair (a folder of runs).")
+    ] = 1,
+    host: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8000",
+    runs_root: Annotated[
+        Path | None,
+        typer.Option(help="Where the run folders go (default: runs/verdict-<UTC time>)."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """False-positive and detection rates of `bookify load --baseline`, against a running
+    `bookify up`: N A/A pairs (same code) and N A/B pairs (a known slowdown on the gateway)."""
+    from loadtests.data import GatewayUnreachableError, check_gateway
+    from loadtests.faultctl import FaultInjectionError
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    config = VerdictBenchConfig(
+        host=host.rstrip("/"),
+        runs_root=runs_root or Path("runs") / f"verdict-{stamp}",
+        pairs=pairs,
+        duration=duration,
+        rate=rate,
+        slowdown=slowdown,
+        baseline_runs=baseline_runs,
+    )
+    say = (lambda _: None) if as_json else print_progress
+    try:
+        check_gateway(config.host)
+        say(
+            f"{config.runs()} runs of {duration:g} s (about "
+            f"{config.runs() * (duration + 10) / 60:.0f} min), folders under {config.runs_root}"
+        )
+        figures = bench_verdict(config, progress=say)
+    except (GatewayUnreachableError, FaultInjectionError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else verdict_report(figures))

@@ -32,6 +32,7 @@ report.html, summary.json, windows.jsonl and samples.csv.gz.
 Examples:
   bookify load spike --users 20 --duration 120
   bookify load soak --users 10 --duration 600 --baseline runs/20260101T120000Z-soak
+  bookify load soak --users 10 --duration 60 --baseline runs/baseline-soak/   (several runs)
   bookify load stress --users 10 --step-users 10 --step-seconds 30 --processes 4
   bookify load soak --open --rate 200 --duration 120
   bookify load stress --host http://127.0.0.1:8000,http://127.0.0.1:8001   (two gateways)
@@ -63,7 +64,8 @@ def load(
         typer.Option(
             exists=True,
             file_okay=False,
-            help="A previous run folder to compare with.",
+            help="A previous run folder to compare with, or a folder of several runs of the "
+            "same code (better: the verdict then uses their run-to-run spread).",
             show_default=False,
         ),
     ] = None,
@@ -140,6 +142,13 @@ def load(
     from loadtests.options import LoadOptions
     from loadtests.runner import run
 
+    if baseline is not None:
+        from loadtests.report import baseline_runs
+
+        try:
+            baseline_runs(baseline)  # now, not after the run
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--baseline") from None
     if open_model and rate is None:
         raise typer.BadParameter("--open needs --rate (arrivals per second)", param_hint="--rate")
     if rate is not None and not open_model:
