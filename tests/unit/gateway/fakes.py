@@ -4,6 +4,7 @@ and of the one collection method the group inserter uses."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from uuid import UUID
 
 from pymongo.errors import BulkWriteError, ServerSelectionTimeoutError
 
+from gateway.hub import Hub
 from gateway.ports import (
     AcceptedKind,
     AcceptedRecord,
@@ -19,7 +21,7 @@ from gateway.ports import (
     IdempotencyState,
 )
 from gateway.use_cases import GatewayDeps
-from shared.events import Command
+from shared.events import Command, Event
 from shared.mongo import Document
 from shared.readmodel import BookingStatus, BookingView, ResourceView
 from tests.support.clock import FakeClock
@@ -155,6 +157,24 @@ class FakeIdempotency:
 
 
 @dataclass
+class FakeEventFeed:
+    """bookify.events as this process reads it: ``emit`` delivers an event to the hub."""
+
+    deliver: Callable[[Event], None] | None = None
+    closed: bool = False
+
+    async def start(self, deliver: Callable[[Event], None]) -> None:
+        self.deliver = deliver
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def emit(self, event: Event) -> None:
+        assert self.deliver is not None, "the feed was not started"
+        self.deliver(event)
+
+
+@dataclass
 class Fakes:
     publisher: FakePublisher = field(default_factory=FakePublisher)
     views: FakeViews = field(default_factory=FakeViews)
@@ -162,6 +182,8 @@ class Fakes:
     idempotency: FakeIdempotency = field(default_factory=FakeIdempotency)
     clock: FakeClock = field(default_factory=lambda: FakeClock(NOW, tick=0.001))
     ready: dict[str, bool] = field(default_factory=lambda: {"mongodb": True, "kafka": True})
+    hub: Hub = field(default_factory=Hub)
+    feed: FakeEventFeed = field(default_factory=FakeEventFeed)
 
     def deps(self) -> GatewayDeps:
         def check(name: str) -> Any:
@@ -170,6 +192,7 @@ class Fakes:
 
             return probe
 
+        self.feed.deliver = self.hub.publish_event  # what the lifespan's connect does
         return GatewayDeps(
             publisher=self.publisher,
             views=self.views,
@@ -179,6 +202,8 @@ class Fakes:
             clock=self.clock,
             idempotency_wait_seconds=0.2,
             idempotency_poll_seconds=0.01,
+            feed=self.feed,
+            hub=self.hub,
         )
 
 

@@ -22,7 +22,7 @@ from gateway.fast_lane import FastLane
 from gateway.fault_injection import API_PREFIX, FAULTS_PATH, FaultMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.ratelimit import RateLimiter, build_limiter
-from gateway.routes import bookings, resources
+from gateway.routes import bookings, push, resources
 from gateway.use_cases import GatewayDeps
 from shared.ops import service_app
 from shared.telemetry import tracing_enabled
@@ -43,7 +43,9 @@ def create_app(
         description="Bookify's public API. Errors are RFC 9457 application/problem+json.",
         faults_path=FAULTS_PATH,
         body_limited=True,  # BodyLimitMiddleware (below) answers 413 to a PUT too big
-        api=(bookings.router, resources.router),  # a ticket drop is bookings
+        # A ticket drop is bookings; push's fixed /bookings/events is tried before bookings'
+        # /bookings/{booking_id}, which would take it for an invalid id.
+        api=(push.router, bookings.router, resources.router),
         api_prefix=API_PREFIX,
     )
     # Opens no connection here: the lifespan does, and closes them.
@@ -61,7 +63,11 @@ def create_app(
     app.router.lifespan_context = _with_limiter(
         cast(Lifespan, app.router.lifespan_context), limiter
     )
-    install_gateway_problem_handlers(app, retry_after_seconds=settings.retry_after_seconds)
+    install_gateway_problem_handlers(
+        app,
+        retry_after_seconds=settings.retry_after_seconds,
+        stream_retry_after_seconds=settings.push_retry_after_seconds,
+    )
 
     # add_middleware wraps: the last added is the outermost. Metrics see every answer,
     # including the 413s the body limit and the injected faults send before routing; the

@@ -14,20 +14,29 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from gateway.adapters import (
     GroupCommit,
     KafkaCommandPublisher,
+    KafkaEventFeed,
     MongoAcceptedStore,
     MongoIdempotencyStore,
     MongoViewReader,
 )
 from gateway.config import GatewaySettings
+from gateway.hub import Hub
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.use_cases import GatewayDeps
-from shared.kafka import TopicMismatchError, client_options, ensure_topics, kafka_refusal
+from shared.kafka import (
+    TopicMismatchError,
+    client_options,
+    ensure_topics,
+    kafka_refusal,
+    make_broker,
+)
 from shared.logging import get_logger
 from shared.mongo import Document
 from shared.retention import bounded
@@ -63,6 +72,15 @@ def command_publisher(runtime: GatewayRuntime) -> KafkaCommandPublisher:
     )
 
 
+def build_hub(settings: GatewaySettings) -> Hub:
+    return Hub(
+        max_streams=settings.push_max_streams,
+        max_streams_per_principal=settings.push_max_streams_per_principal,
+        buffer_size=settings.push_buffer_size,
+        recent_max=settings.push_recent_max,
+    )
+
+
 @asynccontextmanager
 async def connect(
     runtime: GatewayRuntime, mongo: AsyncMongoClient[Document]
@@ -73,9 +91,18 @@ async def connect(
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)
     retained = [store.retained(settings.retention_seconds) for store in (accepted, idempotency)]
+    hub = build_hub(settings)
+    # A broker of its own (no subscriber, no metrics of its own): connecting it never
+    # disturbs the publisher's.
+    feed = KafkaEventFeed(
+        make_broker(settings, registry=CollectorRegistry()),
+        topic=settings.topics.events,
+        replay_seconds=settings.push_replay_seconds,
+    )
     try:
         if not await publisher.connect():
             log.warning("starting without Kafka", servers=settings.kafka_bootstrap_servers)
+        await feed.start(hub.publish_event)
         async with bounded(retained, interval=settings.retention_sweep_seconds):
             yield GatewayDeps(
                 publisher=publisher,
@@ -86,8 +113,12 @@ async def connect(
                 readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
                 idempotency_wait_seconds=settings.idempotency_wait_seconds,
                 known_resources=KnownIds(settings.known_resources_max),
+                feed=feed,
+                hub=hub,
             )
     finally:
+        hub.close()  # every open stream ends, telling its client to reconnect
+        await feed.close()
         # Inserts still waiting for their group commit go out while the client is open.
         await accepted.close()
         await idempotency.close()

@@ -68,6 +68,45 @@ class GatewaySettings(ServiceSettings):
         default=50_000, ge=0, description="Resource ids remembered as existing (LRU)."
     )
 
+    # Push (gateway.push, DESIGN section 10): server-sent events fed by bookify.events.
+    push_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="An idle stream sends a comment this often (proxies)."
+    )
+    push_max_age_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A stream still open after this long ends (the client reconnects).",
+    )
+    push_max_streams: int = Field(
+        default=10_000, ge=1, description="Open streams per gateway process (503 past it)."
+    )
+    push_max_streams_per_principal: int = Field(
+        default=20, ge=1, description="Open streams per principal per process (429 past it)."
+    )
+    push_buffer_size: int = Field(
+        default=64, ge=1, description="Changes a stream may lag behind before it is dropped."
+    )
+    push_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After when a stream limit refuses a stream."
+    )
+    push_seats_interval_seconds: float = Field(
+        default=0.25, ge=0, description="A seats stream sends at most one change this often."
+    )
+    push_resync_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A stream whose booking is still pending re-reads its view this often.",
+    )
+    push_replay_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="The feed starts this far back in bookify.events, to learn the decisions "
+        "the consumer may not have projected yet.",
+    )
+    push_recent_max: int = Field(
+        default=50_000, ge=1, description="Bookings and resources whose last change is kept."
+    )
+
     @model_validator(mode="after")
     def _producer_settles_first(self) -> Self:
         # Were the request to stop waiting first, a command it answered 503 for could still

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBearer
 from pydantic import TypeAdapter
 
+from gateway import push
 from gateway.bootstrap import GatewayRuntime
 from gateway.errors import RateLimitedError
+from gateway.hub import Subscription
 from gateway.ratelimit import RateLimiter
 from gateway.use_cases import GatewayDeps
 from shared.auth import Principal, Scope
@@ -67,3 +71,61 @@ IdempotencyKey = Annotated[
     ),
 ]
 IDEMPOTENCY_KEY: TypeAdapter[str | None] = TypeAdapter(IdempotencyKey)  # for the fast lane
+
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=100,
+        description="The id of the last event received, sent back on reconnection.",
+    ),
+]
+
+
+async def get_timing(request: Request) -> push.Timing:
+    runtime: GatewayRuntime = request.app.state.runtime
+    settings = runtime.settings
+    return push.Timing(
+        heartbeat=settings.push_heartbeat_seconds,
+        max_age=settings.push_max_age_seconds,
+        seats_interval=settings.push_seats_interval_seconds,
+        resync=settings.push_resync_seconds,
+    )
+
+
+TimingDep = Annotated[push.Timing, Depends(get_timing)]
+
+
+# Push streams (routes/push.py): each opens its stream before the 200 (so its errors are
+# problems), and unsubscribes it once the response is over.
+async def open_booking(
+    booking_id: UUID, principal: Reader, deps: DepsDep, last_event_id: LastEventId = None
+) -> AsyncIterator[push.BookingStream]:
+    stream = await push.open_booking(deps, principal, booking_id, last_event_id)
+    try:
+        yield stream
+    finally:
+        deps.hub.unsubscribe(stream.sub)
+
+
+async def open_principal(principal: Reader, deps: DepsDep) -> AsyncIterator[Subscription]:
+    sub = push.open_principal(deps, principal)
+    try:
+        yield sub
+    finally:
+        deps.hub.unsubscribe(sub)
+
+
+async def open_seats(
+    resource_id: UUID, principal: Reader, deps: DepsDep, last_event_id: LastEventId = None
+) -> AsyncIterator[push.SeatsStream]:
+    stream = await push.open_seats(deps, principal, resource_id, last_event_id)
+    try:
+        yield stream
+    finally:
+        deps.hub.unsubscribe(stream.sub)
+
+
+BookingStreamDep = Annotated[push.BookingStream, Depends(open_booking)]
+SubscriptionDep = Annotated[Subscription, Depends(open_principal)]
+SeatsStreamDep = Annotated[push.SeatsStream, Depends(open_seats)]

@@ -7,17 +7,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gateway.errors import (
     GatewayError,
     IdempotencyKeyReusedError,
     NotCancellableError,
     NotFoundError,
+    NothingNewError,
     RateLimitedError,
     UnknownResourceError,
 )
 from gateway.fault_injection import API_PREFIX
+from gateway.hub import Scope, TooManyStreamsError
 from gateway.ports import DependencyUnavailableError, UnsafeDocumentError
 from shared.logging import get_logger
 from shared.ops import authenticate, bearer
@@ -33,7 +35,7 @@ from shared.problem import (
 log = get_logger(__name__)
 
 
-async def _on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     path = request.url.path
     match exc:
@@ -62,7 +64,32 @@ async def _on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
                 422, exc.detail, slug="idempotency-key-reused",
                 title="Idempotency-Key reused with a different request", instance=path,
             )  # fmt: skip
+        case NothingNewError():
+            return Response(status_code=204)  # an EventSource stops reconnecting on a 204
     return await on_unexpected(request, exc)
+
+
+def make_too_many_streams_handler(retry_after: float) -> Any:
+    async def _on_too_many_streams(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TooManyStreamsError)
+        retry = retry_after_header(retry_after)
+        per_principal = exc.scope is Scope.PRINCIPAL
+        detail = (
+            f"this principal already has {exc.limit} streams open here; close one"
+            if per_principal
+            else f"this gateway already holds {exc.limit} streams; retry (another may have room)"
+        )
+        return problem_response(
+            429 if per_principal else 503,
+            detail,
+            slug="too-many-streams",
+            title="Too many streams",
+            instance=request.url.path,
+            headers={"Retry-After": retry},
+            retry_after=int(retry),
+        )
+
+    return _on_too_many_streams
 
 
 def make_unavailable_handler(retry_after: float) -> Any:
@@ -111,8 +138,13 @@ async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return await on_validation_error(request, exc)
 
 
-def install_gateway_problem_handlers(app: FastAPI, *, retry_after_seconds: float) -> None:
+def install_gateway_problem_handlers(
+    app: FastAPI, *, retry_after_seconds: float, stream_retry_after_seconds: float
+) -> None:
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
+    app.add_exception_handler(
+        TooManyStreamsError, make_too_many_streams_handler(stream_retry_after_seconds)
+    )
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(
         DependencyUnavailableError, make_unavailable_handler(retry_after_seconds)

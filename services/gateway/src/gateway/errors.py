@@ -30,3 +30,7 @@ class RateLimitedError(GatewayError):
     def __init__(self, retry_after: float) -> None:
         super().__init__("too many requests for this principal; slow down")
         self.retry_after = retry_after
+
+
+class NothingNewError(GatewayError):
+    """A stream's client already has its booking's final status (Last-Event-ID): 204."""

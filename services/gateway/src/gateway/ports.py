@@ -7,13 +7,14 @@ instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
-from shared.events import Command
+from shared.events import Command, Event
 from shared.readmodel import BookingView, ResourceView
 
 
@@ -127,3 +128,16 @@ class IdempotencyStore(Protocol):
 
     async def mark_failed(self, key_id: str) -> None:
         """PENDING -> FAILED (a retry need not wait); never touches another state."""
+
+
+class EventFeed(Protocol):
+    """This process's own reading of ``bookify.events``, for push (gateway.hub)."""
+
+    async def start(self, deliver: Callable[[Event], None]) -> None:
+        """Hand every event read from now on to ``deliver``, in each partition's order.
+
+        Returns at once: reading runs in the background and waits out a broker that is
+        down, so the gateway starts without Kafka as it does for publishing.
+        """
+
+    async def close(self) -> None: ...

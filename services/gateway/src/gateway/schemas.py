@@ -70,6 +70,32 @@ class BookingOut(BaseModel):
     updated_at: datetime
 
 
+class BookingUpdate(BaseModel):
+    """A change to one of the caller's bookings, as GET /v1/bookings/events sends it."""
+
+    id: UUID
+    resource_id: UUID
+    quantity: int
+    status: BookingStatus
+    reason: str | None = None
+    updated_at: datetime
+
+
+class SeatsOut(BaseModel):
+    """Seats left on a resource after its ledger entry ``version``."""
+
+    id: UUID
+    available: int
+    version: int
+    updated_at: datetime | None
+
+
+class Reconnect(BaseModel):
+    """The stream ends here; reconnect (with Last-Event-ID) for what follows."""
+
+    reason: Literal["too_slow", "max_age", "shutdown"]
+
+
 class BookingAccepted(BaseModel):
     id: UUID
     status: Literal["pending"] = "pending"

@@ -14,12 +14,14 @@ from uuid import UUID, uuid4
 
 from gateway.accept import Accepted, Ids, Plan, accept
 from gateway.errors import NotCancellableError, NotFoundError, UnknownResourceError
+from gateway.hub import Hub
 from gateway.known import KnownIds
 from gateway.ports import (
     AcceptedKind,
     AcceptedRecord,
     AcceptedStore,
     CommandPublisher,
+    EventFeed,
     IdempotencyStore,
     ViewReader,
 )
@@ -52,6 +54,8 @@ class GatewayDeps:
     accepted: AcceptedStore
     idempotency: IdempotencyStore
     readiness: dict[str, ReadinessCheck]
+    feed: EventFeed  # started by the lifespan, into ``hub``
+    hub: Hub = field(default_factory=Hub)
     clock: Callable[[], datetime] = utcnow
     idempotency_wait_seconds: float = 2.0
     idempotency_poll_seconds: float = 0.05

@@ -1,5 +1,6 @@
 """The real adapters behind gateway.ports: MongoDB (``mongo``) and Kafka (``kafka``)."""
 
+from gateway.adapters.feed import KafkaEventFeed
 from gateway.adapters.group_commit import GroupCommit, GroupInserter
 from gateway.adapters.kafka import KafkaCommandPublisher
 from gateway.adapters.mongo import (
@@ -13,6 +14,7 @@ __all__ = [
     "GroupCommit",
     "GroupInserter",
     "KafkaCommandPublisher",
+    "KafkaEventFeed",
     "MongoAcceptedStore",
     "MongoIdempotencyStore",
     "MongoViewReader",
