@@ -256,10 +256,12 @@ async def test_a_booking_is_confirmed_end_to_end_over_sasl_ssl_with_acls(
 
 
 async def test_a_missing_read_acl_stops_start_up_naming_it(
-    secure_kafka: SecureBroker, topics: Topics
+    secure_kafka: SecureBroker, topics: Topics, mongo: MongoServer
 ) -> None:
-    # The consumer's login may not read commands nor join booking's group.
-    runtime = booking_bootstrap(secure_kafka.booking(topics, secure_kafka.login("consumer")))
+    # The consumer's login may not read commands nor join booking's group. Its store is the
+    # test's own (the default would be a dev stack's, there or not).
+    login = secure_kafka.login("consumer")
+    runtime = booking_bootstrap(secure_kafka.booking(topics, login, mongo_uri=mongo.uri))
 
     with pytest.raises(StartupError) as refused:
         async with runtime.running():
