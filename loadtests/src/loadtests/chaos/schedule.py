@@ -12,7 +12,6 @@ each process at most :data:`MAX_KILLS` times.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -111,7 +110,3 @@ def parse_faults(spec: str, targets: Sequence[str]) -> list[Fault]:
             raise ValueError(f"fault {part!r}: a pause needs its seconds, e.g. pause:kafka@12:3.5")
         faults.append(fault)
     return sorted(faults)
-
-
-def to_json(faults: Sequence[Fault]) -> str:
-    return json.dumps([fault.as_dict() for fault in faults])
