@@ -205,7 +205,7 @@ class Crowd:
                 if name == REBOOK and mine
                 else self.pick_resource(self.rng)
             )
-            key = idempotency_key(self.rng) if self.rng.random() < KEYED_SHARE else None
+            key = idempotency_key() if self.rng.random() < KEYED_SHARE else None
             return await self._book(who, booking_body(resource, 1), key)
         booked = self.rng.choice(mine)
         if name == RETRY:

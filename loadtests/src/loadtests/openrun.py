@@ -167,7 +167,7 @@ class OpenClient:
             body = booking_body(pools.resource(rng), quantity(rng))
             r = await self._call(
                 "POST", BOOKINGS, BOOKINGS, intended, ok=lambda s: s == 202, json=body,
-                headers={**headers, "Idempotency-Key": idempotency_key(rng)},
+                headers={**headers, "Idempotency-Key": idempotency_key()},
             )  # fmt: skip
             if r is not None and r.status == 202:
                 self._follow(str(r.json()["id"]), headers, time.time())

@@ -209,7 +209,7 @@ class ShopperUser(_BookifyUser):
         who = pools.principal(self.rng)
         trace = Trace(CONTEXT.run_id, self.rng)
         body = booking_body(pools.resource(self.rng), quantity(self.rng))
-        headers = {**who.auth, **trace.headers(), "Idempotency-Key": idempotency_key(self.rng)}
+        headers = {**who.auth, **trace.headers(), "Idempotency-Key": idempotency_key()}
         with self.client.post(
             BOOKINGS, json=body, headers=headers, name=BOOKINGS, catch_response=True
         ) as response:
@@ -257,7 +257,7 @@ class CrowdUser(_BookifyUser):
             resource = self.mine[-1].body["resource_id"] if name == REBOOK and self.mine else None
             body = booking_body(resource or pools.resource(self.rng), quantity(self.rng))
             keyed = self.rng.random() < KEYED_SHARE
-            self._book(body, idempotency_key(self.rng) if keyed else None, name, headers)
+            self._book(body, idempotency_key() if keyed else None, name, headers)
         else:
             booked = self.rng.choice(self.mine)
             if name == RETRY:

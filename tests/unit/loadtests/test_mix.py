@@ -39,9 +39,10 @@ def test_a_named_mix_or_weights_parse_and_anything_else_names_the_fix() -> None:
 
 @dataclass
 class FakeGateway:
-    """Answers as the gateway does: a 202 with a booking id, the same one for a key it saw."""
+    """Answers as the gateway does: a 202 with a booking id, the same one for a key it saw,
+    and a 422 for a key it saw with another body."""
 
-    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    keys: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -60,12 +61,14 @@ class FakeGateway:
         if path.endswith("/cancel"):
             return _reply(202 if self.owners.get(path.split("/")[3]) == who else 404)
         key = headers.get("Idempotency-Key")
-        booking = self.keys.get((who, key)) if key else None
-        if booking is None:
-            booking = str(uuid.uuid4())
+        seen = self.keys.get((who, key)) if key else None
+        if seen is not None and seen[1] != json:
+            return _reply(422)
+        booking = seen[0] if seen is not None else str(uuid.uuid4())
+        if seen is None:
             self.owners[booking] = who
             if key:
-                self.keys[who, key] = booking
+                self.keys[who, key] = (booking, json)
         return _reply(202, {"id": booking, "accepted_at": "2026-12-06T12:00:00+00:00"})
 
 
@@ -96,6 +99,20 @@ async def test_the_same_seed_sends_the_same_operations_in_the_same_order() -> No
     assert {name: s.statuses for name, s in one.stats.items()} == {
         name: s.statuses for name, s in two.stats.items()
     }
+
+
+async def test_a_seed_sent_again_to_the_same_store_reuses_no_key() -> None:
+    """Issue 19: the same seed run twice against one gateway drew the same keys, and the
+    second run's bookings of a new resource were key reuses with another body (422s)."""
+    gateway = FakeGateway()
+    for hall in ("hall-a", "hall-b"):
+        people = [Principal(f"p{i}", f"token-{i}") for i in range(3)]
+        run = Crowd(gateway, people, [hall], MIXES["default"], seed=7)  # type: ignore[arg-type]
+        for i in range(200):
+            await run.send(i)
+        statuses = Counter(s for stats in run.stats.values() for s in stats.statuses.elements())
+        assert statuses[202] > 100
+        assert 422 not in statuses
 
 
 async def test_retries_reads_and_cancels_name_the_callers_own_bookings() -> None:

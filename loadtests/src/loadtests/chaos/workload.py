@@ -120,7 +120,7 @@ class Crowd:
             assert f == BOOK or booked
             resource = booked[-1].body["resource_id"] if f == REBOOK and booked else None
             body = {"resource_id": resource or self.rng.choice(self.resources), "quantity": 1}
-            key = idempotency_key(self.rng) if client.keyed else None
+            key = idempotency_key() if client.keyed else None
             return await self._book(client, body, key, f)
         assert booked
         mine = self.rng.choice(list(booked))
