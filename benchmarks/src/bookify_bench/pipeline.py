@@ -29,7 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from hdrh.histogram import HdrHistogram
 
-from bookify.infra.process import free_port, spawn, terminate
+from bookify_platform.infra.process import free_port, spawn, terminate
 from loadtests.data import Principal
 from loadtests.mix import Crowd, describe
 from loadtests.openmodel import (
@@ -257,7 +257,7 @@ async def ceiling_server(run_dir: Path) -> AsyncIterator[Served]:
     port = free_port()
     proc = spawn(
         [
-            sys.executable, "-m", "uvicorn", "bookify.bench_ceiling:app",
+            sys.executable, "-m", "uvicorn", "bookify_bench.ceiling:app",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         ],
         log_path=run_dir / "bench-ceiling.log",

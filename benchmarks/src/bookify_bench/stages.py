@@ -27,15 +27,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bookify.bench import (
+from bookify_bench.pipeline import (
     CONNECTIONS,
     PRINCIPALS,
     bench_ceiling,
     create_resource,
     principals,
 )
-from bookify.infra.process import free_port
-from bookify.platform import Platform, PlatformConfig, ServiceName
+from bookify_platform.infra.process import free_port
+from bookify_platform.services import Platform, PlatformConfig, ServiceName
 from loadtests.openmodel import HttpClient, run_open_model
 from loadtests.recorder import process_cpu_clock
 from shared.events import (

@@ -11,7 +11,7 @@ false positives, flagged A/B pairs detections.
 Each run is an open-model soak (``bookify load soak --open``): a fixed arrival rate, so a
 slower server shows as latency and not as less load. Every run seeds the same resources
 (:func:`loadtests.data.seed_resources`); the store is not dropped between runs, since that
-cannot be done under running services (see :mod:`bookify.reset`), so bookings accumulate,
+cannot be done under running services (see :mod:`bookify_platform.reset`), so bookings accumulate,
 and each report says how the runs' starts differed. Not a test: it prints figures.
 """
 

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import yaml
 
-from bookify.infra import paths
-from bookify.infra.errors import MissingPrerequisiteError, StartupError
-from bookify.infra.fsutil import tail
-from bookify.infra.process import ensure_port_free, spawn, terminate
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import MissingPrerequisiteError, StartupError
+from bookify_platform.infra.fsutil import tail
+from bookify_platform.infra.process import ensure_port_free, spawn, terminate
 
 LOCAL_JOBS = ("gateway", "booking", "consumer", "locust", "prometheus")
 DEFAULT_PORT = 9090

@@ -1,6 +1,6 @@
 """`bookify reset`: the dev store back to empty, so load runs can start from the same data.
 
-It drops the services' databases (:func:`bookify.platform.store_databases`) and deletes the
+It drops the services' databases (:func:`bookify_platform.services.store_databases`) and deletes the
 platform's topics (``shared.settings.Topics``); `bookify up` creates the topics and indexes
 again when it starts. Only while no service runs: a booking worker remembers each
 resource's newest ledger entry, and a ledger dropped under it would be appended to from a
@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from bookify.platform import store_databases
+from bookify_platform.services import store_databases
 from shared.settings import Topics, redact_url
 
 

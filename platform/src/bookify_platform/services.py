@@ -10,7 +10,7 @@ them) and the gateways sharing one rate limit in Redis. The first replica is nam
 service (``gateway``), the others ``gateway-1``, ``gateway-2``...
 
 Nothing here restarts a service that dies: the tests kill services on purpose. `bookify up`
-adds that with `bookify.supervisor.Supervisor`, and records what runs in
+adds that with `bookify_platform.supervisor.Supervisor`, and records what runs in
 `<run dir>/platform.json` (`PlatformState`) for `bookify status`.
 """
 
@@ -31,10 +31,10 @@ from typing import Literal, Self
 
 import httpx
 
-from bookify import runlogs
-from bookify.infra.errors import InfraError, StartupError
-from bookify.infra.fsutil import tail
-from bookify.infra.process import (
+from bookify_platform import runlogs
+from bookify_platform.infra.errors import InfraError, StartupError
+from bookify_platform.infra.fsutil import tail
+from bookify_platform.infra.process import (
     cmdline,
     ensure_port_free,
     is_alive,
@@ -42,7 +42,7 @@ from bookify.infra.process import (
     spawn,
     terminate,
 )
-from bookify.infra.state import InfraState, ProcessRecord, StateFile
+from bookify_platform.infra.state import InfraState, ProcessRecord, StateFile
 from shared.readmodel import DEFAULT_VIEWS_DB
 
 ServiceName = Literal["booking", "consumer", "gateway"]
@@ -377,7 +377,7 @@ SUPERVISOR = "supervisor"
 class PlatformState:
     """`<run dir>/platform.json`: what `bookify up` runs now, for `bookify status`.
 
-    Same format as infra.json (`bookify.infra.state`): one record per service with its pid,
+    Same format as infra.json (`bookify_platform.infra.state`): one record per service with its pid,
     url, log and restarts, plus one for the supervising `bookify up` itself. Written on
     every (re)start of a service and removed when `up` exits.
     """
@@ -458,7 +458,7 @@ def recorded_platform(
     `<run_dir>/logs/`, recorded in `<run_dir>/platform.json` (kept current on every restart)
     for `bookify status`. Stops the services and removes the record on exit.
 
-    Restarting is not part of it: run a `bookify.supervisor.Supervisor` over
+    Restarting is not part of it: run a `bookify_platform.supervisor.Supervisor` over
     `platform.services.values()` on this same thread.
     """
     state = PlatformState(run_dir)

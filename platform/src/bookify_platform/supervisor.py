@@ -6,7 +6,7 @@ Two layers, so the policy can be tested without processes or waiting:
   how long to wait before restarting it, or whether to give up.
 - `Supervisor`: polls the processes, asks the policy, restarts. Its clock and sleep are
   injectable; it must run on the thread that started the services (see
-  `bookify.infra.process.spawn`: children die with the thread that spawned them).
+  `bookify_platform.infra.process.spawn`: children die with the thread that spawned them).
 
 Only `bookify up` uses it: the test stacks kill and restart services on purpose.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bookify.infra.errors import InfraError
-from bookify.infra.fsutil import tail
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.fsutil import tail
 
 
 class CrashLoopError(InfraError):
@@ -89,7 +89,7 @@ class CrashHistory:
 
 
 class Supervised(Protocol):
-    """What the supervisor needs of a service (`bookify.platform.ServiceProcess`)."""
+    """What the supervisor needs of a service (`bookify_platform.services.ServiceProcess`)."""
 
     @property
     def name(self) -> str: ...

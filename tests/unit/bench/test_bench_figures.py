@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bookify.bench import (
+from bookify.commands import bench as commands
+from bookify_bench.pipeline import (
     BenchConfig,
     CeilingRun,
     GeneratorFigures,
@@ -19,8 +20,7 @@ from bookify.bench import (
     generator_report,
     report,
 )
-from bookify.bench_stages import GatewayFigures, gateway_report
-from bookify.commands import bench as commands
+from bookify_bench.stages import GatewayFigures, gateway_report
 from loadtests.openmodel import OpenModelResult, new_histogram
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from bookify.bench_verdict import VerdictBenchConfig, bench_verdict, verdict_report
+from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
 from shared.faults import FaultSettings
 
 

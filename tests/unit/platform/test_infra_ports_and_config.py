@@ -1,4 +1,4 @@
-"""Pure helpers of bookify.infra: ports, process identity, config rendering, pins."""
+"""Pure helpers of bookify_platform.infra: ports, process identity, config rendering, pins."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bookify.infra import PortInUseError, free_ports, port_is_free, repo_root
-from bookify.infra.errors import InstallError
-from bookify.infra.ferretdb import FERRETDB_MODULE
-from bookify.infra.gobuild import SourcePatch, required_version
-from bookify.infra.kafka import kafka_version, new_cluster_id, render_server_properties
-from bookify.infra.process import ensure_port_free, is_ours
+from bookify_platform.infra import PortInUseError, free_ports, port_is_free, repo_root
+from bookify_platform.infra.errors import InstallError
+from bookify_platform.infra.ferretdb import FERRETDB_MODULE
+from bookify_platform.infra.gobuild import SourcePatch, required_version
+from bookify_platform.infra.kafka import kafka_version, new_cluster_id, render_server_properties
+from bookify_platform.infra.process import ensure_port_free, is_ours
 
 
 def test_taken_port_error_names_the_flag_and_env_var_that_override_it():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bookify.infra import StateFileError
-from bookify.infra.state import InfraState, ProcessRecord, StateFile
+from bookify_platform.infra import StateFileError
+from bookify_platform.infra.state import InfraState, ProcessRecord, StateFile
 
 KAFKA = ProcessRecord(
     pid=4242,

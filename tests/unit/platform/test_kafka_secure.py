@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from bookify.infra.errors import StartupError
-from bookify.infra.kafka import LocalKafka, render_server_properties
-from bookify.infra.kafka_secure import (
+from bookify_platform.infra.errors import StartupError
+from bookify_platform.infra.kafka import LocalKafka, render_server_properties
+from bookify_platform.infra.kafka_secure import (
     SecureKafka,
     bookify_acls,
     make_tls_files,

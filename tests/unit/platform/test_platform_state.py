@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bookify.infra import StateFileError
-from bookify.infra.state import InfraState, ProcessRecord
-from bookify.platform import SUPERVISOR, PlatformState
+from bookify_platform.infra import StateFileError
+from bookify_platform.infra.state import InfraState, ProcessRecord
+from bookify_platform.services import SUPERVISOR, PlatformState
 
 
 def test_restarts_survive_a_round_trip_and_older_files_without_them_read_as_zero():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bookify.platform import SERVICES, PlatformConfig, store_databases
-from bookify.reset import LocalHarness, ResetRefusedError, choose_target
+from bookify_platform.reset import LocalHarness, ResetRefusedError, choose_target
+from bookify_platform.services import SERVICES, PlatformConfig, store_databases
 
 LOCAL = LocalHarness("mongodb://127.0.0.1:27017", "127.0.0.1:9092", services_running=False)
 NOTHING = LocalHarness("", "", services_running=False)

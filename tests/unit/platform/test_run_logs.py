@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bookify import runlogs
+from bookify_platform import runlogs
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bookify.infra.errors import PortInUseError
-from bookify.supervisor import (
+from bookify_platform.infra.errors import PortInUseError
+from bookify_platform.supervisor import (
     CrashHistory,
     CrashLoopError,
     RestartPolicy,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -16,14 +15,13 @@ from typing import Annotated
 import httpx
 import typer
 
-from bookify import observe, runlogs
-from bookify.infra import paths
-from bookify.infra.errors import InfraError
-from bookify.infra.fsutil import atomic_write_text
-from bookify.infra.kafka import LocalKafka
-from bookify.infra.kafka_secure import SecureKafka, bookify_acls
-from bookify.infra.local import LocalInfra, print_progress
-from bookify.platform import (
+from bookify_platform import observe, runlogs
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.kafka_secure import SecureKafka
+from bookify_platform.infra.local import LocalInfra, print_progress
+from bookify_platform.secured import ADMIN_ENV, secure_platform
+from bookify_platform.services import (
     DEFAULT_PORTS,
     SERVICES,
     PlatformConfig,
@@ -33,10 +31,9 @@ from bookify.platform import (
     parse_replicas,
     recorded_platform,
 )
-from bookify.supervisor import RestartPolicy, Supervisor
+from bookify_platform.supervisor import RestartPolicy, Supervisor
 from shared.auth import AuthSettings, Scope, mint_token
-from shared.kafka import ensure_topics
-from shared.settings import ServiceSettings, Topics, redact_url
+from shared.settings import Topics, redact_url
 from shared.telemetry import trace_endpoint
 
 DEMO_RESOURCES = [
@@ -50,9 +47,6 @@ DEMO_RESOURCES = [
 class KafkaListener(StrEnum):
     PLAINTEXT = "plaintext"
     SASL_SSL = "sasl_ssl"
-
-
-ADMIN_ENV = Path("kafka") / "admin.env"
 
 
 RunDir = Annotated[
@@ -251,33 +245,6 @@ def up(
     finally:
         if not reuse:
             infra.stop()
-
-
-def secure_platform(
-    kafka: LocalKafka, run_dir: Path, topics: Topics
-) -> dict[ServiceName, dict[str, str]]:
-    """On the secured broker: the services' ACLs and topics, as an operator would make them
-    (no service may create a topic); each service's login; and the admin's in
-    <run dir>/kafka/admin.env, for `bookify dlq` (`set -a; . that-file; set +a`)."""
-    kafka.grant(bookify_acls(topics))
-    admin = kafka.client_security()
-    assert admin is not None
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=kafka.endpoint,
-        kafka=admin,
-        service_name="bookify-admin",
-        topic_prefix=topics.prefix,
-    )
-    asyncio.run(ensure_topics(settings))
-    env_file = run_dir / ADMIN_ENV
-    atomic_write_text(env_file, "".join(f"{k}={v}\n" for k, v in admin.environment().items()))
-    env_file.chmod(0o600)
-    logins: dict[ServiceName, dict[str, str]] = {}
-    for name in SERVICES:
-        login = kafka.client_security(name)
-        assert login is not None
-        logins[name] = login.environment()
-    return logins
 
 
 def seed(

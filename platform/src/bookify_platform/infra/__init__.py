@@ -4,7 +4,7 @@ gateways' shared rate limit). Used by `bookify infra` and by the test fixtures' 
 provider.
 """
 
-from bookify.infra.errors import (
+from bookify_platform.infra.errors import (
     InfraError,
     InstallError,
     MissingPrerequisiteError,
@@ -12,7 +12,7 @@ from bookify.infra.errors import (
     StartupError,
     StateFileError,
 )
-from bookify.infra.local import (
+from bookify_platform.infra.local import (
     ALL_SERVICES,
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_KAFKA_PORT,
@@ -24,8 +24,8 @@ from bookify.infra.local import (
     Service,
     ServiceStatus,
 )
-from bookify.infra.paths import cache_dir, default_run_dir, repo_root
-from bookify.infra.process import free_port, free_ports, port_is_free
+from bookify_platform.infra.paths import cache_dir, default_run_dir, repo_root
+from bookify_platform.infra.process import free_port, free_ports, port_is_free
 
 __all__ = [
     "ALL_SERVICES",

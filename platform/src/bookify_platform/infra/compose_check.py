@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bookify.infra.gobuild import Progress, build_go_program, no_progress
+from bookify_platform.infra.gobuild import Progress, build_go_program, no_progress
 
 
 def build_compose_check(

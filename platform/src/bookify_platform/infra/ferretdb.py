@@ -6,11 +6,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from bookify.infra import paths
-from bookify.infra.errors import StartupError
-from bookify.infra.fsutil import tail
-from bookify.infra.gobuild import Progress, SourcePatch, build_go_program, no_progress
-from bookify.infra.process import spawn, wait_for_log_line
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import StartupError
+from bookify_platform.infra.fsutil import tail
+from bookify_platform.infra.gobuild import Progress, SourcePatch, build_go_program, no_progress
+from bookify_platform.infra.process import spawn, wait_for_log_line
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 READY_LINE = r"^(mongodb://\S+)\s*$"

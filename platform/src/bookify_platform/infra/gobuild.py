@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bookify.infra import paths, prereqs
-from bookify.infra.errors import InstallError
-from bookify.infra.fsutil import atomic_write_text, content_stamp, file_lock, stamp_matches
+from bookify_platform.infra import paths, prereqs
+from bookify_platform.infra.errors import InstallError
+from bookify_platform.infra.fsutil import atomic_write_text, content_stamp, file_lock, stamp_matches
 
 Progress = Callable[[str], None]
 

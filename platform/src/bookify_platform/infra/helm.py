@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bookify.infra import paths
-from bookify.infra.errors import InstallError
-from bookify.infra.gobuild import Progress, build_go_program, no_progress, required_version
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InstallError
+from bookify_platform.infra.gobuild import Progress, build_go_program, no_progress, required_version
 
 HELM_MODULE = "helm.sh/helm/v3"
 CLIENT_GO_MODULE = "k8s.io/client-go"

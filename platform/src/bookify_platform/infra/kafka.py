@@ -13,16 +13,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bookify.infra import paths, prereqs
-from bookify.infra.errors import InstallError, StartupError
-from bookify.infra.fsutil import (
+from bookify_platform.infra import paths, prereqs
+from bookify_platform.infra.errors import InstallError, StartupError
+from bookify_platform.infra.fsutil import (
     atomic_write_text,
     content_stamp,
     file_lock,
     stamp_matches,
     tail,
 )
-from bookify.infra.kafka_secure import (
+from bookify_platform.infra.kafka_secure import (
     ADMIN,
     Acl,
     SecureKafka,
@@ -32,7 +32,7 @@ from bookify.infra.kafka_secure import (
     scram_arguments,
     server_properties,
 )
-from bookify.infra.process import spawn, wait_for_log_line
+from bookify_platform.infra.process import spawn, wait_for_log_line
 from shared.kafka_security import KafkaSecurity, kafka_client_options
 
 Progress = Callable[[str], None]
@@ -144,7 +144,7 @@ def render_server_properties(
     """
     listeners = listeners or plaintext_listeners(port=port, controller_port=controller_port)
     return f"""\
-# Written by bookify.infra.kafka on every start; edits are overwritten.
+# Written by bookify_platform.infra.kafka on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bookify.infra.fsutil import atomic_write_text
+from bookify_platform.infra.fsutil import atomic_write_text
 from shared.kafka_security import KafkaSecurity
 from shared.settings import Topics
 

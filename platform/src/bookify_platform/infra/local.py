@@ -13,14 +13,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
-from bookify.infra import paths
-from bookify.infra.errors import StartupError
-from bookify.infra.ferretdb import LocalFerretDB
-from bookify.infra.kafka import LocalKafka
-from bookify.infra.kafka_secure import SecureKafka
-from bookify.infra.process import ensure_port_free, is_ours, terminate
-from bookify.infra.redis import LocalRedis
-from bookify.infra.state import ProcessRecord, StateFile
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import StartupError
+from bookify_platform.infra.ferretdb import LocalFerretDB
+from bookify_platform.infra.kafka import LocalKafka
+from bookify_platform.infra.kafka_secure import SecureKafka
+from bookify_platform.infra.process import ensure_port_free, is_ours, terminate
+from bookify_platform.infra.redis import LocalRedis
+from bookify_platform.infra.state import ProcessRecord, StateFile
 
 Service = Literal["kafka", "mongo", "redis"]
 ALL_SERVICES: tuple[Service, ...] = ("kafka", "mongo", "redis")

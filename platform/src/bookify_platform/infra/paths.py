@@ -6,7 +6,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from bookify.infra.errors import InfraError
+from bookify_platform.infra.errors import InfraError
 
 CACHE_DIR_ENV = "BOOKIFY_CACHE_DIR"
 

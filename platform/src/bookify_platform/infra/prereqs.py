@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from bookify.infra.errors import MissingPrerequisiteError
+from bookify_platform.infra.errors import MissingPrerequisiteError
 
 _JAVA_HINT = "Kafka needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"
 _GO_HINT = (

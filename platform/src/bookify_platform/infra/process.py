@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from bookify.infra.errors import PortInUseError, StartupError
-from bookify.infra.fsutil import tail
+from bookify_platform.infra.errors import PortInUseError, StartupError
+from bookify_platform.infra.fsutil import tail
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 

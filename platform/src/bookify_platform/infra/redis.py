@@ -13,10 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from bookify.infra import prereqs
-from bookify.infra.errors import StartupError
-from bookify.infra.fsutil import atomic_write_text, tail
-from bookify.infra.process import spawn, wait_for_log_line
+from bookify_platform.infra import prereqs
+from bookify_platform.infra.errors import StartupError
+from bookify_platform.infra.fsutil import atomic_write_text, tail
+from bookify_platform.infra.process import spawn, wait_for_log_line
 
 READY_LINE = r"Ready to accept connections"
 
@@ -24,7 +24,7 @@ READY_LINE = r"Ready to accept connections"
 def render_redis_conf(*, port: int, home: Path) -> str:
     """redis.conf of a loopback-only, memory-only server."""
     return f"""\
-# Written by bookify.infra.redis on every start; edits are overwritten.
+# Written by bookify_platform.infra.redis on every start; edits are overwritten.
 bind 127.0.0.1
 port {port}
 protected-mode yes
@@ -35,7 +35,7 @@ appendonly no
 daemonize no
 logfile ""
 # Redis rewrites its process title; keep this file's path in it, so `bookify infra down`
-# can tell the process is still ours (bookify.infra.process.is_ours).
+# can tell the process is still ours (bookify_platform.infra.process.is_ours).
 proc-title-template "{{title}} {{listen-addr}} {{config-file}}"
 # Bounded: a rate limit's keys are tiny and expire; never grow past this.
 maxmemory 64mb

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bookify.infra.errors import StateFileError
-from bookify.infra.fsutil import atomic_write_text
+from bookify_platform.infra.errors import StateFileError
+from bookify_platform.infra.fsutil import atomic_write_text
 
 STATE_FILE_NAME = "infra.json"
 _INFRA_HINT = "Stop any leftover java/ferretdb processes by hand and delete the file."

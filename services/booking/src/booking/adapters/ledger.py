@@ -9,7 +9,7 @@ atomicity beyond the indexes.
 
 Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) inserts and
 ``_id`` reads use an index (the latter only as `bookify infra` builds it, see
-``bookify.infra.ferretdb``), but any other filter or sort scans the collection in Go, at a
+``bookify_platform.infra.ferretdb``), but any other filter or sort scans the collection in Go, at a
 cost that grows with the ledger (docs/DESIGN.md §4). So every read here is by ``_id``: the
 hot path is one insert (the caller caches heads, see ``booking.service_layer.heads``), and an
 operation is found through its pointer in ``ledger_ops`` (``_id`` = op_key), or, where a crash
