@@ -12,15 +12,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
-import httpx
 import typer
 
 from bookify_platform import observe, runlogs
 from bookify_platform.infra import paths
 from bookify_platform.infra.errors import InfraError
-from bookify_platform.infra.kafka_secure import SecureKafka
 from bookify_platform.infra.local import LocalInfra, print_progress
-from bookify_platform.secured import ADMIN_ENV, secure_platform
 from bookify_platform.services import (
     DEFAULT_PORTS,
     SERVICES,
@@ -32,8 +29,7 @@ from bookify_platform.services import (
     recorded_platform,
 )
 from bookify_platform.supervisor import RestartPolicy, Supervisor
-from shared.auth import AuthSettings, Scope, mint_token
-from shared.settings import Topics, redact_url
+from shared.settings import redact_url
 from shared.telemetry import trace_endpoint
 
 DEMO_RESOURCES = [
@@ -185,9 +181,15 @@ def up(
     except InfraError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    secure = None
+    secure, kafka_login = None, "PLAINTEXT"
     if kafka_security is KafkaListener.SASL_SSL:
+        # Imported only here: `up` keeps every module it loads for as long as it runs.
+        from bookify_platform.infra.kafka_secure import SecureKafka
+        from bookify_platform.secured import ADMIN_ENV, secure_platform
+        from shared.settings import Topics
+
         secure = SecureKafka.kept_in(run_dir / "kafka" / "users.json")
+        kafka_login = str(run_dir / ADMIN_ENV)
     infra = LocalInfra(run_dir, attached=True, kafka_secure=secure)
     reuse = infra.status().running
     try:
@@ -214,7 +216,7 @@ def up(
             summary: dict[str, str] = {name: ",".join(platform.urls(name)) for name in _SHOWN}
             summary |= {
                 "kafka_bootstrap": endpoints.kafka_bootstrap,
-                "kafka_security": str(run_dir / ADMIN_ENV) if secure else "PLAINTEXT",
+                "kafka_security": kafka_login,
                 "mongo_uri": endpoints.mongo_uri,
                 "rate_limit": redact_url(config.rate_limit_storage),
                 "tracing": tracing_summary(os.environ),
@@ -251,6 +253,10 @@ def seed(
     host: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Create demo resources through the public API (as an admin with a dev token)."""
+    import httpx
+
+    from shared.auth import AuthSettings, Scope, mint_token
+
     token = mint_token(AuthSettings(), "seed-admin", [Scope.RESOURCES_ADMIN, Scope.BOOKINGS_READ])
     headers = {"Authorization": f"Bearer {token}"}
     try:

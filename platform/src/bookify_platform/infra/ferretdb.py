@@ -11,6 +11,7 @@ from bookify_platform.infra.errors import StartupError
 from bookify_platform.infra.fsutil import tail
 from bookify_platform.infra.gobuild import Progress, SourcePatch, build_go_program, no_progress
 from bookify_platform.infra.process import spawn, wait_for_log_line
+from bookify_platform.infra.ready import client_error
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 READY_LINE = r"^(mongodb://\S+)\s*$"
@@ -113,25 +114,11 @@ class LocalFerretDB:
 
     def wait_ready(self, proc: subprocess.Popen[bytes], *, timeout: float = 30.0) -> None:
         """Ready = the URI line on stdout AND a successful `ping` through PyMongo."""
-        from pymongo import MongoClient  # slow import, only when needed
-        from pymongo.errors import PyMongoError
-
         deadline = time.monotonic() + timeout
         wait_for_log_line(self.log_path, READY_LINE, proc=proc, what="FerretDB", timeout=timeout)
-        last_error = "timed out"
-        while time.monotonic() < deadline:
-            client: MongoClient[dict[str, object]] = MongoClient(
-                self.endpoint, serverSelectionTimeoutMS=2000
-            )
-            try:
-                client.admin.command("ping")
-            except PyMongoError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                time.sleep(0.3)
-            else:
-                return
-            finally:
-                client.close()
+        last_error = client_error("mongo", self.endpoint, max(1.0, deadline - time.monotonic()))
+        if last_error is None:
+            return
         raise StartupError(
             f"FerretDB printed its URI but {self.endpoint} does not answer ping: {last_error}. "
             f"Last lines of {self.log_path}:\n{tail(self.log_path)}"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bookify_platform.infra import paths, prereqs
 from bookify_platform.infra.errors import InstallError, StartupError
@@ -22,18 +21,13 @@ from bookify_platform.infra.fsutil import (
     stamp_matches,
     tail,
 )
-from bookify_platform.infra.kafka_secure import (
-    ADMIN,
-    Acl,
-    SecureKafka,
-    TlsFiles,
-    admin_client_properties,
-    make_tls_files,
-    scram_arguments,
-    server_properties,
-)
 from bookify_platform.infra.process import spawn, wait_for_log_line
-from shared.kafka_security import KafkaSecurity, kafka_client_options
+from bookify_platform.infra.ready import client_error
+
+if TYPE_CHECKING:
+    # Only a secured broker needs them, and whoever secures one has imported them already.
+    from bookify_platform.infra.kafka_secure import Acl, SecureKafka, TlsFiles
+    from shared.kafka_security import KafkaSecurity
 
 Progress = Callable[[str], None]
 
@@ -217,14 +211,21 @@ class LocalKafka:
     @property
     def tls(self) -> TlsFiles:
         """The CA clients trust and the broker's certificate (made on the first secure start)."""
+        from bookify_platform.infra.kafka_secure import TlsFiles, make_tls_files
+
         files = TlsFiles(self.tls_dir / "ca.crt", self.tls_dir / "server.pem")
         if not (files.ca_cert.exists() and files.server_pem.exists()):
             files = make_tls_files(self.tls_dir)
         return files
 
-    def client_security(self, user: str = ADMIN) -> KafkaSecurity | None:
-        """How a client logs in as ``user`` (None: the PLAINTEXT listener needs nothing)."""
-        return None if self.secure is None else self.secure.client(user, self.tls.ca_cert)
+    def client_security(self, user: str | None = None) -> KafkaSecurity | None:
+        """How a client logs in as ``user``, the admin by default (None: the PLAINTEXT listener
+        needs nothing)."""
+        if self.secure is None:
+            return None
+        from bookify_platform.infra.kafka_secure import ADMIN
+
+        return self.secure.client(user or ADMIN, self.tls.ca_cert)
 
     @property
     def endpoint(self) -> str:
@@ -267,6 +268,8 @@ class LocalKafka:
         self.check_listener()
         listeners = None
         if self.secure is not None:
+            from bookify_platform.infra.kafka_secure import server_properties
+
             listeners = server_properties(
                 self.secure, self.tls, port=self.port, controller_port=self.controller_port
             )
@@ -282,7 +285,11 @@ class LocalKafka:
         self.config.chmod(0o600)  # a secure broker's holds the admin's password
         if not (self.data_dir / "meta.properties").exists():
             # SCRAM users exist from the first start: KRaft stores them in the metadata log.
-            users = scram_arguments(self.secure) if self.secure is not None else ()
+            users: Sequence[str] = ()
+            if self.secure is not None:
+                from bookify_platform.infra.kafka_secure import scram_arguments
+
+                users = scram_arguments(self.secure)
             fmt = subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool",
@@ -315,8 +322,12 @@ class LocalKafka:
         wait_for_log_line(
             self.log_path, READY_LINE, proc=proc, what="Kafka broker", timeout=timeout
         )
-        error = _client_check(
-            self.endpoint, max(1.0, deadline - time.monotonic()), self.client_security()
+        security = self.client_security()
+        error = client_error(
+            "kafka",
+            self.endpoint,
+            max(1.0, deadline - time.monotonic()),
+            None if security is None else security.environment(),
         )
         if error is not None:
             raise StartupError(
@@ -328,6 +339,8 @@ class LocalKafka:
         """Add ``acls`` on the running secure broker, as its super user."""
         if self.secure is None:
             raise StartupError("ACLs need the secure listener (LocalKafka(secure=...))")
+        from bookify_platform.infra.kafka_secure import admin_client_properties
+
         admin_config = self.home / "admin.properties"
         atomic_write_text(
             admin_config,
@@ -345,38 +358,3 @@ class LocalKafka:
         )
         if proc.returncode != 0:
             raise StartupError(f"granting ACLs failed:\n{proc.stdout}{proc.stderr}")
-
-
-def _client_check(bootstrap: str, timeout: float, security: KafkaSecurity | None) -> str | None:
-    """Fetch metadata with aiokafka; None on success, else the last error.
-
-    Runs its own event loop in a thread, so it works whether or not the caller already
-    runs one (pytest-asyncio fixtures, the sync CLI).
-    """
-    result: list[str | None] = ["timed out"]
-
-    async def check() -> None:
-        from aiokafka.admin import AIOKafkaAdminClient  # slow import, only when needed
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            admin = AIOKafkaAdminClient(
-                **kafka_client_options(bootstrap, security or KafkaSecurity.model_construct()),
-                request_timeout_ms=5000,
-            )
-            try:
-                await admin.start()
-                await admin.describe_cluster()
-            except Exception as exc:  # any failure means "not yet"
-                result[0] = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(0.5)
-            else:
-                result[0] = None
-                return
-            finally:
-                await admin.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(check(),), daemon=True)
-    thread.start()
-    thread.join(timeout + 10)
-    return result[0]

@@ -11,16 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from bookify_platform.infra import paths
 from bookify_platform.infra.errors import StartupError
 from bookify_platform.infra.ferretdb import LocalFerretDB
 from bookify_platform.infra.kafka import LocalKafka
-from bookify_platform.infra.kafka_secure import SecureKafka
 from bookify_platform.infra.process import ensure_port_free, is_ours, terminate
 from bookify_platform.infra.redis import LocalRedis
 from bookify_platform.infra.state import ProcessRecord, StateFile
+
+if TYPE_CHECKING:
+    from bookify_platform.infra.kafka_secure import SecureKafka
 
 Service = Literal["kafka", "mongo", "redis"]
 ALL_SERVICES: tuple[Service, ...] = ("kafka", "mongo", "redis")
