@@ -1,4 +1,5 @@
-"""The port the handlers write views through; Mongo in production, a fake in unit tests."""
+"""The consumer's ports: what its handlers write views through (Mongo in production, a fake in
+unit tests)."""
 
 from __future__ import annotations
 
