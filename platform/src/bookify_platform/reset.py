@@ -20,7 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from bookify_platform.services import store_databases
-from shared.settings import Topics, redact_url
+from shared.settings import Topics
+from shared.urls import redact_url
 
 
 class ResetRefusedError(Exception):

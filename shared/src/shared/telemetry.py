@@ -8,7 +8,6 @@ receiver can be pointed at a running process without code changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -16,15 +15,13 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_SERVICE_NAME,
-)
+from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
+
+from shared.urls import trace_endpoint
 
 # Seconds; from well under a millisecond (in-process work) to tens of seconds (a stuck
 # pipeline), dense around the 10-500 ms where this system's SLOs live.
@@ -32,11 +29,6 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5,
     0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
-
-
-def trace_endpoint(env: Mapping[str, str]) -> str | None:
-    """Where the OTLP exporter sends spans (``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``), if set."""
-    return env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_ENDPOINT)
 
 
 def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:

@@ -29,8 +29,7 @@ from bookify_platform.services import (
     recorded_platform,
 )
 from bookify_platform.supervisor import RestartPolicy, Supervisor
-from shared.settings import redact_url
-from shared.telemetry import trace_endpoint
+from shared.urls import redact_url, trace_endpoint
 
 DEMO_RESOURCES = [
     ("Main stage — Saturday", 500),
