@@ -39,7 +39,7 @@ def client_error(
     return proc.stdout.strip() or proc.stderr.strip()[-2000:] or f"exit {proc.returncode}"
 
 
-async def _kafka_error(bootstrap: str, within: float, login: Mapping[str, str]) -> str | None:
+async def kafka_error(bootstrap: str, within: float, login: Mapping[str, str]) -> str | None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     from shared.kafka_security import ENV_PREFIX, KafkaSecurity, kafka_client_options
@@ -66,7 +66,7 @@ async def _kafka_error(bootstrap: str, within: float, login: Mapping[str, str]) 
     return error
 
 
-def _mongo_error(uri: str, timeout: float) -> str | None:
+def mongo_error(uri: str, timeout: float) -> str | None:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
@@ -89,9 +89,9 @@ def _mongo_error(uri: str, timeout: float) -> str | None:
 def main(argv: list[str]) -> int:
     kind, target, timeout = argv
     if kind == "kafka":
-        error = asyncio.run(_kafka_error(target, float(timeout), json.loads(sys.stdin.read())))
+        error = asyncio.run(kafka_error(target, float(timeout), json.loads(sys.stdin.read())))
     elif kind == "mongo":
-        error = _mongo_error(target, float(timeout))
+        error = mongo_error(target, float(timeout))
     else:
         error = f"unknown client {kind!r}: kafka or mongo"
     if error is None:
