@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from bookify.commands import bench as commands
-from bookify_bench import pipeline
 from bookify_bench.pipeline import (
     BenchConfig,
     CeilingRun,
@@ -67,7 +66,7 @@ def test_generator_json_has_the_same_figures_for_scripts(monkeypatch: pytest.Mon
         assert (rate, duration) == (1500, 3)
         return generator_figures()
 
-    monkeypatch.setattr(pipeline, "bench_generator", fake)  # the command imports it when run
+    monkeypatch.setattr(commands, "bench_generator", fake)
     done = CliRunner().invoke(
         commands.app, ["generator", "--rate", "1500", "--duration", "3", "--json"]
     )
@@ -90,8 +89,8 @@ def test_pipeline_json_has_both_runs_and_their_ratio(monkeypatch: pytest.MonkeyP
     async def fake_ceiling(rate: float, duration: float, run_dir: Path) -> CeilingRun:
         return CeilingRun(a_result(rate=rate, completed=2000, dropped=0), server_cpu_s=1.0)
 
-    monkeypatch.setattr(pipeline, "bench_pipeline", fake_pipeline)  # imported when run
-    monkeypatch.setattr(pipeline, "bench_ceiling", fake_ceiling)
+    monkeypatch.setattr(commands, "bench_pipeline", fake_pipeline)
+    monkeypatch.setattr(commands, "bench_ceiling", fake_ceiling)
     done = CliRunner().invoke(
         commands.app, ["pipeline", "--rate", "100", "--kafka", "127.0.0.1:1", "--json"]
     )

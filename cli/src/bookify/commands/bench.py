@@ -5,15 +5,32 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from bookify_bench.pipeline import (
+    BenchConfig,
+    bench_ceiling,
+    bench_generator,
+    bench_pipeline,
+    generator_report,
+    pipeline_dict,
+    report,
+)
+from bookify_bench.stages import (
+    StageConfig,
+    bench_gateway,
+    bench_stage,
+    drain_report,
+    gateway_report,
+)
+from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
 from bookify_platform.infra import paths
 from bookify_platform.infra.local import LocalInfra, print_progress
-
-if TYPE_CHECKING:
-    from bookify_platform.services import ServiceName
+from bookify_platform.services import ServiceName
+from loadtests.mix import MixError, parse_mix
+from loadtests.openmodel import run
 
 app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 
@@ -56,16 +73,6 @@ def pipeline(
     as_json: AsJson = False,
 ) -> None:
     """Drive bookings at a fixed arrival rate against a running `bookify up`, then the ceiling."""
-    from bookify_bench.pipeline import (
-        BenchConfig,
-        bench_ceiling,
-        bench_pipeline,
-        pipeline_dict,
-        report,
-    )
-    from loadtests.mix import MixError, parse_mix
-    from loadtests.openmodel import run
-
     try:
         weights = None if mix is None else parse_mix(mix)
     except MixError as exc:
@@ -102,9 +109,6 @@ def generator(
     as_json: AsJson = False,
 ) -> None:
     """The open-model generator's requests/s per core and scheduling lag, beside wrk."""
-    from bookify_bench.pipeline import bench_generator, generator_report
-    from loadtests.openmodel import run
-
     run_dir = paths.default_run_dir(paths.repo_root())
     if not as_json:
         print_progress(
@@ -135,9 +139,6 @@ def _infra() -> tuple[str, str]:
 
 
 def _stage(stage: ServiceName, messages: int, resources: list[int], as_json: bool) -> None:
-    from bookify_bench.stages import StageConfig, bench_stage, drain_report
-    from loadtests.openmodel import run
-
     kafka, mongo = _infra()
     run_dir = paths.default_run_dir(paths.repo_root())
     say = (lambda _: None) if as_json else print_progress
@@ -191,9 +192,6 @@ def gateway(
     as_json: AsJson = False,
 ) -> None:
     """The gateway alone at saturation: accepted bookings/s beside a bare FastAPI 202."""
-    from bookify_bench.stages import bench_gateway, gateway_report
-    from loadtests.openmodel import run
-
     kafka, mongo = _infra()
     run_dir = paths.default_run_dir(paths.repo_root())
     say = (lambda _: None) if as_json else print_progress
@@ -224,7 +222,6 @@ def verdict(
 ) -> None:
     """False-positive and detection rates of `bookify load --baseline`, against a running
     `bookify up`: N A/A pairs (same code) and N A/B pairs (a known slowdown on the gateway)."""
-    from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
     from loadtests.data import GatewayUnreachableError, check_gateway
     from loadtests.faultctl import FaultInjectionError
 

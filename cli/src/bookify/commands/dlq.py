@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
+from bookify.dlq import (
+    DeadLetter,
+    DeadLetterError,
+    Selection,
+    parse_since,
+    read_dead_letters,
+    replay,
+)
 from bookify_platform.infra.local import LocalInfra
-
-if TYPE_CHECKING:
-    from bookify.dlq import DeadLetter, Selection
+from shared.settings import Topics
 
 app = typer.Typer(
     help="Inspect the dead-letter topic and replay what is in it (idempotent).",
@@ -56,9 +62,6 @@ def _fail(message: str) -> NoReturn:
 
 
 def _read(kafka: str | None, prefix: str, selection: Selection) -> list[DeadLetter]:
-    from bookify.dlq import DeadLetterError, read_dead_letters
-    from shared.settings import Topics
-
     try:
         return asyncio.run(read_dead_letters(_bootstrap(kafka), Topics(prefix), selection))
     except DeadLetterError as exc:
@@ -66,8 +69,6 @@ def _read(kafka: str | None, prefix: str, selection: Selection) -> list[DeadLett
 
 
 def _selection(since: str | None, ce_type: str | None, ids: list[str] | None = None) -> Selection:
-    from bookify.dlq import DeadLetterError, Selection, parse_since
-
     try:
         moment = parse_since(since) if since else None
     except DeadLetterError as exc:
@@ -108,8 +109,6 @@ def show(
     prefix: Prefix = "",
 ) -> None:
     """Everything about one dead letter: headers, error, source and the original payload."""
-    from bookify.dlq import Selection
-
     letters = _read(kafka, prefix, Selection(ids=frozenset({letter_id})))
     if not letters:
         _fail(f"no dead letter {letter_id}; `bookify dlq list` shows the ids")
@@ -137,9 +136,6 @@ def replay_(
     handled (or settled as processing_failed) already changes nothing the second time.
     Undecodable records are skipped: they would only be dead-lettered again.
     """
-    from bookify.dlq import DeadLetterError, replay
-    from shared.settings import Topics
-
     selection = _selection(since, ce_type, letter_ids)
     letters = _read(kafka, prefix, selection)
     skipped = [d.id for d in letters if not d.replayable]

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from loadtests.faultctl import DEFAULT_ERROR_PLAN
+from loadtests.data import GatewayUnreachableError
+from loadtests.faultctl import DEFAULT_ERROR_PLAN, FaultInjectionError
 
 
 class Shape(StrEnum):
@@ -136,8 +137,6 @@ def load(
 ) -> None:
     """Run a load test against the gateway; the exit code is the SLO/baseline verdict."""
     # Imported here: numpy, scipy and locust are slow to load for every other command.
-    from loadtests.data import GatewayUnreachableError
-    from loadtests.faultctl import FaultInjectionError
     from loadtests.gates import SloConfigError
     from loadtests.mix import MixError, parse_mix
     from loadtests.options import LoadOptions

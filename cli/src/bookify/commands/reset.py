@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
+from pymongo.errors import PyMongoError
 
 from bookify.commands.platform import RunDir
 from bookify_platform.infra import paths
 from bookify_platform.infra.errors import InfraError
 from bookify_platform.infra.local import LocalInfra
+from bookify_platform.reset import LocalHarness, ResetRefusedError, choose_target, reset_store
 from bookify_platform.services import PlatformState
-
-if TYPE_CHECKING:
-    from bookify_platform.reset import LocalHarness
 
 EPILOG = (
     "Only the local harness of this run dir, and only while `bookify up` is stopped "
@@ -27,8 +27,6 @@ EPILOG = (
 
 def local_harness(run_dir: Path) -> LocalHarness:
     """What `bookify infra up` / `bookify up` runs from ``run_dir``."""
-    from bookify_platform.reset import LocalHarness
-
     services = LocalInfra(run_dir, progress=lambda _: None).status().services
     endpoint = {name: s.endpoint or "" for name, s in services.items() if s.running}
     return LocalHarness(
@@ -70,11 +68,6 @@ def reset(
     run_dir_option: RunDir = None,
 ) -> None:
     """Drop the services' databases and delete their Kafka topics: a known, empty start."""
-    from aiokafka.errors import KafkaError
-    from pymongo.errors import PyMongoError
-
-    from bookify_platform.reset import ResetRefusedError, choose_target, reset_store
-
     run_dir = (run_dir_option or paths.default_run_dir(paths.repo_root())).resolve()
     try:
         target = choose_target(

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from shared.events.schemas import export_schemas
+
 app = typer.Typer(help="The published message contract.", no_args_is_help=True)
 
 
@@ -17,7 +19,5 @@ def export(
     ] = Path("shared/schemas"),
 ) -> None:
     """Write one JSON Schema per message type (re-export only for compatible changes)."""
-    from shared.events.schemas import export_schemas
-
     for path in export_schemas(out):
         typer.echo(path)
