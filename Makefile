@@ -31,7 +31,7 @@ lint: sync ## ruff lint and format check
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 
-typecheck: sync ## mypy, strict on shared, services and the CLI
+typecheck: sync ## mypy, strict on shared, services, the platform, the benchmarks and the CLI
 	$(UV) run mypy
 
 pytest: sync tools ## every test layer on real Kafka and FerretDB, with coverage

@@ -6,7 +6,7 @@ One fixture layer, provider chosen by BOOKIFY_TEST_INFRA:
 - ``auto`` (default): ``docker`` if a Docker engine answers a ping, else ``local``.
 - ``docker``: testcontainers - Confluent cp-kafka 8.1 (Kafka 4.1, KRaft), mongo:8 as a
   single-node replica set, and redis:7.
-- ``local``: bookify.infra.LocalInfra - Kafka as a JVM from Maven Central jars, FerretDB
+- ``local``: bookify_platform.infra.LocalInfra - Kafka as a JVM from Maven Central jars, FerretDB
   built with Go, Debian's redis-server (``make tools``) - on free ports in a temporary run
   dir (never the dev stack's ports), tied to this pytest process so nothing outlives it.
   Installs on first use, then cached.
@@ -38,8 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from bookify.infra import LocalInfra, Service, free_ports
-from bookify.infra.kafka_secure import SecureKafka
+from bookify_platform.infra import LocalInfra, Service, free_ports
+from bookify_platform.infra.kafka_secure import SecureKafka
 from shared.mongo import Document
 
 # The services as real processes on top of these servers (e2e and chaos suites).

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra.process import free_ports, port_is_free
-from bookify.platform import SERVICES, Platform, PlatformConfig, ServiceName
+from bookify_platform.infra.process import free_ports, port_is_free
+from bookify_platform.services import SERVICES, Platform, PlatformConfig, ServiceName
 from tests.otlp import OtlpReceiver
 from tests.support.auth import bearer
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bookify.infra import LocalInfra, free_ports
-from bookify.platform import Platform, PlatformConfig
+from bookify_platform.infra import LocalInfra, free_ports
+from bookify_platform.services import Platform, PlatformConfig
 from tests.chaos.traffic import OwnStack, Report, Target, service_logs, write_report
 from tests.conftest import KafkaServer, MongoServer
 from tests.otlp import OtlpReceiver

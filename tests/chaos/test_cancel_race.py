@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from bookify.platform import Platform
+from bookify_platform.services import Platform
 from tests.chaos.traffic import ChaosRun, Report, Target, set_faults
 
 pytestmark = pytest.mark.chaos

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bookify.platform import Platform
+from bookify_platform.services import Platform
 from tests.chaos.traffic import ChaosRun, Report, Target, log_records, set_faults
 
 pytestmark = pytest.mark.chaos

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
 from bookify.cli import app
-from bookify.platform import Platform, PlatformConfig
+from bookify_platform.services import Platform, PlatformConfig
 from tests.stack import Api
 from tests.support.auth import bearer
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from bookify.platform import Platform, PlatformConfig
+from bookify_platform.services import Platform, PlatformConfig
 from tests.stack import Api
 from tests.support.auth import bearer
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bookify.infra import LocalInfra, free_ports
-from bookify.platform import Platform
+from bookify_platform.infra import LocalInfra, free_ports
+from bookify_platform.services import Platform
 from loadtests.chaos.nemesis import Plan, Target, died, run_nemesis, table
 from loadtests.chaos.schedule import INFRA, schedule
 from tests.chaos.traffic import service_logs, warnings_in

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bookify.platform import PlatformConfig
+from bookify_platform.services import PlatformConfig
 from tests.stack import Api
 
 pytestmark = pytest.mark.chaos

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from bookify.infra.process import free_port
-from bookify.platform import Platform, PlatformConfig, ServiceProcess
+from bookify_platform.infra.process import free_port
+from bookify_platform.services import Platform, PlatformConfig, ServiceProcess
 from tests.stack import Api
 
 pytestmark = pytest.mark.chaos

@@ -40,8 +40,8 @@ import httpx
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from bookify.infra import LocalInfra, Service
-from bookify.platform import Platform, PlatformConfig
+from bookify_platform.infra import LocalInfra, Service
+from bookify_platform.services import Platform, PlatformConfig
 from tests.stack import TERMINAL, Api
 from tests.support.auth import bearer
 

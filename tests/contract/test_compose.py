@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings
 
-from bookify.infra.compose_check import build_compose_check
+from bookify_platform.infra.compose_check import build_compose_check
 from booking.config import BookingSettings
 from consumer.config import ConsumerSettings
 from gateway.config import GatewaySettings

@@ -39,7 +39,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from bookify.infra.helm import build_helm
+from bookify_platform.infra.helm import build_helm
 from gateway.config import GatewaySettings
 from shared.runner import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import SHARED_ENVIRONMENT_VARIABLE, ServiceSettings, SubscriberSettings
@@ -356,7 +356,7 @@ def test_built_helm_is_the_pinned_release(helm: Path) -> None:
     assert pinned is not None
     proc = run_helm(helm, "version", "--template", "{{ .Version }}")
     assert proc.stdout.strip() == pinned.group(1)
-    # Linked as helm's release is (bookify.infra.helm.release_ldflags): its default
+    # Linked as helm's release is (bookify_platform.infra.helm.release_ldflags): its default
     # Kubernetes is its client-go's, not the 1.20 of a plain go build, below the chart's floor.
     proc = run_helm(helm, "template", RELEASE, str(CHART), *PROFILES["default"])
     assert proc.returncode == 0, proc.stderr

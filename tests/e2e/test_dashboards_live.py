@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra.process import free_ports
-from bookify.observe import LocalPrometheus
-from bookify.platform import Platform
+from bookify_platform.infra.process import free_ports
+from bookify_platform.observe import LocalPrometheus
+from bookify_platform.services import Platform
 from tests.observability.promql import Query, all_queries, metric_names
 from tests.support.auth import bearer
 

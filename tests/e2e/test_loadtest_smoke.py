@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra.process import free_ports
-from bookify.platform import Platform
+from bookify_platform.infra.process import free_ports
+from bookify_platform.services import Platform
 from tests.support.auth import bearer
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bookify.platform import Platform
+from bookify_platform.services import Platform
 from tests.stack import Api
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.platform import Platform, ServiceName
+from bookify_platform.services import Platform, ServiceName
 from tests.otlp import OtlpReceiver
 from tests.stack import Api, new_stack_config
 from tests.support.auth import bearer

@@ -24,7 +24,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.partitioner import DefaultPartitioner
 from pymongo import AsyncMongoClient
 
-from bookify.platform import Platform, PlatformConfig, ServiceName
+from bookify_platform.services import Platform, PlatformConfig, ServiceName
 from loadtests.openmodel import HttpClient, Reply
 from shared.mongo import Document
 from tests.otlp import OtlpReceiver

@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bookify.cli import app
-from bookify.platform import Platform, PlatformState, recorded_platform
-from bookify.supervisor import RestartPolicy, Supervisor
+from bookify_platform.services import Platform, PlatformState, recorded_platform
+from bookify_platform.supervisor import RestartPolicy, Supervisor
 from tests.otlp import OtlpReceiver
 from tests.stack import new_stack_config
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bookify.platform import PlatformConfig
+from bookify_platform.services import PlatformConfig
 from tests.otlp import OtlpReceiver, Span
 from tests.stack import Api
 

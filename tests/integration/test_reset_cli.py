@@ -15,7 +15,7 @@ from pymongo import MongoClient
 from typer.testing import CliRunner
 
 from bookify.cli import app
-from bookify.platform import store_databases
+from bookify_platform.services import store_databases
 from shared.settings import Topics
 from tests.conftest import KafkaServer, MongoServer
 

@@ -1,6 +1,6 @@
 """The platform on a Kafka secured as a real cluster is: a SASL_SSL listener (SCRAM-SHA-512,
 a certificate signed by a CA made for the test) and the StandardAuthorizer with the ACLs of
-bookify.infra.kafka_secure.bookify_acls, on the local broker (a JVM, whatever
+bookify_platform.infra.kafka_secure.bookify_acls, on the local broker (a JVM, whatever
 BOOKIFY_TEST_INFRA says: the docker and external providers have no such listener).
 
 Every client here is built by the services' own factories (shared.kafka) from
@@ -23,10 +23,10 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from asgi_lifespan import LifespanManager
 
-from bookify.commands.platform import ADMIN_ENV, secure_platform
-from bookify.infra.kafka import LocalKafka
-from bookify.infra.kafka_secure import SecureKafka, bookify_acls, make_tls_files
-from bookify.platform import Platform
+from bookify_platform.infra.kafka import LocalKafka
+from bookify_platform.infra.kafka_secure import SecureKafka, bookify_acls, make_tls_files
+from bookify_platform.secured import ADMIN_ENV, secure_platform
+from bookify_platform.services import Platform
 from booking.bootstrap import bootstrap as booking_bootstrap
 from booking.config import BookingSettings
 from gateway.app import create_app as create_gateway_app

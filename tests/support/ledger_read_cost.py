@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pymongo import ASCENDING, AsyncMongoClient
 
-from bookify.infra import LocalInfra, free_ports
+from bookify_platform.infra import LocalInfra, free_ports
 from booking.adapters import MongoLedgerRepository, entry_id
 from booking.adapters.ledger import to_document
 from booking.domain import LedgerEntry, decide

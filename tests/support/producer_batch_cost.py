@@ -22,7 +22,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bookify.infra import LocalInfra, free_ports
+from bookify_platform.infra import LocalInfra, free_ports
 from shared.kafka import PRODUCER_BATCH_BYTES
 
 AIOKAFKA_DEFAULT_BATCH_BYTES = 16 * 1024

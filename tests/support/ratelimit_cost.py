@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from bookify.infra import LocalInfra, free_ports
+from bookify_platform.infra import LocalInfra, free_ports
 from gateway.ratelimit import build_limiter
 
 Check = Callable[[str], Awaitable[object]]

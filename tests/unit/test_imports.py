@@ -15,9 +15,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("shared", "services", "cli", "loadtests", "tests")
+SCANNED = ("shared", "services", "platform", "benchmarks", "cli", "loadtests", "tests")
 FIRST_PARTY = frozenset(
-    {"shared", "gateway", "booking", "consumer", "bookify", "loadtests", "tests"}
+    {
+        "shared",
+        "gateway",
+        "booking",
+        "consumer",
+        "bookify_platform",
+        "bookify_bench",
+        "bookify",
+        "loadtests",
+        "tests",
+    }
 )
 
 

@@ -4,7 +4,7 @@ Only what `bookify up` started on this machine, as its run dir records it (infra
 platform.json): a platform it did not start (compose, Kubernetes, someone else's servers) is
 refused, since SIGSTOP and SIGKILL are the faults. A killed service is brought back by `up`'s
 own supervisor (this waits until it answers /readyz again); a killed Kafka, FerretDB or Redis
-is started again on its data by :class:`~bookify.infra.local.LocalInfra`, from here.
+is started again on its data by :class:`~bookify_platform.infra.local.LocalInfra`, from here.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import signal
 import time
 from pathlib import Path
 
-from bookify.infra.errors import InfraError
-from bookify.infra.local import LocalInfra
-from bookify.infra.process import is_alive, is_ours
-from bookify.infra.state import StateFile
-from bookify.platform import SUPERVISOR, PlatformState, probe_ready
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.local import LocalInfra
+from bookify_platform.infra.process import is_alive, is_ours
+from bookify_platform.infra.state import StateFile
+from bookify_platform.services import SUPERVISOR, PlatformState, probe_ready
 from loadtests.chaos.nemesis import Target, died
 from loadtests.chaos.schedule import INFRA
 

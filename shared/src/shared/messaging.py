@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, Span, SpanKind
 from prometheus_client import CollectorRegistry, Counter
 from pymongo.errors import ConnectionFailure
 
 from shared.events import MalformedMessageError, Message, decode
 from shared.logging import get_logger
-from shared.telemetry import annotate_span, consuming
+from shared.telemetry import annotate_span
 
 log = get_logger(__name__)
 
@@ -297,3 +300,37 @@ async def _give_up(
     await dead_letters.send(record, error)
     if metrics is not None:
         metrics.dead_lettered(error)
+
+
+@contextmanager
+def consuming(record: Record, message: Message, links: Sequence[Link] = ()) -> Iterator[Span]:
+    """One message's ``<topic> process`` span, child of the span that produced it.
+
+    FastStream's middleware gives a *batch* one span in a trace of its own, with links to the
+    messages; a booking's trace must still run through each of its hops (DESIGN §5), so a
+    batch handler opens this span per message, around the work and the publishes that are
+    that message's. The context is read from the record's headers by OpenTelemetry's
+    configured propagator (W3C traceparent), as FastStream itself reads it.
+    """
+    parent = propagate.extract({k: v.decode("utf-8", "replace") for k, v in record.headers})
+    tracer = trace.get_tracer("bookify")
+    with tracer.start_as_current_span(
+        f"{record.topic} process",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        links=list(links),
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.message.id": str(message.message_id),
+        },
+    ) as span:
+        annotate_span(
+            message_type=message.ce_type,
+            booking_id=getattr(message, "booking_id", None),
+            resource_id=getattr(message, "resource_id", None),
+        )
+        yield span

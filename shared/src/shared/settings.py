@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic.fields import FieldInfo
@@ -53,15 +52,6 @@ class Topics:
 
 
 SHARED_ENVIRONMENT_VARIABLE = "BOOKIFY_ENVIRONMENT"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (a Redis or MongoDB URL's) masked, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 HS256_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: a key of at least the hash's size (256 bits)

@@ -8,29 +8,20 @@ receiver can be pointed at a running process without code changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_SERVICE_NAME,
-)
+from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, Span, SpanKind
 from prometheus_client import CollectorRegistry
 
-if TYPE_CHECKING:
-    from shared.events import Message
-    from shared.messaging import Record
+from shared.urls import trace_endpoint
 
 # Seconds; from well under a millisecond (in-process work) to tens of seconds (a stuck
 # pipeline), dense around the 10-500 ms where this system's SLOs live.
@@ -38,11 +29,6 @@ LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5,
     0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
-
-
-def trace_endpoint(env: Mapping[str, str]) -> str | None:
-    """Where the OTLP exporter sends spans (``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``), if set."""
-    return env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_ENDPOINT)
 
 
 def setup_tracing(service_name: str, env: dict[str, str]) -> TracerProvider:
@@ -87,37 +73,3 @@ def annotate_span(**attributes: object) -> None:
         for name, value in attributes.items():
             if value is not None:
                 span.set_attribute(f"bookify.{name}", str(value))
-
-
-@contextmanager
-def consuming(record: Record, message: Message, links: Sequence[Link] = ()) -> Iterator[Span]:
-    """One message's ``<topic> process`` span, child of the span that produced it.
-
-    FastStream's middleware gives a *batch* one span in a trace of its own, with links to the
-    messages; a booking's trace must still run through each of its hops (DESIGN §5), so a
-    batch handler opens this span per message, around the work and the publishes that are
-    that message's. The context is read from the record's headers by OpenTelemetry's
-    configured propagator (W3C traceparent), as FastStream itself reads it.
-    """
-    parent = propagate.extract({k: v.decode("utf-8", "replace") for k, v in record.headers})
-    tracer = trace.get_tracer("bookify")
-    with tracer.start_as_current_span(
-        f"{record.topic} process",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        links=list(links),
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": record.topic,
-            "messaging.destination.partition.id": str(record.partition),
-            "messaging.kafka.offset": record.offset,
-            "messaging.message.id": str(message.message_id),
-        },
-    ) as span:
-        annotate_span(
-            message_type=message.ce_type,
-            booking_id=getattr(message, "booking_id", None),
-            resource_id=getattr(message, "resource_id", None),
-        )
-        yield span

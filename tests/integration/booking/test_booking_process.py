@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra import free_ports
+from bookify_platform.infra import free_ports
 
 pytestmark = pytest.mark.integration
 

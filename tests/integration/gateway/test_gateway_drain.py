@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bookify.infra import free_ports
+from bookify_platform.infra import free_ports
 from tests.integration.booking.test_booking_process import read, wait_ready
 from tests.support.auth import bearer
 

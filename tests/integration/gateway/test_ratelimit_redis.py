@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from bookify.infra import LocalInfra, Service, free_ports
+from bookify_platform.infra import LocalInfra, Service, free_ports
 from gateway.config import GatewaySettings
 from gateway.ratelimit import SharedLimiter, build_limiter
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bookify.commands.platform import tracing_env, tracing_summary
-from bookify.platform import PlatformConfig
+from bookify_platform.services import PlatformConfig
 from booking.config import BookingSettings
 
 KAFKA, MONGO = "127.0.0.1:9092", "mongodb://127.0.0.1:27017/"

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bookify.cli import app
-from bookify.infra.state import ProcessRecord
-from bookify.platform import (
+from bookify_platform.infra.state import ProcessRecord
+from bookify_platform.services import (
     DEFAULT_PORTS,
     Platform,
     PlatformConfig,

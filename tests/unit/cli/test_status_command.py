@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bookify import runlogs
 from bookify.cli import app
 from bookify.commands.status import NOT_RUNNING_EXIT
-from bookify.infra.state import ProcessRecord
-from bookify.platform import SUPERVISOR, PlatformState
+from bookify_platform import runlogs
+from bookify_platform.infra.state import ProcessRecord
+from bookify_platform.services import SUPERVISOR, PlatformState
 
 
 def dead_pid() -> int:

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pymongo.errors import BulkWriteError, ServerSelectionTimeoutError
 
+from gateway.bootstrap import GatewayDeps
 from gateway.hub import Hub
 from gateway.ports import (
     AcceptedKind,
@@ -20,7 +21,6 @@ from gateway.ports import (
     IdempotencyRecord,
     IdempotencyState,
 )
-from gateway.use_cases import GatewayDeps
 from shared.events import Command, Event
 from shared.mongo import Document
 from shared.readmodel import BookingStatus, BookingView, ResourceView

@@ -21,7 +21,7 @@ from gateway.ratelimit import (
     TokenBucketLimiter,
     build_limiter,
 )
-from shared.settings import redact_url
+from shared.urls import redact_url
 from tests.support.clock import FakeClock
 
 RATE, BURST = 5.0, 10

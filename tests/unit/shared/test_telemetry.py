@@ -7,7 +7,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from shared.telemetry import kafka_middlewares, trace_endpoint, tracing_enabled
+from shared.telemetry import kafka_middlewares, tracing_enabled
+from shared.urls import trace_endpoint
 from tests.unit.gateway.conftest import settings
 from tests.unit.gateway.fakes import Fakes
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bookify.bench import (
+from bookify_bench.pipeline import (
     BenchConfig,
     bench_ceiling,
     bench_generator,
@@ -18,17 +18,17 @@ from bookify.bench import (
     pipeline_dict,
     report,
 )
-from bookify.bench_stages import (
+from bookify_bench.stages import (
     StageConfig,
     bench_gateway,
     bench_stage,
     drain_report,
     gateway_report,
 )
-from bookify.bench_verdict import VerdictBenchConfig, bench_verdict, verdict_report
-from bookify.infra import paths
-from bookify.infra.local import LocalInfra, print_progress
-from bookify.platform import ServiceName
+from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
+from bookify_platform.infra import paths
+from bookify_platform.infra.local import LocalInfra, print_progress
+from bookify_platform.services import ServiceName
 from loadtests.mix import MixError, parse_mix
 from loadtests.openmodel import run
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from bookify.infra import paths
-from bookify.infra.errors import InfraError
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InfraError
 
 EPILOG = (
     "Each run: the crowd's traffic (--mix) throughout, --faults faults at seeded random times in "

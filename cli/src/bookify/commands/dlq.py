@@ -16,7 +16,7 @@ from bookify.dlq import (
     read_dead_letters,
     replay,
 )
-from bookify.infra.local import LocalInfra
+from bookify_platform.infra.local import LocalInfra
 from shared.settings import Topics
 
 app = typer.Typer(

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bookify.infra import (
+from bookify_platform.infra import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_KAFKA_PORT,
     DEFAULT_MONGO_PORT,

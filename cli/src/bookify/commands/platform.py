@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -13,17 +12,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
-import httpx
 import typer
 
-from bookify import observe, runlogs
-from bookify.infra import paths
-from bookify.infra.errors import InfraError
-from bookify.infra.fsutil import atomic_write_text
-from bookify.infra.kafka import LocalKafka
-from bookify.infra.kafka_secure import SecureKafka, bookify_acls
-from bookify.infra.local import LocalInfra, print_progress
-from bookify.platform import (
+from bookify_platform import observe, runlogs
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.local import LocalInfra, print_progress
+from bookify_platform.services import (
     DEFAULT_PORTS,
     SERVICES,
     PlatformConfig,
@@ -33,11 +28,8 @@ from bookify.platform import (
     parse_replicas,
     recorded_platform,
 )
-from bookify.supervisor import RestartPolicy, Supervisor
-from shared.auth import AuthSettings, Scope, mint_token
-from shared.kafka import ensure_topics
-from shared.settings import ServiceSettings, Topics, redact_url
-from shared.telemetry import trace_endpoint
+from bookify_platform.supervisor import RestartPolicy, Supervisor
+from shared.urls import redact_url, trace_endpoint
 
 DEMO_RESOURCES = [
     ("Main stage — Saturday", 500),
@@ -50,9 +42,6 @@ DEMO_RESOURCES = [
 class KafkaListener(StrEnum):
     PLAINTEXT = "plaintext"
     SASL_SSL = "sasl_ssl"
-
-
-ADMIN_ENV = Path("kafka") / "admin.env"
 
 
 RunDir = Annotated[
@@ -191,9 +180,15 @@ def up(
     except InfraError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    secure = None
+    secure, kafka_login = None, "PLAINTEXT"
     if kafka_security is KafkaListener.SASL_SSL:
+        # Imported only here: `up` keeps every module it loads for as long as it runs.
+        from bookify_platform.infra.kafka_secure import SecureKafka
+        from bookify_platform.secured import ADMIN_ENV, secure_platform
+        from shared.settings import Topics
+
         secure = SecureKafka.kept_in(run_dir / "kafka" / "users.json")
+        kafka_login = str(run_dir / ADMIN_ENV)
     infra = LocalInfra(run_dir, attached=True, kafka_secure=secure)
     reuse = infra.status().running
     try:
@@ -220,7 +215,7 @@ def up(
             summary: dict[str, str] = {name: ",".join(platform.urls(name)) for name in _SHOWN}
             summary |= {
                 "kafka_bootstrap": endpoints.kafka_bootstrap,
-                "kafka_security": str(run_dir / ADMIN_ENV) if secure else "PLAINTEXT",
+                "kafka_security": kafka_login,
                 "mongo_uri": endpoints.mongo_uri,
                 "rate_limit": redact_url(config.rate_limit_storage),
                 "tracing": tracing_summary(os.environ),
@@ -253,37 +248,14 @@ def up(
             infra.stop()
 
 
-def secure_platform(
-    kafka: LocalKafka, run_dir: Path, topics: Topics
-) -> dict[ServiceName, dict[str, str]]:
-    """On the secured broker: the services' ACLs and topics, as an operator would make them
-    (no service may create a topic); each service's login; and the admin's in
-    <run dir>/kafka/admin.env, for `bookify dlq` (`set -a; . that-file; set +a`)."""
-    kafka.grant(bookify_acls(topics))
-    admin = kafka.client_security()
-    assert admin is not None
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=kafka.endpoint,
-        kafka=admin,
-        service_name="bookify-admin",
-        topic_prefix=topics.prefix,
-    )
-    asyncio.run(ensure_topics(settings))
-    env_file = run_dir / ADMIN_ENV
-    atomic_write_text(env_file, "".join(f"{k}={v}\n" for k, v in admin.environment().items()))
-    env_file.chmod(0o600)
-    logins: dict[ServiceName, dict[str, str]] = {}
-    for name in SERVICES:
-        login = kafka.client_security(name)
-        assert login is not None
-        logins[name] = login.environment()
-    return logins
-
-
 def seed(
     host: Annotated[str, typer.Option(help="The gateway's base URL.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Create demo resources through the public API (as an admin with a dev token)."""
+    import httpx
+
+    from shared.auth import AuthSettings, Scope, mint_token
+
     token = mint_token(AuthSettings(), "seed-admin", [Scope.RESOURCES_ADMIN, Scope.BOOKINGS_READ])
     headers = {"Authorization": f"Bearer {token}"}
     try:

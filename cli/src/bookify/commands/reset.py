@@ -1,4 +1,4 @@
-"""`bookify reset`: drop the dev store's databases and topics (see :mod:`bookify.reset`)."""
+"""`bookify reset`: drop the dev store's databases and topics (see bookify_platform.reset)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
 from bookify.commands.platform import RunDir
-from bookify.infra import paths
-from bookify.infra.errors import InfraError
-from bookify.infra.local import LocalInfra
-from bookify.platform import PlatformState
-from bookify.reset import LocalHarness, ResetRefusedError, choose_target, reset_store
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.local import LocalInfra
+from bookify_platform.reset import LocalHarness, ResetRefusedError, choose_target, reset_store
+from bookify_platform.services import PlatformState
 
 EPILOG = (
     "Only the local harness of this run dir, and only while `bookify up` is stopped "

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
-from bookify import runlogs
 from bookify.commands.platform import RunDir
-from bookify.infra import paths
-from bookify.infra.errors import InfraError
-from bookify.infra.local import LocalInfra
-from bookify.infra.process import is_ours
-from bookify.platform import SERVICES, SUPERVISOR, PlatformState, probe_ready, service_of
+from bookify_platform import runlogs
+from bookify_platform.infra import paths
+from bookify_platform.infra.errors import InfraError
+from bookify_platform.infra.local import LocalInfra
+from bookify_platform.infra.process import is_ours
+from bookify_platform.services import SERVICES, SUPERVISOR, PlatformState, probe_ready, service_of
 
 NOT_RUNNING_EXIT = 3
 

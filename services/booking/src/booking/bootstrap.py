@@ -15,14 +15,10 @@ from datetime import datetime
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 
-from booking.adapters import (
-    EventPublisher,
-    KafkaEventPublisher,
-    LedgerRepository,
-    MongoLedgerRepository,
-)
+from booking.adapters import KafkaEventPublisher, MongoLedgerRepository
 from booking.config import BookingSettings
 from booking.metrics import BookingMetrics
+from booking.ports import EventPublisher, LedgerRepository
 from booking.service_layer import CommandHandler
 from shared.events import COMMAND_TYPES, utcnow
 from shared.kafka import ensure_topics

@@ -18,11 +18,11 @@ from datetime import datetime
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 
-from consumer.adapters import ViewRepository
 from consumer.adapters.kafka_lag import LagSampler
 from consumer.adapters.mongo import MongoViewRepository
 from consumer.config import ConsumerSettings
 from consumer.metrics import ConsumerMetrics
+from consumer.ports import ViewRepository
 from consumer.service_layer import EventHandler
 from shared.events import EVENT_TYPES, utcnow
 from shared.kafka import ensure_topics

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
-from gateway.bootstrap import bootstrap
+from gateway.bootstrap import GatewayDeps, bootstrap
 from gateway.config import GatewaySettings
 from gateway.error_handlers import install_gateway_problem_handlers
 from gateway.fast_lane import FastLane
@@ -23,7 +23,6 @@ from gateway.fault_injection import API_PREFIX, FAULTS_PATH, FaultMiddleware
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware
 from gateway.ratelimit import RateLimiter, build_limiter
 from gateway.routes import bookings, push, resources
-from gateway.use_cases import GatewayDeps
 from shared.ops import service_app
 from shared.telemetry import tracing_enabled
 

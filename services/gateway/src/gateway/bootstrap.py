@@ -9,8 +9,10 @@ writes answer 503, and the next publish or probe reconnects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +31,14 @@ from gateway.config import GatewaySettings
 from gateway.hub import Hub
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
-from gateway.use_cases import GatewayDeps
+from gateway.ports import (
+    AcceptedStore,
+    CommandPublisher,
+    EventFeed,
+    IdempotencyStore,
+    ViewReader,
+)
+from shared.events import utcnow
 from shared.kafka import (
     TopicMismatchError,
     client_options,
@@ -40,9 +49,29 @@ from shared.kafka import (
 from shared.logging import get_logger
 from shared.mongo import Document
 from shared.retention import bounded
-from shared.service import ServiceRuntime, mongo_ping
+from shared.service import ReadinessCheck, ServiceRuntime, mongo_ping
 
 log = get_logger(__name__)
+
+KNOWN_RESOURCES = 50_000  # ids remembered, about 10 MB
+
+
+@dataclass
+class GatewayDeps:
+    """Everything the use cases touch. ``create_app(deps=...)`` injects fakes in unit tests."""
+
+    publisher: CommandPublisher
+    views: ViewReader
+    accepted: AcceptedStore
+    idempotency: IdempotencyStore
+    readiness: dict[str, ReadinessCheck]
+    feed: EventFeed  # started by the lifespan, into ``hub``
+    hub: Hub = field(default_factory=Hub)
+    clock: Callable[[], datetime] = utcnow
+    idempotency_wait_seconds: float = 2.0
+    idempotency_poll_seconds: float = 0.05
+    known_resources: KnownIds = field(default_factory=lambda: KnownIds(KNOWN_RESOURCES))
+
 
 GatewayRuntime = ServiceRuntime[GatewaySettings, GatewayDeps, HttpMetrics]
 

@@ -11,11 +11,10 @@ from fastapi.security import HTTPBearer
 from pydantic import TypeAdapter
 
 from gateway import push
-from gateway.bootstrap import GatewayRuntime
+from gateway.bootstrap import GatewayDeps, GatewayRuntime
 from gateway.errors import RateLimitedError
 from gateway.hub import Subscription
 from gateway.ratelimit import RateLimiter
-from gateway.use_cases import GatewayDeps
 from shared.auth import Principal, Scope
 from shared.ops import authenticate, bearer, require_scope
 

@@ -1,7 +1,7 @@
 """What the gateway needs from the outside world, as Protocols.
 
 The Mongo and Kafka adapters live in the ``gateway.adapters`` package; unit tests pass
-hand-written fakes (tests/unit/gateway/fakes.py) through :class:`gateway.use_cases.GatewayDeps`
+hand-written fakes (tests/unit/gateway/fakes.py) through :class:`gateway.bootstrap.GatewayDeps`
 instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 """
 

@@ -25,6 +25,7 @@ from uuid import UUID
 from fastapi.sse import ServerSentEvent
 
 from gateway import use_cases
+from gateway.bootstrap import GatewayDeps
 from gateway.errors import NothingNewError
 from gateway.hub import (
     FINAL_STATUSES,
@@ -35,7 +36,6 @@ from gateway.hub import (
     Subscription,
 )
 from gateway.schemas import BookingOut, BookingUpdate, Reconnect, SeatsOut
-from gateway.use_cases import GatewayDeps
 from shared.auth import Principal
 
 

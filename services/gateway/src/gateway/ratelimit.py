@@ -51,7 +51,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import NoScriptError
 
 from shared.logging import get_logger
-from shared.settings import redact_url
+from shared.urls import redact_url
 
 log = get_logger(__name__)
 

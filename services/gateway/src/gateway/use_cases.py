@@ -7,23 +7,14 @@ path the writes share (idempotency, publish, accepted record) is gateway.accept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from gateway.accept import Accepted, Ids, Plan, accept
 from gateway.errors import NotCancellableError, NotFoundError, UnknownResourceError
-from gateway.hub import Hub
-from gateway.known import KnownIds
 from gateway.ports import (
     AcceptedKind,
     AcceptedRecord,
-    AcceptedStore,
-    CommandPublisher,
-    EventFeed,
-    IdempotencyStore,
-    ViewReader,
 )
 from gateway.schemas import (
     BookingAccepted,
@@ -35,31 +26,15 @@ from gateway.schemas import (
     ResourcePage,
 )
 from shared.auth import Principal
-from shared.events import CancelBooking, CreateResource, RequestBooking, utcnow
+from shared.events import CancelBooking, CreateResource, RequestBooking
 from shared.readmodel import ResourceView
-from shared.service import ReadinessCheck
 
-__all__ = ["Accepted", "GatewayDeps"]  # Accepted: what the routes turn into a 202
+if TYPE_CHECKING:
+    from gateway.bootstrap import GatewayDeps
+
+__all__ = ["Accepted"]  # what the routes turn into a 202
 
 TERMINAL_FOR_CANCEL = frozenset({"rejected", "cancelled"})
-KNOWN_RESOURCES = 50_000  # ids remembered, about 10 MB
-
-
-@dataclass
-class GatewayDeps:
-    """Everything the use cases touch. ``create_app(deps=...)`` injects fakes in unit tests."""
-
-    publisher: CommandPublisher
-    views: ViewReader
-    accepted: AcceptedStore
-    idempotency: IdempotencyStore
-    readiness: dict[str, ReadinessCheck]
-    feed: EventFeed  # started by the lifespan, into ``hub``
-    hub: Hub = field(default_factory=Hub)
-    clock: Callable[[], datetime] = utcnow
-    idempotency_wait_seconds: float = 2.0
-    idempotency_poll_seconds: float = 0.05
-    known_resources: KnownIds = field(default_factory=lambda: KnownIds(KNOWN_RESOURCES))
 
 
 # ------------------------------------------------------------------ resources

@@ -1,12 +1,6 @@
-"""Adapters: the ledger store and the event publisher, each behind a Protocol."""
+"""Adapters: the ledger store and the event publisher, behind the Protocols of booking.ports."""
 
-from booking.adapters.ledger import LedgerRepository, MongoLedgerRepository, entry_id
-from booking.adapters.publisher import EventPublisher, KafkaEventPublisher
+from booking.adapters.ledger import MongoLedgerRepository, entry_id
+from booking.adapters.publisher import KafkaEventPublisher
 
-__all__ = [
-    "EventPublisher",
-    "KafkaEventPublisher",
-    "LedgerRepository",
-    "MongoLedgerRepository",
-    "entry_id",
-]
+__all__ = ["KafkaEventPublisher", "MongoLedgerRepository", "entry_id"]

@@ -9,7 +9,7 @@ atomicity beyond the indexes.
 
 Cost. On MongoDB every access here is an index look-up. On FerretDB v1 (SQLite) inserts and
 ``_id`` reads use an index (the latter only as `bookify infra` builds it, see
-``bookify.infra.ferretdb``), but any other filter or sort scans the collection in Go, at a
+``bookify_platform.infra.ferretdb``), but any other filter or sort scans the collection in Go, at a
 cost that grows with the ledger (docs/DESIGN.md §4). So every read here is by ``_id``: the
 hot path is one insert (the caller caches heads, see ``booking.service_layer.heads``), and an
 operation is found through its pointer in ``ledger_ops`` (``_id`` = op_key), or, where a crash
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Protocol
 from uuid import UUID
 
 from pymongo import ASCENDING
@@ -46,43 +45,6 @@ ORDERED_CHUNK = 100
 
 class LedgerCorruptionError(RuntimeError):
     """The server stored entries after one it refused in an ordered insert."""
-
-
-class LedgerRepository(Protocol):
-    async def get(self, resource_id: UUID, seq: int) -> LedgerEntry | None:
-        """The entry at ``seq`` of the resource, or None: one primary-key look-up.
-
-        Seqs are dense (1..n, an entry is only ever appended right after an existing one), so
-        a resource's head can be found with these alone.
-        """
-        ...
-
-    async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
-        """The entry recording the operation on the resource, or None: ``_id`` reads only.
-
-        ``head`` is the newest seq of the resource the caller knows: an entry whose pointer
-        a crash lost is among the newest ones (see :class:`MongoLedgerRepository`).
-        """
-        ...
-
-    async def append_many(self, entries: Sequence[LedgerEntry]) -> int:
-        """Append ``entries`` in order, stopping at the first one refused; how many were stored.
-
-        One round trip for a whole batch. A refused entry (its seq taken, or its op_key
-        recorded) and every entry after it are not stored: the caller decides those again
-        one by one, where :meth:`append` says why each was refused.
-        """
-        ...
-
-    async def append(self, entry: LedgerEntry) -> None:
-        """Append ``entry``.
-
-        Raises :class:`AlreadyDecided` (carrying the stored entry) when its op_key exists,
-        else :class:`ConcurrencyConflict` when its (resource_id, seq) is taken. When both are
-        taken either may be raised: at a fresher seq the caller's next append answers
-        AlreadyDecided.
-        """
-        ...
 
 
 def entry_id(resource_id: UUID | str, seq: int) -> str:

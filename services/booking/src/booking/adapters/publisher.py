@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
 from shared.events import Event, encode
 
 SOURCE = "bookify/booking"
-
-
-class EventPublisher(Protocol):
-    async def publish(self, event: Event) -> None:
-        """Return once Kafka acknowledged the event (acks=all)."""
-        ...
-
-    async def send(self, event: Event) -> Awaitable[Any]:
-        """Hand ``event`` to the producer now, in call order; await the result for the ack.
-
-        Sends made one after another and awaited together go out in few produce requests,
-        in order per partition, instead of one acknowledged round trip each.
-        """
-        ...
 
 
 class KafkaEventPublisher:

@@ -33,7 +33,6 @@ from uuid import UUID
 from opentelemetry.trace import Link
 from structlog.stdlib import BoundLogger
 
-from booking.adapters import EventPublisher, LedgerRepository
 from booking.domain import (
     AlreadyDecided,
     ConcurrencyConflict,
@@ -47,6 +46,7 @@ from booking.domain import (
     replay,
 )
 from booking.metrics import BookingMetrics
+from booking.ports import EventPublisher, LedgerRepository
 from booking.service_layer.heads import HEADS_CACHED, LedgerHeads
 from booking.service_layer.recent import RECENT_ENTRIES, RecentEntries
 from shared.events import (
@@ -59,8 +59,7 @@ from shared.events import (
 )
 from shared.faults import KillPoint
 from shared.logging import get_logger
-from shared.messaging import Delivery, RetryPolicy
-from shared.telemetry import consuming
+from shared.messaging import Delivery, RetryPolicy, consuming
 
 log = get_logger(__name__)
 

@@ -17,8 +17,8 @@ from uuid import UUID
 
 from cachetools import LRUCache
 
-from booking.adapters import LedgerRepository
 from booking.domain import LedgerEntry
+from booking.ports import LedgerRepository
 
 HEADS_CACHED = 10_000
 """Resources whose head a process remembers (least recently used forgotten first)."""

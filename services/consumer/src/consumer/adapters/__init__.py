@@ -1,6 +1,3 @@
-"""The read side's port to the views store; the Kafka consumer's lag is sampled by
-:mod:`consumer.adapters.kafka_lag`, imported from there."""
-
-from consumer.adapters.repository import ViewRepository
-
-__all__ = ["ViewRepository"]
+"""The consumer's adapters: the views store (:mod:`consumer.adapters.mongo`, behind
+:class:`consumer.ports.ViewRepository`) and the Kafka consumer's lag
+(:mod:`consumer.adapters.kafka_lag`), each imported from its module."""

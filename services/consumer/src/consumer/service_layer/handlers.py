@@ -21,7 +21,6 @@ from cachetools import LRUCache
 from opentelemetry import trace
 from opentelemetry.trace import Link
 
-from consumer.adapters import ViewRepository
 from consumer.domain import (
     coalesce_bookings,
     coalesce_changes,
@@ -29,11 +28,11 @@ from consumer.domain import (
     project,
 )
 from consumer.metrics import ConsumerMetrics
+from consumer.ports import ViewRepository
 from shared.events import Event, Message, utcnow
 from shared.faults import KillPoint
 from shared.logging import get_logger
-from shared.messaging import Delivery
-from shared.telemetry import consuming
+from shared.messaging import Delivery, consuming
 
 log = get_logger(__name__)
 

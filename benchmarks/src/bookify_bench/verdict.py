@@ -1,0 +1,241 @@
+"""`bookify bench verdict`: how often the baseline verdict cries wolf, and how often it finds
+a known slowdown.
+
+Against a running `bookify up`, N A/A pairs (a baseline run, then a candidate run of the
+same code compared with it) and N A/B pairs (the same, with the gateway's fault switch adding
+``slowdown`` x the baseline's p50 to every request during the candidate run), interleaved so
+that a machine getting busier touches both kinds alike. A pair is *flagged* when any of its
+comparisons is a REGRESSION (`bookify load --baseline` would exit 4): flagged A/A pairs are
+false positives, flagged A/B pairs detections.
+
+Each run is an open-model soak (``bookify load soak --open``): a fixed arrival rate, so a
+slower server shows as latency and not as less load. Every run seeds the same resources
+(:func:`loadtests.data.seed_resources`); the store is not dropped between runs, since that
+cannot be done under running services (see :mod:`bookify_platform.reset`), so bookings accumulate,
+and each report says how the runs' starts differed. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from loadtests import faultctl
+from loadtests.options import LoadOptions
+from loadtests.report import SUMMARY_FILE
+from loadtests.runner import run_open
+from shared.faults import FaultSettings
+
+Progress = Callable[[str], None]
+PairKind = Literal["A/A", "A/B"]
+# One load run: (config, run folder, baseline folder or None) -> its exit code.
+RunLoad = Callable[["VerdictBenchConfig", Path, Path | None], int]
+INVALID_EXIT = 5
+
+
+@dataclass(frozen=True)
+class VerdictBenchConfig:
+    host: str
+    runs_root: Path
+    pairs: int = 10
+    duration: float = 60.0
+    rate: float = 50.0
+    slowdown: float = 0.20  # of the baseline's p50, added on the gateway in A/B pairs
+    baseline_runs: int = 1
+    seed_resources: int = 20
+    principals: int = 50
+
+    @property
+    def window(self) -> float:
+        """Recorder windows: a dozen per run (at least 1 s, at most the usual 5 s), so a
+        short run still has the windows a verdict needs."""
+        return min(5.0, max(1.0, self.duration / 12))
+
+    def runs(self) -> int:
+        return 2 * self.pairs * (self.baseline_runs + 1)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    kind: PairKind
+    index: int
+    folder: str
+    baseline_p50_ms: float | None
+    injected_ms: float
+    valid: bool
+    flagged: bool
+    regressions: list[str]
+    verdicts: dict[str, int]
+    start_differences: list[str]
+    seconds: float
+
+
+@dataclass
+class VerdictFigures:
+    config: VerdictBenchConfig
+    pairs: list[PairResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def rate(self, kind: PairKind) -> tuple[int, int]:
+        """(flagged, valid) pairs of ``kind``."""
+        valid = [p for p in self.pairs if p.kind == kind and p.valid]
+        return sum(p.flagged for p in valid), len(valid)
+
+    def as_dict(self) -> dict[str, Any]:
+        fp, aa = self.rate("A/A")
+        hit, ab = self.rate("A/B")
+        config = {**asdict(self.config), "runs_root": str(self.config.runs_root)}
+        return {
+            "config": {**config, "window_s": self.config.window},
+            "false_positives": fp,
+            "aa_pairs": aa,
+            "false_positive_rate": fp / aa if aa else None,
+            "detections": hit,
+            "ab_pairs": ab,
+            "detection_rate": hit / ab if ab else None,
+            "invalid_pairs": sum(not p.valid for p in self.pairs),
+            "seconds": round(self.seconds, 1),
+            "pairs": [asdict(p) for p in self.pairs],
+        }
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8"))
+    return data
+
+
+def open_soak(config: VerdictBenchConfig, run_dir: Path, baseline: Path | None) -> int:
+    """One open-model soak run into ``run_dir`` (compared with ``baseline``); exit code."""
+    options = LoadOptions(
+        shape="soak",
+        host=config.host,
+        rate=config.rate,
+        duration=config.duration,
+        run_dir=run_dir,
+        baseline=baseline,
+        window=config.window,
+        seed_resources=config.seed_resources,
+        principals=config.principals,
+        booking_url=None,
+        consumer_url=None,
+    )
+    return run_open(options, say=lambda _: None)
+
+
+def _pair(
+    config: VerdictBenchConfig,
+    kind: PairKind,
+    index: int,
+    folder: Path,
+    faults: FaultSwitch,
+    run_load: RunLoad,
+) -> PairResult:
+    started = time.monotonic()
+    base_dir = folder / "baseline"
+    codes = []
+    for k in range(config.baseline_runs):
+        run_dir = base_dir / f"run{k + 1}" if config.baseline_runs > 1 else base_dir
+        codes.append(run_load(config, run_dir, None))
+    base_runs = [base_dir] if config.baseline_runs == 1 else sorted(base_dir.iterdir())
+    p50s = [_summary(run)["total"]["p50"] for run in base_runs]
+    p50 = sorted(p50s)[len(p50s) // 2] if all(p is not None for p in p50s) else None
+    injected = round(config.slowdown * p50, 3) if kind == "A/B" and p50 else 0.0
+    if injected:
+        # Switches itself off after the run even if this process dies.
+        settings = FaultSettings(latency_ms=injected, duration_seconds=config.duration + 120)
+        faults.apply({"gateway": settings})
+    try:
+        codes.append(run_load(config, folder / "candidate", base_dir))
+    finally:
+        if injected:
+            faults.reset()
+    summary = _summary(folder / "candidate")
+    comparisons = summary["comparisons"]
+    regressions = [
+        f"{c['name']} p{c['percentile']:g} {c['delta_ms']:+.1f} ms (x{c['ratio']:.2f})"
+        for c in comparisons
+        if c["verdict"] == "REGRESSION"
+    ]
+    return PairResult(
+        kind=kind,
+        index=index,
+        folder=str(folder),
+        baseline_p50_ms=p50,
+        injected_ms=injected,
+        valid=INVALID_EXIT not in codes,
+        flagged=bool(regressions),
+        regressions=regressions,
+        verdicts=dict(Counter(c["verdict"] for c in comparisons)),
+        start_differences=list(summary["meta"].get("start_differences") or []),
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+class FaultSwitch(Protocol):
+    """What the bench needs of :class:`loadtests.faultctl.FaultController`."""
+
+    def apply(self, plan: Mapping[str, FaultSettings]) -> object: ...
+
+    def reset(self) -> None: ...
+
+
+def bench_verdict(
+    config: VerdictBenchConfig,
+    progress: Progress = print,
+    *,
+    run_load: RunLoad = open_soak,
+    faults: FaultSwitch | None = None,
+) -> VerdictFigures:
+    """Run the pairs, A/A and A/B interleaved; the figures."""
+    started = time.monotonic()
+    if faults is None:
+        faults = faultctl.FaultController(faultctl.targets(config.host), run_id="bench-verdict")
+    figures = VerdictFigures(config)
+    for index in range(1, config.pairs + 1):
+        for kind in ("A/A", "A/B"):
+            tag = "aa" if kind == "A/A" else "ab"
+            folder = config.runs_root / f"{tag}-{index:02}"
+            pair = _pair(config, kind, index, folder, faults, run_load)
+            figures.pairs.append(pair)
+            injected = f", +{pair.injected_ms:g} ms on the gateway" if pair.injected_ms else ""
+            found = "; ".join(pair.regressions) or "no regression"
+            progress(
+                f"{kind} pair {index}/{config.pairs}{injected}: "
+                f"{'INVALID (generator saturated)' if not pair.valid else found} "
+                f"({pair.seconds:.0f} s)"
+            )
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def _rate(flagged: int, total: int) -> str:
+    return f"{flagged}/{total} ({flagged / total:.0%})" if total else "no valid pair"
+
+
+def verdict_report(figures: VerdictFigures) -> str:
+    c = figures.config
+    fp, aa = figures.rate("A/A")
+    hit, ab = figures.rate("A/B")
+    injected = [p.injected_ms for p in figures.pairs if p.kind == "A/B" and p.injected_ms]
+    lines = [
+        f"verdict bench: {c.pairs} A/A + {c.pairs} A/B pairs, open-model soak at {c.rate:g}/s, "
+        f"{c.duration:g} s runs ({c.window:g} s windows), {c.baseline_runs} baseline run(s) "
+        f"per pair; {figures.seconds:.0f} s in all",
+        f"  false positives (A/A flagged)   {_rate(fp, aa)}",
+        f"  detections (A/B flagged)        {_rate(hit, ab)}   slowdown {c.slowdown:.0%} of the "
+        f"baseline p50 on the gateway"
+        + (f" ({min(injected):g}-{max(injected):g} ms)" if injected else ""),
+    ]
+    invalid = sum(not p.valid for p in figures.pairs)
+    if invalid:
+        lines.append(f"  {invalid} pair(s) INVALID (the generator saturated) and left out")
+    unlike = sum(bool(p.start_differences) for p in figures.pairs)
+    if unlike:
+        lines.append(f"  {unlike} pair(s) did not start alike (bookings accumulate between runs)")
+    lines.append(f"  run folders under {c.runs_root}")
+    return "\n".join(lines)
