@@ -41,6 +41,7 @@ from pydantic_settings import BaseSettings
 
 from bookify.infra.helm import build_helm
 from gateway.config import GatewaySettings
+from shared.kafka import BATCH_FINISH_SECONDS
 from shared.runner import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import SHARED_ENVIRONMENT_VARIABLE, ServiceSettings, SubscriberSettings
 from tests.contract.test_compose import SERVICES, default_port, env_prefixes
@@ -897,6 +898,23 @@ def test_render_refuses_more_scaled_replicas_than_partitions(helm: Path) -> None
     proc = template(helm, *PROFILES["default"], *(a for s in keda for a in ("--set", s)))
     assert proc.returncode != 0
     assert "booking.keda.maxReplicaCount (4) exceeds kafka.topicPartitions (3)" in proc.stderr
+
+
+def test_booking_and_consumer_finish_their_batch_within_their_grace_period(helm: Path) -> None:
+    for profile in PROFILES:
+        docs = render(helm, *PROFILES[profile])
+        for name in ("booking", "consumer"):
+            pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+            needed = BATCH_FINISH_SECONDS + GRACEFUL_SHUTDOWN_SECONDS
+            assert pod["terminationGracePeriodSeconds"] >= needed, (profile, name)
+
+
+def test_render_refuses_a_grace_period_shorter_than_a_batch(helm: Path) -> None:
+    short = "consumer.terminationGracePeriodSeconds=20"
+    proc = template(helm, *PROFILES["default"], "--set", short)
+    assert proc.returncode != 0
+    needed = int(BATCH_FINISH_SECONDS + GRACEFUL_SHUTDOWN_SECONDS)  # what the render asks
+    assert f"consumer.terminationGracePeriodSeconds (20) must be at least {needed}:" in proc.stderr
 
 
 def test_render_refuses_a_grace_period_shorter_than_the_drain(helm: Path) -> None:

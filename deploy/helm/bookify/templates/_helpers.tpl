@@ -273,6 +273,13 @@ what to set. Included once, by deployment.yaml.
 {{- if lt (int $gateway.terminationGracePeriodSeconds) (add (int $gateway.drainSeconds) 15) -}}
 {{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least gateway.drainSeconds (%v) + 15: the drain, 10 s for requests in flight and the shutdown after them, or Kubernetes kills the pod mid-request" $gateway.terminationGracePeriodSeconds $gateway.drainSeconds) -}}
 {{- end -}}
+{{- /* the batch in hand finished and committed (shared.kafka.BATCH_FINISH_SECONDS), then 10 s for the rest of the shutdown */ -}}
+{{- range $name := list "booking" "consumer" -}}
+{{- $grace := (index $.Values $name).terminationGracePeriodSeconds -}}
+{{- if lt (int $grace) 25 -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must be at least 25: 15 s to finish and commit the batch in hand and leave the group, then 10 s for the rest of the shutdown, or Kubernetes kills the pod mid-batch and its records are handled again" $name $grace) -}}
+{{- end -}}
+{{- end -}}
 {{- $kafka := .Values.kafka -}}
 {{- if and (eq $kafka.securityProtocol "PLAINTEXT") (eq .Values.environment "prod") (not $kafka.allowPlaintext) -}}
 {{- fail "kafka.securityProtocol=PLAINTEXT in environment=prod: anyone on the network could write commands and read bookings, and the services refuse it. Set kafka.securityProtocol to SASL_SSL (with kafka.sasl.existingSecret) or SSL, or kafka.allowPlaintext=true for a listener you trust" -}}
