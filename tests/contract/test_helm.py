@@ -541,6 +541,37 @@ CUSTOM_RESOURCES: dict[tuple[str, str], Callable[[Manifest, Sequence[Manifest]],
 }
 
 
+def kafka_topic_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]:
+    """A Strimzi KafkaTopic against what every service would check its topic against."""
+    spec, what = doc["spec"], f"KafkaTopic {doc['metadata']['name']}"
+    problems = []
+    if not doc["metadata"]["labels"].get("strimzi.io/cluster"):
+        problems.append(f"{what}: no strimzi.io/cluster label: no Topic Operator takes it")
+    for name in SERVICES:
+        container = only(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        settings = load_settings(name, container_env(container, docs)[0])
+        if settings.create_topics:
+            problems.append(f"{what}: {name} creates topics too (createTopics is true)")
+        if spec["topicName"] not in settings.topics.all():
+            problems.append(f"{what}: {spec['topicName']!r} is none of {name}'s topics")
+        expected = {
+            "partitions": settings.topic_partitions,
+            "replicas": settings.topic_replication_factor,
+            "min.insync.replicas": settings.topic_min_insync_replicas,
+        }
+        got = {
+            "partitions": spec["partitions"],
+            "replicas": spec["replicas"],
+            "min.insync.replicas": spec.get("config", {}).get("min.insync.replicas"),
+        }
+        if got != expected:
+            problems.append(f"{what}: {got}, {name} checks for {expected}")
+    return problems
+
+
+CUSTOM_RESOURCES[("kafka.strimzi.io/v1beta2", "KafkaTopic")] = kafka_topic_problems
+
+
 def custom_resource_problems(docs: Sequence[Manifest]) -> list[str]:
     problems = []
     for doc in docs:
@@ -587,6 +618,37 @@ def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
     problems = custom_resource_problems(docs)
     assert any("consumerGroup" in p for p in problems), problems
     assert any(p.startswith("consumer: endpoint") for p in problems), problems
+
+
+STRIMZI_TOPICS = (
+    "--set",
+    "kafka.strimziTopics.enabled=true",
+    "--set",
+    "kafka.strimziTopics.cluster=my-cluster",
+    "--set",
+    "kafka.createTopics=false",
+)
+
+
+def test_strimzi_kafka_topics_are_the_topics_the_services_check(helm: Path) -> None:
+    assert find(render(helm, *PROFILES["default"]), "KafkaTopic") == []  # off by default
+    docs = render(helm, *PROFILES["production"], *STRIMZI_TOPICS)
+    topics = find(docs, "KafkaTopic")
+    assert sorted(t["spec"]["topicName"] for t in topics) == [
+        "bookify.commands",
+        "bookify.dlq",
+        "bookify.events",
+    ]
+    assert custom_resource_problems(docs) == []
+    topics[0]["spec"]["partitions"] = 1
+    problems = custom_resource_problems(docs)
+    assert any("'partitions': 1" in p for p in problems), problems
+
+
+def test_render_refuses_strimzi_topics_the_services_would_also_create(helm: Path) -> None:
+    proc = template(helm, *PROFILES["default"], *STRIMZI_TOPICS[:4])
+    assert proc.returncode != 0
+    assert "set kafka.createTopics=false" in proc.stderr
 
 
 def test_keda_logs_in_to_kafka_as_its_service(helm: Path) -> None:
@@ -1166,6 +1228,39 @@ def test_network_policies(helm: Path, profile: str) -> None:
         assert int(redis_port.group(1)) in {p["port"] for p in egress_values["redis"]["ports"]}
 
 
+GATEWAY_OPENAPI = ROOT / "tests" / "unit" / "gateway" / "openapi.json"
+
+
+def ingress_problems(paths: Sequence[Manifest]) -> list[str]:
+    """The gateway's routes (its OpenAPI document) an Ingress with ``paths`` gets wrong: an
+    API route it does not route, or an operations or admin route it does."""
+
+    def routed(route: str) -> bool:
+        parts = route.split("/")
+        for path in paths:
+            prefix = path["path"].rstrip("/").split("/")
+            if path["pathType"] == "Exact" and path["path"] == route:
+                return True
+            if path["pathType"] == "Prefix" and parts[: len(prefix)] == prefix:
+                return True
+        return False
+
+    routes = json.loads(GATEWAY_OPENAPI.read_text())["paths"]
+    problems = []
+    for route in routes:
+        public = route.startswith("/v1/") and not route.startswith("/v1/admin/")
+        if routed(route) != public:
+            problems.append(f"{route} {'not ' if public else ''}routed by the Ingress")
+    return problems
+
+
+def test_ingress_check_catches_a_prefix_that_covers_the_admin_routes() -> None:
+    everything = [{"path": "/v1", "pathType": "Prefix"}]
+    assert ingress_problems(everything) == ["/v1/admin/faults routed by the Ingress"]
+    bookings_only = [{"path": "/v1/bookings", "pathType": "Prefix"}]
+    assert "/v1/resources not routed by the Ingress" in ingress_problems(bookings_only)
+
+
 def test_only_the_gateway_is_exposed(helm: Path) -> None:
     docs = render(helm, *PROFILES["production"])
     (ingress,) = find(docs, "Ingress")
@@ -1175,8 +1270,9 @@ def test_only_the_gateway_is_exposed(helm: Path) -> None:
         for path in rule["http"]["paths"]
     ]
     gateway = only(docs, "Service", "gateway")["metadata"]["name"]
-    assert [b["name"] for b in backends] == [gateway]
-    # The API only: /metrics, /healthz and /admin stay inside the cluster.
-    assert [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]] == ["/v1"]
+    assert {b["name"] for b in backends} == {gateway}
+    paths = [p for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    # Every API route is routed; /metrics, /healthz, /readyz and the fault switch are not.
+    assert ingress_problems(paths) == []
     for name in ("booking", "consumer"):
         assert only(docs, "Service", name)["spec"]["type"] == "ClusterIP"

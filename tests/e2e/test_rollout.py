@@ -94,7 +94,14 @@ class Balancer:
     def __init__(self, urls: list[str]) -> None:
         self.backends = [Backend(url) for url in urls]
         self._turn = itertools.count()
+        self.probing: asyncio.Task[None] | None = None
         self._probe = httpx.AsyncClient(timeout=2, limits=httpx.Limits(max_keepalive_connections=0))
+
+    def check_probing(self) -> None:
+        """Raise what stopped the probes, if they stopped: a balancer blind to readiness."""
+        if self.probing is not None and self.probing.done():
+            self.probing.result()
+            raise AssertionError("the balancer stopped probing")
 
     async def probe_forever(self) -> None:
         while True:
@@ -112,6 +119,9 @@ class Balancer:
             # failureThreshold), where a 503 takes it out at once.
             backend.slow += 1
             backend.ready = backend.ready and backend.slow < SLOW_PROBES
+            return
+        except httpx.TransportError:  # reset: the process is closing its connections
+            backend.ready = False
             return
         backend.slow = 0
         if ready and backend.gone:
@@ -230,7 +240,7 @@ def rollout_stack(
 @pytest.fixture
 async def balancer(rollout_stack: Platform) -> AsyncIterator[Balancer]:
     balancer = Balancer(rollout_stack.urls("gateway"))
-    probing = asyncio.create_task(balancer.probe_forever())
+    balancer.probing = probing = asyncio.create_task(balancer.probe_forever())
     try:
         yield balancer
     finally:
@@ -260,6 +270,7 @@ async def test_a_rollout_of_a_gateway_and_a_booking_worker_under_traffic_drops_n
     stopping: list[Stopping] = []
 
     def poll() -> None:
+        balancer.check_probing()
         for stop in stopping:
             if stop.exited_at is None and stop.process.poll() is not None:
                 stop.exited_at = time.monotonic()

@@ -281,6 +281,9 @@ what to set. Included once, by deployment.yaml.
 {{- end -}}
 {{- end -}}
 {{- $kafka := .Values.kafka -}}
+{{- if and $kafka.strimziTopics.enabled $kafka.createTopics -}}
+{{- fail "kafka.strimziTopics.enabled: Strimzi's Topic Operator owns the topics, so set kafka.createTopics=false (the services then only check them)" -}}
+{{- end -}}
 {{- if and (eq $kafka.securityProtocol "PLAINTEXT") (eq .Values.environment "prod") (not $kafka.allowPlaintext) -}}
 {{- fail "kafka.securityProtocol=PLAINTEXT in environment=prod: anyone on the network could write commands and read bookings, and the services refuse it. Set kafka.securityProtocol to SASL_SSL (with kafka.sasl.existingSecret) or SSL, or kafka.allowPlaintext=true for a listener you trust" -}}
 {{- end -}}
