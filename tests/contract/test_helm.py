@@ -571,6 +571,59 @@ def kafka_topic_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]:
 
 CUSTOM_RESOURCES[("kafka.strimzi.io/v1beta2", "KafkaTopic")] = kafka_topic_problems
 
+OBSERVABILITY = ROOT / "observability"
+# What the chart reads through its files/ symlinks: the same files, not copies.
+CHART_FILES = {
+    CHART / "files" / "prometheus-rules": OBSERVABILITY / "prometheus" / "rules",
+    CHART / "files" / "grafana-dashboards": OBSERVABILITY / "grafana" / "dashboards",
+}
+
+
+def prometheus_rule_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]:
+    """A PrometheusRule must hold exactly the groups of its observability/ rules file."""
+    name = doc["metadata"]["name"].removeprefix(f"{RELEASE}-")
+    source = OBSERVABILITY / "prometheus" / "rules" / f"{name}.yml"
+    if not source.is_file():
+        return [f"PrometheusRule {name}: no {source.relative_to(ROOT)}"]
+    if doc["spec"]["groups"] != yaml.safe_load(source.read_text())["groups"]:
+        return [f"PrometheusRule {name}: its groups differ from {source.relative_to(ROOT)}"]
+    return []
+
+
+CUSTOM_RESOURCES[("monitoring.coreos.com/v1", "PrometheusRule")] = prometheus_rule_problems
+OBSERVABILITY_ON = (
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.grafanaDashboards.enabled=true",
+)
+
+
+def test_the_chart_reads_observability_itself_through_symlinks() -> None:
+    for link, target in CHART_FILES.items():
+        assert link.is_symlink(), f"{link.relative_to(ROOT)} is a copy, not a link"
+        assert link.resolve() == target.resolve()
+
+
+def test_rules_and_dashboards_render_from_the_observability_files(helm: Path) -> None:
+    assert find(render(helm, *PROFILES["default"]), "PrometheusRule") == []  # off by default
+    docs = render(helm, *PROFILES["default"], *OBSERVABILITY_ON)
+    rules = find(docs, "PrometheusRule")
+    sources = sorted(OBSERVABILITY.glob("prometheus/rules/*.yml"))
+    assert len(rules) == len(sources) == 2
+    assert custom_resource_problems(docs) == []
+    assert schema_problems(docs, KUBE_VERSION) == []  # the dashboards' ConfigMaps
+    dashboards = {
+        key: json.loads(value)
+        for doc in find(docs, "ConfigMap")
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for key, value in doc["data"].items()
+    }
+    files = OBSERVABILITY.glob("grafana/dashboards/*.json")
+    assert dashboards == {path.name: json.loads(path.read_text()) for path in files}
+    rules[0]["spec"]["groups"][0]["rules"].pop()
+    assert custom_resource_problems(docs) != []
+
 
 def custom_resource_problems(docs: Sequence[Manifest]) -> list[str]:
     problems = []
@@ -937,10 +990,22 @@ def test_existing_secrets_are_referenced_not_created(helm: Path) -> None:
     container = only(docs, "Deployment", "booking")["spec"]["template"]["spec"]["containers"][0]
     refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v}
     assert refs == {
-        "BOOKIFY_AUTH_JWT_SECRET": {"name": "bookify-jwt", "key": "jwt-secret"},
         "BOOKIFY_BOOKING_MONGO_URI": {"name": "bookify-mongodb", "key": "mongodb-uri"},
         "BOOKIFY_KAFKA_SASL_PASSWORD": {"name": "bookify-booking", "key": "password"},
     }
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_jwt_secret_reaches_the_gateway_only(helm: Path, profile: str) -> None:
+    docs = render(helm, *PROFILES[profile])
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        env = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
+        assert ("BOOKIFY_AUTH_JWT_SECRET" in env) == (name == "gateway"), (profile, name)
+        # Nor through a volume: no pod of booking or the consumer mounts the JWT Secret.
+        secret = "bookify-jwt" if profile == "production" else "bookify"
+        volumes = [v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])]
+        assert secret not in volumes, (profile, name)
 
 
 # ---------------------------------------------------------------- rollouts

@@ -84,13 +84,13 @@ async def operator(runtime: RuntimeDep, credentials: Credentials) -> Principal:
     return require_scope(authenticate(runtime.settings.auth, credentials), Scope.RESOURCES_ADMIN)
 
 
-async def fault_switch(
-    _: Annotated[Principal, Depends(operator)], runtime: RuntimeDep
-) -> FaultSwitch:
+async def fault_switch(runtime: RuntimeDep, credentials: Credentials) -> FaultSwitch:
     if not runtime.faults.allowed:
-        # As if the endpoint did not exist: production has no fault switch.
+        # As if the endpoint did not exist: production has no fault switch, and checks no
+        # token for it (booking and the consumer get no JWT secret there).
         environment = runtime.faults.environment.value
         raise HTTPException(404, f"fault injection is disabled in environment={environment}")
+    await operator(runtime, credentials)
     return runtime.faults
 
 

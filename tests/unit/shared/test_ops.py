@@ -205,6 +205,8 @@ async def test_the_fault_switch_does_not_exist_in_prod() -> None:
         assert response.status_code == 404
         assert "prod" in response.json()["detail"]
         assert svc.runtime.faults.settings == OFF
+        # No token is checked for it there: booking and the consumer have no JWT secret.
+        assert (await svc.http.get("/admin/faults")).status_code == 404
 
 
 async def test_the_openapi_document_lists_every_status_of_the_ops_routes(svc: Served) -> None:

@@ -154,11 +154,14 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 - name: {{ $key }}
   value: {{ $value | quote }}
 {{- end }}
+{{- if eq $name "gateway" }}
+{{- /* Only the gateway checks tokens in prod (booking's and the consumer's fault switch is off there). */}}
 - name: BOOKIFY_AUTH_JWT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ include "bookify.jwtSecretName" $root }}
       key: {{ include "bookify.jwtSecretKey" $root }}
+{{- end }}
 {{- if $root.Values.mongodb.existingSecret }}
 - name: {{ $p }}MONGO_URI
   valueFrom:
