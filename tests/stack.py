@@ -126,6 +126,31 @@ def stack(
 
 
 @pytest.fixture(scope="module")
+def replica_stack(
+    request: pytest.FixtureRequest,
+    kafka: Any,
+    mongo: Any,
+    redis: Any,
+    otlp: OtlpReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Platform]:
+    """A stack of the requesting module's own: its ``REPLICAS`` processes per service, its
+    ``STACK_ENV`` (if any) added to the services' environment, the gateways sharing their
+    rate limit in the session's Redis."""
+    module = request.module
+    config = new_stack_config(
+        kafka,
+        mongo,
+        otlp,
+        redis=redis,
+        replicas=module.REPLICAS,
+        extra_env=getattr(module, "STACK_ENV", None),
+    )
+    with Platform(config, tmp_path_factory.mktemp(module.__name__.rsplit(".", 1)[-1])) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
 def load_stack(
     kafka: Any, mongo: Any, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:

@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +23,12 @@ from pymongo import AsyncMongoClient
 from bookify.platform import Platform, ServiceName
 from loadtests.openmodel import HttpClient, Reply
 from shared.mongo import Document
-from tests.otlp import OtlpReceiver
 from tests.stack import (
     Api,
     check_ledger,
     free_port_block,
     group_members,
     metric,
-    new_stack_config,
     resources_on_every_partition,
     spread_client,
 )
@@ -39,29 +37,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 REPLICAS: dict[ServiceName, int] = {"gateway": 2, "booking": 2, "consumer": 2}
 RATE, BURST = 20, 40  # the gateway's defaults (gateway.config)
+STACK_ENV = {
+    "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
+    "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": str(BURST),
+}
 
 
 @pytest.fixture(scope="module")
-def replicas(
-    kafka: Any,
-    mongo: Any,
-    redis: Any,
-    otlp: OtlpReceiver,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Platform]:
-    config = new_stack_config(
-        kafka,
-        mongo,
-        otlp,
-        redis=redis,
-        replicas=REPLICAS,
-        extra_env={
-            "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
-            "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": str(BURST),
-        },
-    )
-    with Platform(config, tmp_path_factory.mktemp("replicas")) as platform:
-        yield platform
+def replicas(replica_stack: Platform) -> Platform:
+    return replica_stack
 
 
 @pytest.fixture

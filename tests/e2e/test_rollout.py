@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +32,12 @@ from bookify.platform import Platform, ServiceName, ServiceProcess
 from bookify.supervisor import RestartPolicy, Supervisor
 from shared.mongo import Document
 from tests.chaos.traffic import set_faults
-from tests.otlp import OtlpReceiver
 from tests.stack import (
     TERMINAL,
     Api,
     check_ledger,
     group_members,
     metric,
-    new_stack_config,
     resources_on_every_partition,
 )
 
@@ -49,6 +47,7 @@ REPLICAS: dict[ServiceName, int] = {"gateway": 2, "booking": 2, "consumer": 1}
 # Long enough for the balancer's probe (every PROBE_EVERY_S) to see the 503 many times over
 # on a busy machine; the chart's default is 10 s.
 DRAIN_SECONDS = 4
+STACK_ENV = {"BOOKIFY_GATEWAY_DRAIN_SECONDS": str(DRAIN_SECONDS)}
 PROBE_EVERY_S = 0.1
 SLOW_PROBES = 3
 RATE = 30.0  # bookings a second, over both gateways
@@ -217,29 +216,9 @@ def terminate(service: ServiceProcess) -> Stopping:
     return Stopping(service.name, service.proc, time.monotonic())
 
 
-@pytest.fixture(scope="module")
-def rollout_stack(
-    kafka: Any,
-    mongo: Any,
-    redis: Any,
-    otlp: OtlpReceiver,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Platform]:
-    config = new_stack_config(
-        kafka,
-        mongo,
-        otlp,
-        redis=redis,
-        replicas=REPLICAS,
-        extra_env={"BOOKIFY_GATEWAY_DRAIN_SECONDS": str(DRAIN_SECONDS)},
-    )
-    with Platform(config, tmp_path_factory.mktemp("rollout")) as platform:
-        yield platform
-
-
 @pytest.fixture
-async def balancer(rollout_stack: Platform) -> AsyncIterator[Balancer]:
-    balancer = Balancer(rollout_stack.urls("gateway"))
+async def balancer(replica_stack: Platform) -> AsyncIterator[Balancer]:
+    balancer = Balancer(replica_stack.urls("gateway"))
     balancer.probing = probing = asyncio.create_task(balancer.probe_forever())
     try:
         yield balancer
@@ -258,9 +237,9 @@ async def until(condition: Callable[[], bool], what: str, *, poll: Callable[[], 
 
 
 async def test_a_rollout_of_a_gateway_and_a_booking_worker_under_traffic_drops_nothing(
-    rollout_stack: Platform, balancer: Balancer, mongo: Any
+    replica_stack: Platform, balancer: Balancer, mongo: Any
 ) -> None:
-    platform = rollout_stack
+    platform = replica_stack
     gateway, worker = platform["gateway-1"], platform["booking-1"]
     drained = balancer.backends[1]
     assert drained.url == gateway.url
