@@ -290,7 +290,10 @@ async def test_a_rollout_of_a_gateway_and_a_booking_worker_under_traffic_drops_n
         traffic.running = False
         await sending
 
-    # Every 202 decided, once, and terminal for its client.
+    # Every 202 terminal for its client, then decided once in the ledger.
+    statuses = await asyncio.gather(
+        *(terminal(balancer, b, who) for b, who in traffic.accepted.items())
+    )
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo.uri, tz_aware=True)
     try:
         ledger = client[f"{platform.config.db_prefix}bookify_booking"]["ledger"]
@@ -302,9 +305,6 @@ async def test_a_rollout_of_a_gateway_and_a_booking_worker_under_traffic_drops_n
             decided |= {e["booking_id"] for e in entries if e["kind"] in ("confirmed", "rejected")}
     finally:
         await client.close()
-    statuses = await asyncio.gather(
-        *(terminal(balancer, b, who) for b, who in traffic.accepted.items())
-    )
 
     old_worker_log = worker.log_path.read_text().split(RESTART_MARK)[0]
     figures = {
