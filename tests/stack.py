@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,18 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.partitioner import DefaultPartitioner
 
 from bookify_platform.infra.process import free_ports, port_is_free
 from bookify_platform.services import SERVICES, Platform, PlatformConfig, ServiceName
+from shared.mongo import Document
 from tests.otlp import OtlpReceiver
 from tests.support.auth import bearer
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
+PARTITIONS = 3  # topic_partitions' default: the most booking workers that get work
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +122,31 @@ def stack(
 ) -> Iterator[Platform]:
     run_dir: Path = tmp_path_factory.mktemp("stack")
     with Platform(stack_config, run_dir) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def replica_stack(
+    request: pytest.FixtureRequest,
+    kafka: Any,
+    mongo: Any,
+    redis: Any,
+    otlp: OtlpReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Platform]:
+    """A stack of the requesting module's own: its ``REPLICAS`` processes per service, its
+    ``STACK_ENV`` (if any) added to the services' environment, the gateways sharing their
+    rate limit in the session's Redis."""
+    module = request.module
+    config = new_stack_config(
+        kafka,
+        mongo,
+        otlp,
+        redis=redis,
+        replicas=module.REPLICAS,
+        extra_env=getattr(module, "STACK_ENV", None),
+    )
+    with Platform(config, tmp_path_factory.mktemp(module.__name__.rsplit(".", 1)[-1])) as platform:
         yield platform
 
 
@@ -243,3 +275,71 @@ async def api(stack: Platform) -> AsyncIterator[Api]:
     limits = httpx.Limits(max_connections=100, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=stack["gateway"].url, timeout=30, limits=limits) as http:
         yield Api(http)
+
+
+# ---------------------------------------------------------------- replicas under traffic
+async def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``, from ``url``/metrics."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def check_ledger(entries: list[Document], capacity: int) -> list[str]:
+    """Dense seqs, every booking decided once, seats never above capacity."""
+    problems = []
+    seqs = [e["seq"] for e in entries]
+    if seqs != list(range(1, len(entries) + 1)):
+        problems.append(f"seqs are not 1..{len(entries)}: {seqs[:30]}")
+    decided = Counter(e["booking_id"] for e in entries if e["kind"] in ("confirmed", "rejected"))
+    if twice := [b for b, n in decided.items() if n > 1]:
+        problems.append(f"decided more than once: {twice[:10]}")
+    if over := [e["seq"] for e in entries if not 0 <= e["reserved"] <= capacity]:
+        problems.append(f"entries reserving more than {capacity} seats: {over[:10]}")
+    return problems
+
+
+async def resources_on_every_partition(
+    api: Api, capacity: int, partitions: int = PARTITIONS
+) -> list[str]:
+    """Resources (created through the API) whose commands land on every partition: whichever
+    worker a rebalance gives a partition to gets traffic to decide."""
+    partitioner = DefaultPartitioner()
+    found: dict[int, str] = {}
+    for _ in range(30):
+        resource = await api.create_resource(capacity=capacity, name="rebalance")
+        found.setdefault(partitioner(resource.encode(), list(range(partitions)), []), resource)
+        if len(found) == partitions:
+            return list(found.values())
+    raise AssertionError(f"30 resources covered only partitions {sorted(found)}")
+
+
+async def group_members(config: PlatformConfig, expected: int, within: float = 60.0) -> int:
+    """Wait until booking's consumer group is stable with ``expected`` members, each assigned
+    partitions; the count it settled on."""
+    group = f"{config.topic_prefix}bookify-booking"
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            [described] = response.groups
+            state, members = described[2], described[5]
+            assigned = [
+                m for m in members if ConsumerProtocolMemberAssignment.decode(m[4]).partitions()
+            ]
+            if state == "Stable" and len(assigned) == len(members) == expected:
+                return expected
+            assert time.monotonic() < deadline, (
+                f"{group}: {state}, {len(members)} members, {len(assigned)} assigned; "
+                f"expected {expected}"
+            )
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -41,6 +41,7 @@ from pydantic_settings import BaseSettings
 
 from bookify_platform.infra.helm import build_helm
 from gateway.config import GatewaySettings
+from shared.kafka import BATCH_FINISH_SECONDS
 from shared.runner import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import SHARED_ENVIRONMENT_VARIABLE, ServiceSettings, SubscriberSettings
 from tests.contract.test_compose import SERVICES, default_port, env_prefixes
@@ -540,6 +541,90 @@ CUSTOM_RESOURCES: dict[tuple[str, str], Callable[[Manifest, Sequence[Manifest]],
 }
 
 
+def kafka_topic_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]:
+    """A Strimzi KafkaTopic against what every service would check its topic against."""
+    spec, what = doc["spec"], f"KafkaTopic {doc['metadata']['name']}"
+    problems = []
+    if not doc["metadata"]["labels"].get("strimzi.io/cluster"):
+        problems.append(f"{what}: no strimzi.io/cluster label: no Topic Operator takes it")
+    for name in SERVICES:
+        container = only(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        settings = load_settings(name, container_env(container, docs)[0])
+        if settings.create_topics:
+            problems.append(f"{what}: {name} creates topics too (createTopics is true)")
+        if spec["topicName"] not in settings.topics.all():
+            problems.append(f"{what}: {spec['topicName']!r} is none of {name}'s topics")
+        expected = {
+            "partitions": settings.topic_partitions,
+            "replicas": settings.topic_replication_factor,
+            "min.insync.replicas": settings.topic_min_insync_replicas,
+        }
+        got = {
+            "partitions": spec["partitions"],
+            "replicas": spec["replicas"],
+            "min.insync.replicas": spec.get("config", {}).get("min.insync.replicas"),
+        }
+        if got != expected:
+            problems.append(f"{what}: {got}, {name} checks for {expected}")
+    return problems
+
+
+CUSTOM_RESOURCES[("kafka.strimzi.io/v1beta2", "KafkaTopic")] = kafka_topic_problems
+
+OBSERVABILITY = ROOT / "observability"
+# What the chart reads through its files/ symlinks: the same files, not copies.
+CHART_FILES = {
+    CHART / "files" / "prometheus-rules": OBSERVABILITY / "prometheus" / "rules",
+    CHART / "files" / "grafana-dashboards": OBSERVABILITY / "grafana" / "dashboards",
+}
+
+
+def prometheus_rule_problems(doc: Manifest, docs: Sequence[Manifest]) -> list[str]:
+    """A PrometheusRule must hold exactly the groups of its observability/ rules file."""
+    name = doc["metadata"]["name"].removeprefix(f"{RELEASE}-")
+    source = OBSERVABILITY / "prometheus" / "rules" / f"{name}.yml"
+    if not source.is_file():
+        return [f"PrometheusRule {name}: no {source.relative_to(ROOT)}"]
+    if doc["spec"]["groups"] != yaml.safe_load(source.read_text())["groups"]:
+        return [f"PrometheusRule {name}: its groups differ from {source.relative_to(ROOT)}"]
+    return []
+
+
+CUSTOM_RESOURCES[("monitoring.coreos.com/v1", "PrometheusRule")] = prometheus_rule_problems
+OBSERVABILITY_ON = (
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.grafanaDashboards.enabled=true",
+)
+
+
+def test_the_chart_reads_observability_itself_through_symlinks() -> None:
+    for link, target in CHART_FILES.items():
+        assert link.is_symlink(), f"{link.relative_to(ROOT)} is a copy, not a link"
+        assert link.resolve() == target.resolve()
+
+
+def test_rules_and_dashboards_render_from_the_observability_files(helm: Path) -> None:
+    assert find(render(helm, *PROFILES["default"]), "PrometheusRule") == []  # off by default
+    docs = render(helm, *PROFILES["default"], *OBSERVABILITY_ON)
+    rules = find(docs, "PrometheusRule")
+    sources = sorted(OBSERVABILITY.glob("prometheus/rules/*.yml"))
+    assert len(rules) == len(sources) == 2
+    assert custom_resource_problems(docs) == []
+    assert schema_problems(docs, KUBE_VERSION) == []  # the dashboards' ConfigMaps
+    dashboards = {
+        key: json.loads(value)
+        for doc in find(docs, "ConfigMap")
+        if doc["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for key, value in doc["data"].items()
+    }
+    files = OBSERVABILITY.glob("grafana/dashboards/*.json")
+    assert dashboards == {path.name: json.loads(path.read_text()) for path in files}
+    rules[0]["spec"]["groups"][0]["rules"].pop()
+    assert custom_resource_problems(docs) != []
+
+
 def custom_resource_problems(docs: Sequence[Manifest]) -> list[str]:
     problems = []
     for doc in docs:
@@ -586,6 +671,37 @@ def test_hand_checks_catch_a_wrong_consumer_group(helm: Path) -> None:
     problems = custom_resource_problems(docs)
     assert any("consumerGroup" in p for p in problems), problems
     assert any(p.startswith("consumer: endpoint") for p in problems), problems
+
+
+STRIMZI_TOPICS = (
+    "--set",
+    "kafka.strimziTopics.enabled=true",
+    "--set",
+    "kafka.strimziTopics.cluster=my-cluster",
+    "--set",
+    "kafka.createTopics=false",
+)
+
+
+def test_strimzi_kafka_topics_are_the_topics_the_services_check(helm: Path) -> None:
+    assert find(render(helm, *PROFILES["default"]), "KafkaTopic") == []  # off by default
+    docs = render(helm, *PROFILES["production"], *STRIMZI_TOPICS)
+    topics = find(docs, "KafkaTopic")
+    assert sorted(t["spec"]["topicName"] for t in topics) == [
+        "bookify.commands",
+        "bookify.dlq",
+        "bookify.events",
+    ]
+    assert custom_resource_problems(docs) == []
+    topics[0]["spec"]["partitions"] = 1
+    problems = custom_resource_problems(docs)
+    assert any("'partitions': 1" in p for p in problems), problems
+
+
+def test_render_refuses_strimzi_topics_the_services_would_also_create(helm: Path) -> None:
+    proc = template(helm, *PROFILES["default"], *STRIMZI_TOPICS[:4])
+    assert proc.returncode != 0
+    assert "set kafka.createTopics=false" in proc.stderr
 
 
 def test_keda_logs_in_to_kafka_as_its_service(helm: Path) -> None:
@@ -874,10 +990,22 @@ def test_existing_secrets_are_referenced_not_created(helm: Path) -> None:
     container = only(docs, "Deployment", "booking")["spec"]["template"]["spec"]["containers"][0]
     refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v}
     assert refs == {
-        "BOOKIFY_AUTH_JWT_SECRET": {"name": "bookify-jwt", "key": "jwt-secret"},
         "BOOKIFY_BOOKING_MONGO_URI": {"name": "bookify-mongodb", "key": "mongodb-uri"},
         "BOOKIFY_KAFKA_SASL_PASSWORD": {"name": "bookify-booking", "key": "password"},
     }
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_jwt_secret_reaches_the_gateway_only(helm: Path, profile: str) -> None:
+    docs = render(helm, *PROFILES[profile])
+    for name in SERVICES:
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        env = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
+        assert ("BOOKIFY_AUTH_JWT_SECRET" in env) == (name == "gateway"), (profile, name)
+        # Nor through a volume: no pod of booking or the consumer mounts the JWT Secret.
+        secret = "bookify-jwt" if profile == "production" else "bookify"
+        volumes = [v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])]
+        assert secret not in volumes, (profile, name)
 
 
 # ---------------------------------------------------------------- rollouts
@@ -897,6 +1025,23 @@ def test_render_refuses_more_scaled_replicas_than_partitions(helm: Path) -> None
     proc = template(helm, *PROFILES["default"], *(a for s in keda for a in ("--set", s)))
     assert proc.returncode != 0
     assert "booking.keda.maxReplicaCount (4) exceeds kafka.topicPartitions (3)" in proc.stderr
+
+
+def test_booking_and_consumer_finish_their_batch_within_their_grace_period(helm: Path) -> None:
+    for profile in PROFILES:
+        docs = render(helm, *PROFILES[profile])
+        for name in ("booking", "consumer"):
+            pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+            needed = BATCH_FINISH_SECONDS + GRACEFUL_SHUTDOWN_SECONDS
+            assert pod["terminationGracePeriodSeconds"] >= needed, (profile, name)
+
+
+def test_render_refuses_a_grace_period_shorter_than_a_batch(helm: Path) -> None:
+    short = "consumer.terminationGracePeriodSeconds=20"
+    proc = template(helm, *PROFILES["default"], "--set", short)
+    assert proc.returncode != 0
+    needed = int(BATCH_FINISH_SECONDS + GRACEFUL_SHUTDOWN_SECONDS)  # what the render asks
+    assert f"consumer.terminationGracePeriodSeconds (20) must be at least {needed}:" in proc.stderr
 
 
 def test_render_refuses_a_grace_period_shorter_than_the_drain(helm: Path) -> None:
@@ -1148,6 +1293,39 @@ def test_network_policies(helm: Path, profile: str) -> None:
         assert int(redis_port.group(1)) in {p["port"] for p in egress_values["redis"]["ports"]}
 
 
+GATEWAY_OPENAPI = ROOT / "tests" / "unit" / "gateway" / "openapi.json"
+
+
+def ingress_problems(paths: Sequence[Manifest]) -> list[str]:
+    """The gateway's routes (its OpenAPI document) an Ingress with ``paths`` gets wrong: an
+    API route it does not route, or an operations or admin route it does."""
+
+    def routed(route: str) -> bool:
+        parts = route.split("/")
+        for path in paths:
+            prefix = path["path"].rstrip("/").split("/")
+            if path["pathType"] == "Exact" and path["path"] == route:
+                return True
+            if path["pathType"] == "Prefix" and parts[: len(prefix)] == prefix:
+                return True
+        return False
+
+    routes = json.loads(GATEWAY_OPENAPI.read_text())["paths"]
+    problems = []
+    for route in routes:
+        public = route.startswith("/v1/") and not route.startswith("/v1/admin/")
+        if routed(route) != public:
+            problems.append(f"{route} {'not ' if public else ''}routed by the Ingress")
+    return problems
+
+
+def test_ingress_check_catches_a_prefix_that_covers_the_admin_routes() -> None:
+    everything = [{"path": "/v1", "pathType": "Prefix"}]
+    assert ingress_problems(everything) == ["/v1/admin/faults routed by the Ingress"]
+    bookings_only = [{"path": "/v1/bookings", "pathType": "Prefix"}]
+    assert "/v1/resources not routed by the Ingress" in ingress_problems(bookings_only)
+
+
 def test_only_the_gateway_is_exposed(helm: Path) -> None:
     docs = render(helm, *PROFILES["production"])
     (ingress,) = find(docs, "Ingress")
@@ -1157,8 +1335,9 @@ def test_only_the_gateway_is_exposed(helm: Path) -> None:
         for path in rule["http"]["paths"]
     ]
     gateway = only(docs, "Service", "gateway")["metadata"]["name"]
-    assert [b["name"] for b in backends] == [gateway]
-    # The API only: /metrics, /healthz and /admin stay inside the cluster.
-    assert [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]] == ["/v1"]
+    assert {b["name"] for b in backends} == {gateway}
+    paths = [p for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    # Every API route is routed; /metrics, /healthz, /readyz and the fault switch are not.
+    assert ingress_problems(paths) == []
     for name in ("booking", "consumer"):
         assert only(docs, "Service", name)["spec"]["type"] == "ClusterIP"

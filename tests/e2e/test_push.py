@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,32 +19,21 @@ import httpx
 import pytest
 
 from bookify_platform.services import Platform, ServiceName
-from tests.otlp import OtlpReceiver
-from tests.stack import Api, new_stack_config
+from tests.stack import Api
 from tests.support.auth import bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 REPLICAS: dict[ServiceName, int] = {"gateway": 2, "booking": 1, "consumer": 1}
 DECISION_DELAY_MS = 1500  # booking waits this long before each command
+# Only the feed may deliver a decision here, not the pending streams' safety net.
+STACK_ENV = {"BOOKIFY_GATEWAY_PUSH_RESYNC_SECONDS": "600"}
 WAIT = 60.0  # a fail-safe: a stream that never sends fails the test instead of hanging it
 
 
 @pytest.fixture(scope="module")
-def platform(
-    kafka: Any, mongo: Any, redis: Any, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
-    config = new_stack_config(
-        kafka,
-        mongo,
-        otlp,
-        redis=redis,
-        replicas=REPLICAS,
-        # Only the feed may deliver a decision here, not the pending streams' safety net.
-        extra_env={"BOOKIFY_GATEWAY_PUSH_RESYNC_SECONDS": "600"},
-    )
-    with Platform(config, tmp_path_factory.mktemp("push")) as platform:
-        yield platform
+def platform(replica_stack: Platform) -> Platform:
+    return replica_stack
 
 
 @pytest.fixture

@@ -9,55 +9,43 @@ user gets (20/s, burst 40). Clients spread their requests over both gateways
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.partitioner import DefaultPartitioner
 from pymongo import AsyncMongoClient
 
-from bookify_platform.services import Platform, PlatformConfig, ServiceName
+from bookify_platform.services import Platform, ServiceName
 from loadtests.openmodel import HttpClient, Reply
 from shared.mongo import Document
-from tests.otlp import OtlpReceiver
-from tests.stack import Api, free_port_block, new_stack_config, spread_client
+from tests.stack import (
+    Api,
+    check_ledger,
+    free_port_block,
+    group_members,
+    metric,
+    resources_on_every_partition,
+    spread_client,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 REPLICAS: dict[ServiceName, int] = {"gateway": 2, "booking": 2, "consumer": 2}
 RATE, BURST = 20, 40  # the gateway's defaults (gateway.config)
-PARTITIONS = 3  # topic_partitions' default: the most booking workers that get work
+STACK_ENV = {
+    "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
+    "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": str(BURST),
+}
 
 
 @pytest.fixture(scope="module")
-def replicas(
-    kafka: Any,
-    mongo: Any,
-    redis: Any,
-    otlp: OtlpReceiver,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Platform]:
-    config = new_stack_config(
-        kafka,
-        mongo,
-        otlp,
-        redis=redis,
-        replicas=REPLICAS,
-        extra_env={
-            "BOOKIFY_GATEWAY_RATE_LIMIT_PER_SECOND": str(RATE),
-            "BOOKIFY_GATEWAY_RATE_LIMIT_BURST": str(BURST),
-        },
-    )
-    with Platform(config, tmp_path_factory.mktemp("replicas")) as platform:
-        yield platform
+def replicas(replica_stack: Platform) -> Platform:
+    return replica_stack
 
 
 @pytest.fixture
@@ -72,32 +60,6 @@ async def ledger(replicas: Platform, mongo: Any) -> AsyncIterator[Any]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo.uri, tz_aware=True)
     yield client[f"{replicas.config.db_prefix}bookify_booking"]["ledger"]
     await client.close()
-
-
-async def metric(url: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``, from ``url``/metrics."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{url}/metrics")).text
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
-        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
-
-
-def check_ledger(entries: list[Document], capacity: int) -> list[str]:
-    """Dense seqs, every booking decided once, seats never above capacity."""
-    problems = []
-    seqs = [e["seq"] for e in entries]
-    if seqs != list(range(1, len(entries) + 1)):
-        problems.append(f"seqs are not 1..{len(entries)}: {seqs[:30]}")
-    decided = Counter(e["booking_id"] for e in entries if e["kind"] in ("confirmed", "rejected"))
-    if twice := [b for b, n in decided.items() if n > 1]:
-        problems.append(f"decided more than once: {twice[:10]}")
-    if over := [e["seq"] for e in entries if not 0 <= e["reserved"] <= capacity]:
-        problems.append(f"entries reserving more than {capacity} seats: {over[:10]}")
-    return problems
 
 
 # ---------------------------------------------------------------- the race
@@ -226,49 +188,10 @@ class Traffic:
         self.answers["gave up"] += 1
 
 
-async def resources_on_every_partition(api: Api) -> list[str]:
-    """Resources (created through the API) whose commands land on every partition: whichever
-    worker a rebalance gives a partition to gets traffic to decide."""
-    partitioner = DefaultPartitioner()
-    found: dict[int, str] = {}
-    for _ in range(30):
-        resource = await api.create_resource(capacity=CAPACITY, name="rebalance")
-        found.setdefault(partitioner(resource.encode(), list(range(PARTITIONS)), []), resource)
-        if len(found) == PARTITIONS:
-            return list(found.values())
-    raise AssertionError(f"30 resources covered only partitions {sorted(found)}")
-
-
-async def group_members(config: PlatformConfig, expected: int, within: float = 60.0) -> int:
-    """Wait until booking's consumer group is stable with ``expected`` members, each assigned
-    partitions; the count it settled on."""
-    group = f"{config.topic_prefix}bookify-booking"
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka_bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + within
-        while True:
-            [response] = await admin.describe_consumer_groups([group])
-            [described] = response.groups
-            state, members = described[2], described[5]
-            assigned = [
-                m for m in members if ConsumerProtocolMemberAssignment.decode(m[4]).partitions()
-            ]
-            if state == "Stable" and len(assigned) == len(members) == expected:
-                return expected
-            assert time.monotonic() < deadline, (
-                f"{group}: {state}, {len(members)} members, {len(assigned)} assigned; "
-                f"expected {expected}"
-            )
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
-
-
 async def test_a_third_booking_worker_joins_and_leaves_under_traffic_losing_nothing(
     replicas: Platform, spread: Api, ledger: Any
 ) -> None:
-    resources = await resources_on_every_partition(spread)
+    resources = await resources_on_every_partition(spread, CAPACITY)
     assert await group_members(replicas.config, 2) == 2
     traffic = Traffic(spread, resources)
     task = asyncio.create_task(traffic.run())

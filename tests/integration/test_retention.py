@@ -58,3 +58,21 @@ async def test_retention_is_a_ttl_index_where_the_server_has_one_else_a_running_
         while await ids(retained) != {"new-0", "new-1", "no-date"}:
             assert time.monotonic() < deadline, "the sweep never ran"
             await asyncio.sleep(0.05)
+
+
+async def test_a_changed_retention_takes_effect_on_the_real_server(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    first = await seed(mongo_db, "retimed")
+    shorter = Retained(first.collection, "at", 1_800.0)  # retention_seconds lowered
+
+    if await expire_by_index(first):  # MongoDB: the TTL index is changed in place
+        assert await expire_by_index(shorter)
+        indexes = await first.collection.index_information()
+        assert indexes["expire_at"]["expireAfterSeconds"] == 1_800
+        return
+    # FerretDB v1 has no TTL index to change (expireAfterSeconds "not implemented yet"), so
+    # there the sweep is how retention applies, and it applies the new one.
+    assert not await expire_by_index(shorter)
+    assert await sweep(shorter, NOW) == 5
+    assert await ids(first) == {"no-date"}

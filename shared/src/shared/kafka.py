@@ -47,6 +47,12 @@ log = get_logger(__name__)
 
 PRODUCER_BATCH_BYTES = 256 * 1024
 
+# On stop (SIGTERM), a subscriber stops fetching, waits up to this long for the batch in hand
+# to be handled and its offsets committed, then its consumer leaves the group, so the next
+# owner starts where it ended and the group rebalances at once. The chart's
+# terminationGracePeriodSeconds for booking and the consumer covers it.
+BATCH_FINISH_SECONDS = 15.0
+
 
 def make_broker(
     settings: ServiceSettings,
@@ -65,6 +71,7 @@ def make_broker(
         # A hot resource's records all go to one partition, sent one batch at a time: larger
         # batches carry it several times faster (see docs/PERFORMANCE.md#kafka-producer-batches).
         max_batch_size=PRODUCER_BATCH_BYTES,
+        graceful_timeout=BATCH_FINISH_SECONDS,
         middlewares=kafka_middlewares(registry, tracer_provider, settings.service_name),
         # FastStream's own logger prints coloured lines to stdout; route it through the
         # stdlib (and so our JSON handler), with its per-message lines at DEBUG.

@@ -6,7 +6,9 @@ booking and consumer need nothing more.
 
 - ``/healthz``: the process is up (no dependency is touched).
 - ``/readyz``: every dependency answers within the readiness timeout; a 503 problem naming
-  what is down otherwise, and while the process drains before it stops (shared.runner).
+  what is down otherwise (except an outage the service answers well without, whose check
+  reads false in a 200: :class:`shared.service.OutageTolerated`), and while the process
+  drains before it stops (shared.runner).
 - ``/metrics``: the runtime's registry, in OpenMetrics when asked for (the format that
   carries the e2e histogram's trace exemplars), else Prometheus text.
 - ``GET``/``PUT <faults_path>``: the fault switch (:mod:`shared.faults`), for a bearer token
@@ -82,13 +84,13 @@ async def operator(runtime: RuntimeDep, credentials: Credentials) -> Principal:
     return require_scope(authenticate(runtime.settings.auth, credentials), Scope.RESOURCES_ADMIN)
 
 
-async def fault_switch(
-    _: Annotated[Principal, Depends(operator)], runtime: RuntimeDep
-) -> FaultSwitch:
+async def fault_switch(runtime: RuntimeDep, credentials: Credentials) -> FaultSwitch:
     if not runtime.faults.allowed:
-        # As if the endpoint did not exist: production has no fault switch.
+        # As if the endpoint did not exist: production has no fault switch, and checks no
+        # token for it (booking and the consumer get no JWT secret there).
         environment = runtime.faults.environment.value
         raise HTTPException(404, f"fault injection is disabled in environment={environment}")
+    await operator(runtime, credentials)
     return runtime.faults
 
 
@@ -112,9 +114,10 @@ def ops_routes(*, faults_path: str = ADMIN_PATH, body_limited: bool = False) -> 
     async def readyz(runtime: RuntimeDep) -> Response | Readiness:
         if runtime.draining:  # leaving: take no new traffic, serve what still comes
             return problem_response(503, "not ready: shutting down", instance="/readyz")
-        checks, causes = await runtime.readiness_report()
-        if not all(checks.values()):
-            down = ", ".join(n for n, ok in checks.items() if not ok and n not in causes)
+        report = await runtime.readiness_report()
+        checks, causes = report.checks, report.causes
+        if report.down:
+            down = ", ".join(n for n in report.down if n not in causes)
             reasons = [f"{down} unreachable"] if down else []
             reasons += [f"{name} refuses this service: {cause}" for name, cause in causes.items()]
             retry = retry_after_header(runtime.settings.readiness_timeout_seconds)

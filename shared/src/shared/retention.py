@@ -5,7 +5,8 @@ otherwise grow without bound (the ledger and its pointers are kept: they are the
 Each collection names the BSON date field its age is measured by. On MongoDB a TTL index
 expires them; FerretDB v1 has no TTL indexes (it answers "not implemented"), so there a
 periodic sweep deletes what is older. Which of the two applies is found out by asking for
-the TTL index, not by guessing the server.
+the TTL index, not by guessing the server; a TTL index made for another retention is changed
+to the new one (``collMod``).
 
 On FerretDB v1 a sweep reads the whole collection: it pushes no date comparison down to
 SQLite, and every write waits on a busier store meanwhile (see
@@ -42,18 +43,27 @@ class Retained:
     seconds: float
 
 
+# MongoDB's answer to create_index when an index of that name exists with other options:
+# here, the TTL index of an earlier retention_seconds.
+INDEX_OPTIONS_CONFLICT = 85
+
+
 async def expire_by_index(retained: Retained) -> bool:
     """A TTL index for ``retained``; False where the server has none (FerretDB v1).
 
-    Any other failure (the server not reachable yet) raises: the caller asks again later.
+    An existing TTL index with another expiry (``retention_seconds`` changed) is changed to
+    this one (:func:`change_expiry`). Any other failure (the server not reachable yet)
+    raises: the caller asks again later.
     """
+    name, seconds = f"expire_{retained.field}", int(retained.seconds)
     try:
         await retained.collection.create_index(
-            retained.field,
-            expireAfterSeconds=int(retained.seconds),
-            name=f"expire_{retained.field}",
+            retained.field, expireAfterSeconds=seconds, name=name
         )
     except OperationFailure as exc:  # the server refused: not a connection failure
+        if exc.code == INDEX_OPTIONS_CONFLICT:
+            await change_expiry(retained, name, seconds)
+            return True
         log.info(
             "ttl_index_unavailable",
             collection=retained.collection.name,
@@ -62,6 +72,26 @@ async def expire_by_index(retained: Retained) -> bool:
         )
         return False
     return True
+
+
+async def change_expiry(retained: Retained, name: str, seconds: int) -> None:
+    """Give the TTL index ``name`` its new expiry with ``collMod``, in place: no rebuild, and
+    no moment without an index. A server that takes TTL indexes but refuses to change one
+    gets it dropped and created again (documents do not expire in between, and the build
+    reads the collection once). Before, the conflict read as "no TTL index here" and the
+    service fell back to hourly sweeps, keeping the old index beside them."""
+    collection = retained.collection
+    try:
+        await collection.database.command(
+            "collMod", collection.name, index={"name": name, "expireAfterSeconds": seconds}
+        )
+        how = "collMod"
+    except OperationFailure as exc:
+        log.warning("ttl_index_collmod_refused", collection=collection.name, error=str(exc)[:200])
+        await collection.drop_index(name)
+        await collection.create_index(retained.field, expireAfterSeconds=seconds, name=name)
+        how = "recreated"
+    log.info("ttl_index_changed", collection=collection.name, seconds=seconds, how=how)
 
 
 async def sweep(retained: Retained, now: datetime) -> int:

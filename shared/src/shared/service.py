@@ -24,6 +24,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -73,6 +74,27 @@ NOT_YET_THERE = (*UNAVAILABLE, OSError)
 class StartupError(RuntimeError):
     """The dependencies did not come up within ``startup_timeout_seconds``, or Kafka refused
     this service (its credentials, the CA it trusts, or its ACLs)."""
+
+
+class OutageTolerated(Exception):  # noqa: N818 (not an error: the process stays ready)
+    """Raised by a readiness check whose dependency is down while the process still answers
+    well without it (the gateway's own 503s say whether a write may have landed, which a
+    load balancer's bare 503 cannot): the check reads false, and the process stays ready."""
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """Whether each dependency answers, why one refuses the service, and which are down
+    without making the service unready (:class:`OutageTolerated`)."""
+
+    checks: dict[str, bool]
+    causes: dict[str, str]
+    tolerated: frozenset[str] = frozenset()
+
+    @property
+    def down(self) -> list[str]:
+        """The dependencies that make the service unready."""
+        return [n for n, ok in self.checks.items() if not ok and n not in self.tolerated]
 
 
 class NotStartedError(RuntimeError):
@@ -236,24 +258,32 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
 
     async def readiness(self) -> dict[str, bool]:
         """Whether each dependency answers within ``readiness_timeout_seconds``."""
-        checks, _ = await self.readiness_report()
-        return checks
+        return (await self.readiness_report()).checks
 
-    async def readiness_report(self) -> tuple[dict[str, bool], dict[str, str]]:
-        """:meth:`readiness`, and why each dependency that refuses this service does."""
+    async def readiness_report(self) -> ReadinessReport:
+        """:meth:`readiness`, why each dependency that refuses this service does, and which
+        outages leave it ready."""
         checks = self.deps.readiness
         names = list(checks)
-        results = await asyncio.gather(*(self._check(checks[name]) for name in names))
-        ready = {name: ok for name, (ok, _) in zip(names, results, strict=True)}
-        causes = {name: cause for name, (_, cause) in zip(names, results, strict=True) if cause}
-        return ready, causes
+        results = dict(
+            zip(names, await asyncio.gather(*(self._check(checks[n]) for n in names)), strict=True)
+        )
+        return ReadinessReport(
+            checks={name: ok for name, (ok, _) in results.items()},
+            causes={name: cause for name, (_, cause) in results.items() if isinstance(cause, str)},
+            tolerated=frozenset(n for n, (_, cause) in results.items() if cause is OutageTolerated),
+        )
 
-    async def _check(self, check: ReadinessCheck) -> tuple[bool, str | None]:
+    async def _check(
+        self, check: ReadinessCheck
+    ) -> tuple[bool, str | type[OutageTolerated] | None]:
         try:
             async with asyncio.timeout(self.settings.readiness_timeout_seconds):
                 return await check(), None
         except KafkaRefusedError as exc:
             return False, str(exc)
+        except OutageTolerated:
+            return False, OutageTolerated
         except Exception:  # a probe answers "not ready", it never fails the request
             return False, None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic.fields import FieldInfo
@@ -70,6 +70,8 @@ class SharedEnvironment(PydanticBaseSettingsSource):
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKIFY_", extra="ignore", frozen=True)
+    # Whether it checks bearer tokens in every environment (the gateway: each client's).
+    verifies_tokens: ClassVar[bool] = True
 
     environment: Environment = Environment.DEV
     service_name: str = "bookify"
@@ -158,7 +160,9 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Self:
-        """Outside dev and test, the token secret must be a real one."""
+        """Outside dev and test, the token secret must be a real one where tokens are checked."""
+        if not self.is_dev and not self.verifies_tokens:
+            return self  # no secret given (the chart mounts it into the gateway only)
         if self.auth.jwt_public_key is None:  # with RS256 the shared secret is never used
             secret = self.auth.jwt_secret.get_secret_value()
             refuse_dev_secret(self, "BOOKIFY_AUTH_JWT_SECRET", secret)
@@ -198,6 +202,10 @@ class ServiceSettings(BaseSettings):
 
 class SubscriberSettings(ServiceSettings):
     """A service that consumes a topic: its consumer group and its retry policy."""
+
+    # Its only token-checked route is the fault switch, which answers 404 outside dev and
+    # test before it looks at a token: in prod it needs no JWT secret, and gets none.
+    verifies_tokens: ClassVar[bool] = False
 
     group_id: str = Field(description="Consumer group; the topic prefix goes before it.")
     # A new group starts from the oldest record: a command accepted before the first worker

@@ -62,14 +62,31 @@ def test_the_dev_secret_is_refused_outside_dev() -> None:
     refuse_dev_secret(prod, "jwt", "a-real-secret")
 
 
-@pytest.mark.parametrize("settings_class", [ServiceSettings, *SERVICE_SETTINGS])
-def test_every_service_refuses_to_start_in_prod_with_the_dev_secret(
+@pytest.mark.parametrize(
+    "settings_class", [s for s in (ServiceSettings, *SERVICE_SETTINGS) if s.verifies_tokens]
+)
+def test_every_service_that_checks_tokens_refuses_to_start_in_prod_with_the_dev_secret(
     settings_class: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BOOKIFY_AUTH_JWT_SECRET", raising=False)
     with pytest.raises(ValidationError, match="BOOKIFY_AUTH_JWT_SECRET still has its development"):
         settings_class(environment="prod")  # type: ignore[arg-type]
     assert settings_class(environment="dev").is_dev  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "settings_class",
+    [s for s in SERVICE_SETTINGS if not s.verifies_tokens],
+    ids=lambda c: c.__name__,
+)
+def test_booking_and_consumer_need_no_jwt_secret_in_prod(
+    settings_class: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chart mounts the secret into the gateway only: their one token-checked route, the
+    # fault switch, is off in prod (tests/unit/shared/test_ops.py: 404 before any token).
+    monkeypatch.delenv("BOOKIFY_AUTH_JWT_SECRET", raising=False)
+    settings = settings_class(environment="prod", kafka=TRUSTED_PLAINTEXT)  # type: ignore[call-arg]
+    assert settings.environment == "prod"
 
 
 def test_prod_refuses_a_secret_too_short_for_hs256_and_says_how_to_make_one() -> None:

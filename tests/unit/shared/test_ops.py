@@ -17,7 +17,7 @@ from shared.auth import AuthSettings
 from shared.faults import OFF
 from shared.kafka_security import KafkaRefusedError, KafkaSecurity
 from shared.ops import service_app
-from shared.service import ReadinessCheck, ServiceRuntime
+from shared.service import OutageTolerated, ReadinessCheck, ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.support import auth
 from tests.support.service import never_connect
@@ -30,6 +30,7 @@ AUTH = AuthSettings(jwt_secret=SECRET)
 class Deps:
     up: dict[str, bool] = field(default_factory=lambda: {"kafka": True, "mongodb": True})
     refused: dict[str, str] = field(default_factory=dict)  # a check that names why
+    tolerated: set[str] = field(default_factory=set)  # down, and the service stays ready
 
     @property
     def readiness(self) -> Mapping[str, ReadinessCheck]:
@@ -37,6 +38,8 @@ class Deps:
             async def answers() -> bool:
                 if name in self.refused:
                     raise KafkaRefusedError(self.refused[name])
+                if name in self.tolerated and not self.up[name]:
+                    raise OutageTolerated
                 return self.up[name]
 
             return answers
@@ -116,6 +119,27 @@ async def test_readyz_is_a_503_problem_naming_what_is_down(svc: Served) -> None:
     assert body["checks"] == {"kafka": True, "mongodb": False}
 
 
+async def test_readyz_stays_200_through_an_outage_the_service_tolerates(svc: Served) -> None:
+    svc.deps.up["kafka"] = False
+    svc.deps.tolerated.add("kafka")
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"kafka": False, "mongodb": True}}
+    # Another dependency down still makes it unready, and names only that one.
+    svc.deps.up["mongodb"] = False
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["detail"] == "not ready: mongodb unreachable"
+
+
+async def test_a_refusal_is_never_tolerated(svc: Served) -> None:
+    svc.deps.tolerated.add("kafka")
+    svc.deps.refused["kafka"] = "SASL authentication failed for 'gateway'"
+    response = await svc.http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["causes"] == {"kafka": "SASL authentication failed for 'gateway'"}
+
+
 async def test_readyz_says_why_kafka_refuses_the_service(svc: Served) -> None:
     svc.deps.up["mongodb"] = False
     svc.deps.refused["kafka"] = "SASL authentication failed for 'gateway'"
@@ -181,6 +205,8 @@ async def test_the_fault_switch_does_not_exist_in_prod() -> None:
         assert response.status_code == 404
         assert "prod" in response.json()["detail"]
         assert svc.runtime.faults.settings == OFF
+        # No token is checked for it there: booking and the consumer have no JWT secret.
+        assert (await svc.http.get("/admin/faults")).status_code == 404
 
 
 async def test_the_openapi_document_lists_every_status_of_the_ops_routes(svc: Served) -> None:

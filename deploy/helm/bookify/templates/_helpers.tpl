@@ -154,11 +154,14 @@ appears once. The secrets come from Secrets and cannot be overridden through `en
 - name: {{ $key }}
   value: {{ $value | quote }}
 {{- end }}
+{{- if eq $name "gateway" }}
+{{- /* Only the gateway checks tokens in prod (booking's and the consumer's fault switch is off there). */}}
 - name: BOOKIFY_AUTH_JWT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ include "bookify.jwtSecretName" $root }}
       key: {{ include "bookify.jwtSecretKey" $root }}
+{{- end }}
 {{- if $root.Values.mongodb.existingSecret }}
 - name: {{ $p }}MONGO_URI
   valueFrom:
@@ -273,7 +276,17 @@ what to set. Included once, by deployment.yaml.
 {{- if lt (int $gateway.terminationGracePeriodSeconds) (add (int $gateway.drainSeconds) 15) -}}
 {{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least gateway.drainSeconds (%v) + 15: the drain, 10 s for requests in flight and the shutdown after them, or Kubernetes kills the pod mid-request" $gateway.terminationGracePeriodSeconds $gateway.drainSeconds) -}}
 {{- end -}}
+{{- /* the batch in hand finished and committed (shared.kafka.BATCH_FINISH_SECONDS), then 10 s for the rest of the shutdown */ -}}
+{{- range $name := list "booking" "consumer" -}}
+{{- $grace := (index $.Values $name).terminationGracePeriodSeconds -}}
+{{- if lt (int $grace) 25 -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must be at least 25: 15 s to finish and commit the batch in hand and leave the group, then 10 s for the rest of the shutdown, or Kubernetes kills the pod mid-batch and its records are handled again" $name $grace) -}}
+{{- end -}}
+{{- end -}}
 {{- $kafka := .Values.kafka -}}
+{{- if and $kafka.strimziTopics.enabled $kafka.createTopics -}}
+{{- fail "kafka.strimziTopics.enabled: Strimzi's Topic Operator owns the topics, so set kafka.createTopics=false (the services then only check them)" -}}
+{{- end -}}
 {{- if and (eq $kafka.securityProtocol "PLAINTEXT") (eq .Values.environment "prod") (not $kafka.allowPlaintext) -}}
 {{- fail "kafka.securityProtocol=PLAINTEXT in environment=prod: anyone on the network could write commands and read bookings, and the services refuse it. Set kafka.securityProtocol to SASL_SSL (with kafka.sasl.existingSecret) or SSL, or kafka.allowPlaintext=true for a listener you trust" -}}
 {{- end -}}

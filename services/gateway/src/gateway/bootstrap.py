@@ -138,8 +138,12 @@ async def connect(
                 views=MongoViewReader(mongo[settings.views_db]),
                 accepted=accepted,
                 idempotency=idempotency,
-                # The publisher's ping reconnects, so /readyz heals once Kafka is back.
-                readiness={"mongodb": partial(mongo_ping, mongo), "kafka": publisher.ping},
+                # The publisher's ping reconnects, so /readyz heals once Kafka is back; half
+                # the probe's time, so that a frozen Kafka reads as an outage, not a timeout.
+                readiness={
+                    "mongodb": partial(mongo_ping, mongo),
+                    "kafka": partial(publisher.ready, settings.readiness_timeout_seconds / 2),
+                },
                 idempotency_wait_seconds=settings.idempotency_wait_seconds,
                 known_resources=KnownIds(settings.known_resources_max),
                 feed=feed,

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from cachetools import LRUCache
 
-from booking.adapters import LedgerRepository
 from booking.domain import LedgerEntry
+from booking.ports import LedgerRepository
 
 RECENT_ENTRIES = 20_000
 """Entries a process remembers: under a minute of a 400/s ticket drop (docs/PERFORMANCE.md)."""

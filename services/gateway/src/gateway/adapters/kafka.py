@@ -14,6 +14,7 @@ from gateway.ports import DependencyUnavailableError
 from shared.events import Command, encode
 from shared.kafka_security import KafkaRefusedError
 from shared.logging import get_logger
+from shared.service import OutageTolerated
 
 log = get_logger(__name__)
 
@@ -51,6 +52,7 @@ class KafkaCommandPublisher:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
         self._connected = False
+        self._has_connected = False  # ever, since start: a later outage is a blip
         self._retry_at = 0.0  # loop time before which we do not retry a failed connect
 
     async def connect(self) -> bool:
@@ -87,6 +89,7 @@ class KafkaCommandPublisher:
                 # would be wrong. Stay disconnected, say why; every later connect checks again.
                 await self._disconnect(refused=str(exc))
                 raise
+        self._has_connected = True
         return True
 
     async def _disconnect(self, *, refused: str) -> None:
@@ -148,6 +151,22 @@ class KafkaCommandPublisher:
             raise DependencyUnavailableError(
                 "kafka", type(exc).__name__, outcome_unknown=handed_over
             ) from None
+
+    async def ready(self, within: float) -> bool:
+        """For /readyz: :meth:`ping` within ``within`` seconds, but once the gateway has
+        published, a Kafka outage leaves it ready (:class:`OutageTolerated`): its own 503s
+        tell a client whether its write may have landed, which a load balancer's bare 503
+        cannot. A gateway that never reached Kafka is not ready, so a rollout does not
+        replace working pods with ones that cannot publish; a refusal is never tolerated."""
+        try:
+            async with asyncio.timeout(within):
+                if await self.ping():
+                    return True
+        except TimeoutError:
+            pass
+        if self._has_connected:
+            raise OutageTolerated
+        return False
 
     async def ping(self) -> bool:
         """Connected and answering; :class:`KafkaRefusedError` naming why when refused."""
