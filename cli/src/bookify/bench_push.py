@@ -94,6 +94,9 @@ class DeliveryFigures:
     p50_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    # Each service's CPU per wall second while the bookings were offered: near 1, that
+    # process's own CPU set the pace; their sum near 2, the machine's.
+    cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def p99_ratio(self) -> float | None:
@@ -226,6 +229,10 @@ class Holder:
         seen: dict[str, float] = await asyncio.to_thread(self._pipe.recv)
         await asyncio.to_thread(self._process.join, 30)
         return seen
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     def kill(self) -> None:
         if self._process.is_alive():
@@ -360,7 +367,13 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
                 return reply.status
 
             progress(f"delivery: {config.rate:g} bookings/s for {config.duration:g} s")
+            clocks = {s.name: process_cpu_clock(s.pid) for s in platform.services.values()}
+            clocks["stream holder"] = process_cpu_clock(holder.pid)
+            clocks["generator"] = process_cpu_clock()  # this process
+            before, started = {n: c() for n, c in clocks.items()}, time.monotonic()
             await run_open_model(book, rate=config.rate, duration=config.duration)
+            wall = time.monotonic() - started
+            cores = {n: (c() - before[n]) / wall for n, c in clocks.items()}
             booked.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), timeout=60)
@@ -388,6 +401,7 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
         p50_ms=statistics.median(latencies) if latencies else None,
         p99_ms=percentile(latencies, 0.99),
         max_ms=latencies[-1] if latencies else None,
+        cores=cores,
     )
 
 
@@ -432,5 +446,7 @@ def push_report(f: PushFigures) -> str:
             f"  accepted {d.accepted:,}, decided {d.decided:,}, read from a stream {d.delivered:,}",
             f"  Kafka timestamp -> client read: p50 {_ms(d.p50_ms)} ms, p99 {_ms(d.p99_ms)} ms "
             f"({ratio} x the {DELIVERY_AIM_MS:g} ms aim), max {_ms(d.max_ms)} ms",
+            "  cores busy meanwhile: "
+            + ", ".join(f"{name} {busy:.2f}" for name, busy in d.cores.items()),
         ]
     return "\n".join(lines)

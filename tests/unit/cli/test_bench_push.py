@@ -45,7 +45,9 @@ async def test_a_stream_records_each_booking_once_across_chunk_boundaries() -> N
 
 def test_figures_are_given_as_ratios_of_the_aims() -> None:
     held = HeldLevel(streams=1000, refused=0, rss_mib=160, kib_per_stream=75, idle_cores=0.02)
-    delivery = DeliveryFigures(5000, 400, 20, 8000, 8000, 8000, 20.0, 150.0, 300.0)
+    delivery = DeliveryFigures(
+        5000, 400, 20, 8000, 8000, 8000, 20.0, 150.0, 300.0, {"gateway": 0.8, "booking": 0.5}
+    )
     figures = PushFigures(110, 15, 30, [held], delivery)
 
     assert held.memory_ratio == 1.5
@@ -53,5 +55,6 @@ def test_figures_are_given_as_ratios_of_the_aims() -> None:
     assert figures.as_dict()["held"][0]["memory_ratio"] == 1.5
     text = push_report(figures)
     assert "1.50 x the 100 ms aim" in text
+    assert "cores busy meanwhile: gateway 0.80, booking 0.50" in text
     assert percentile([float(n) for n in range(1, 101)], 0.99) == 100.0
     assert percentile([], 0.99) is None
