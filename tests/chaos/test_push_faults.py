@@ -20,13 +20,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bookify.infra import LocalInfra, free_ports
-from bookify.platform import Platform
 from loadtests.chaos.nemesis import landed, process_state
-from tests.chaos.traffic import OwnStack, Target
-from tests.conftest import KafkaServer, MongoServer
+from tests.chaos.conftest import started_own_stack
+from tests.chaos.traffic import OwnStack
 from tests.otlp import OtlpReceiver
-from tests.stack import Api, new_stack_config
+from tests.stack import Api
 from tests.support.sse import Reader, events
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
@@ -39,28 +37,11 @@ RECOVERY = 120.0  # a fail-safe per event: Kafka's clients find a thawed broker 
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[OwnStack]:
-    """Kafka and FerretDB of this module alone (a test freezes Kafka), and the services."""
-    kafka_port, controller_port, mongo_port = free_ports(3)
+    """A stack of this module alone (a test freezes Kafka); the pending streams' resync off."""
     run_dir = tmp_path_factory.mktemp("chaos-push")
-    infra = LocalInfra(
-        run_dir / "infra",
-        kafka_port=kafka_port,
-        controller_port=controller_port,
-        mongo_port=mongo_port,
-        services=("kafka", "mongo"),
-        attached=True,  # nothing outlives pytest
-    )
-    with infra:
-        endpoints = infra.start()
-        config = new_stack_config(
-            KafkaServer(endpoints.kafka_bootstrap),
-            MongoServer(endpoints.mongo_uri),
-            otlp,
-            extra_env={"BOOKIFY_GATEWAY_PUSH_RESYNC_SECONDS": "3600"},
-        )
-        with Platform(config, run_dir / "services") as platform:
-            target = Target(platform["gateway"].url, endpoints.mongo_uri, config.db_prefix)
-            yield OwnStack(infra, platform, config, target)
+    resync_off = {"BOOKIFY_GATEWAY_PUSH_RESYNC_SECONDS": "3600"}
+    with started_own_stack(run_dir, otlp, resync_off) as stack:
+        yield stack
 
 
 @pytest.fixture

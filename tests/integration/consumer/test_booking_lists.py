@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from consumer.adapters.mongo import LIST_PLACES, MongoViewRepository
@@ -29,37 +28,11 @@ from shared.readmodel import (
     list_head_id,
 )
 from tests.support.builders import LATER, T0, booking
+from tests.support.mongo_commands import Filters, monitored
 
 pytestmark = pytest.mark.integration
 
 C, R, X = BookingStatus.CONFIRMED, BookingStatus.REJECTED, BookingStatus.CANCELLED
-
-
-@dataclass
-class Filters(monitoring.CommandListener):
-    """The filter of every ``find`` and of every ``update`` statement, by collection."""
-
-    sent: list[tuple[str, str, Document]] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        command = event.command
-        if event.command_name == "find":
-            self.sent.append(("find", command["find"], dict(command.get("filter", {}))))
-        elif event.command_name == "update":
-            for statement in command["updates"]:
-                self.sent.append(("update", command["update"], dict(statement["q"])))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def not_by_id(self) -> list[tuple[str, str, Document]]:
-        """What FerretDB would scan for: no ``_id`` equal to one plain value."""
-        return [
-            sent for sent in self.sent if "_id" not in sent[2] or isinstance(sent[2]["_id"], dict)
-        ]
 
 
 @pytest.fixture
@@ -71,11 +44,8 @@ def filters() -> Filters:
 async def db(
     mongo: Any, mongo_db: AsyncDatabase[Document], filters: Filters
 ) -> AsyncIterator[AsyncDatabase[Document]]:
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        mongo.uri, tz_aware=True, uuidRepresentation="standard", event_listeners=[filters]
-    )
-    yield client[mongo_db.name]
-    await client.close()
+    async with monitored(mongo.uri, mongo_db.name, filters) as db:
+        yield db
 
 
 def of(number: int, status: BookingStatus = C, *, principal: str = "alice") -> BookingView:
@@ -136,7 +106,7 @@ async def test_a_booking_keeps_its_place_takes_later_statuses_and_is_listed_once
     assert [(v.booking_id, v.status) for v in newest_first] == [("b-2", R), ("b-1", X)]
     assert newest_first[1].accepted_at == T0 + timedelta(seconds=1)  # the booking's own
     assert newest_first[1].updated_at == LATER
-    assert filters.not_by_id() == []
+    assert filters.scans() == []
 
 
 async def test_consumers_appending_to_one_list_at_once_give_each_booking_one_number(
@@ -159,7 +129,7 @@ async def test_consumers_appending_to_one_list_at_once_give_each_booking_one_num
 
     assert sorted(v.booking_id for v in newest_first) == sorted(f"b-{n}" for n in range(1, 41))
     assert len(newest_first) == 40
-    assert filters.not_by_id() == []
+    assert filters.scans() == []
 
 
 async def test_a_crash_between_the_place_and_the_entry_is_finished_by_the_redelivery(
@@ -174,7 +144,7 @@ async def test_a_crash_between_the_place_and_the_entry_is_finished_by_the_redeli
 
     assert [v.booking_id for v in await listed(db)] == ["b-3", "b-2", "b-1"]
     assert (await db[LIST_PLACES].find_one({"_id": "b-3"}) or {})["number"] == 3
-    assert filters.not_by_id() == []
+    assert filters.scans() == []
 
 
 async def test_principals_lists_do_not_meet(db: AsyncDatabase[Document]) -> None:
