@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bookify.bench import create_resource
 from bookify.bench_stages import _delete_topics, _drop_databases
@@ -97,6 +98,11 @@ class DeliveryFigures:
     # Each service's CPU per wall second while the bookings were offered: near 1, that
     # process's own CPU set the pace; their sum near 2, the machine's.
     cores: dict[str, float] = field(default_factory=dict)
+    # The read side meanwhile (it keeps the principals' lists too): seconds after the last
+    # booking until the views had every decision (None: not within a minute), and its
+    # accepted -> visible p99 (the upper bound of bookify_booking_e2e_seconds' bucket).
+    views_behind_s: float | None = None
+    views_p99_s: float | None = None
 
     @property
     def p99_ratio(self) -> float | None:
@@ -374,11 +380,17 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
             await run_open_model(book, rate=config.rate, duration=config.duration)
             wall = time.monotonic() - started
             cores = {n: (c() - before[n]) / wall for n, c in clocks.items()}
+            booked_at = time.monotonic()
             booked.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_decided.wait(), timeout=60)
             await asyncio.sleep(2)  # the last decisions reach the streams
             seen = await holder.stop()
+            views_behind, views_p99 = await _views_caught_up(
+                platform["consumer"].url,
+                len(accepted) + 1,
+                booked_at,  # + the resource
+            )
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
@@ -402,7 +414,36 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
         p99_ms=percentile(latencies, 0.99),
         max_ms=latencies[-1] if latencies else None,
         cores=cores,
+        views_behind_s=views_behind,
+        views_p99_s=views_p99,
     )
+
+
+async def _views_caught_up(
+    consumer_url: str, events: int, since: float, within: float = 60.0
+) -> tuple[float | None, float | None]:
+    """(seconds from ``since`` until the consumer had applied ``events`` events, its e2e p99
+    as a bucket bound), from its /metrics."""
+    deadline = time.monotonic() + within
+    async with HttpClient(consumer_url) as client:
+        while True:
+            buckets: list[tuple[float, float]] = []
+            for family in text_string_to_metric_families(
+                (await client.get("/metrics")).body.decode()
+            ):
+                if family.name == "bookify_booking_e2e_seconds":
+                    buckets = [
+                        (float(s.labels["le"]), s.value)
+                        for s in family.samples
+                        if s.name.endswith("_bucket")
+                    ]
+            count = buckets[-1][1] if buckets else 0.0
+            if count >= events:
+                p99 = next(le for le, n in sorted(buckets) if n >= 0.99 * count)
+                return time.monotonic() - since, p99
+            if time.monotonic() > deadline:
+                return None, None
+            await asyncio.sleep(0.2)
 
 
 def percentile(ordered: Sequence[float], share: float) -> float | None:
@@ -448,5 +489,12 @@ def push_report(f: PushFigures) -> str:
             f"({ratio} x the {DELIVERY_AIM_MS:g} ms aim), max {_ms(d.max_ms)} ms",
             "  cores busy meanwhile: "
             + ", ".join(f"{name} {busy:.2f}" for name, busy in d.cores.items()),
+            "  views: "
+            + (
+                "not caught up within a minute of the last booking"
+                if d.views_behind_s is None
+                else f"caught up {d.views_behind_s:.1f} s after the last booking, accepted -> "
+                f"visible p99 <= {d.views_p99_s:g} s"
+            ),
         ]
     return "\n".join(lines)
