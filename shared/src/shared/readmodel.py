@@ -12,7 +12,8 @@ consumer, read by the gateway. Ids are strings, times are BSON dates (timezone-a
   consumer first stored them, so a list is read by ``_id`` equality only (FerretDB v1 serves
   nothing else from an index, DESIGN §4): an entry {_id: "<principal>#<n>", booking_id, and
   the booking's other fields as in ``BOOKINGS``}, and a hint {_id: "<principal>#head",
-  newest: n} that may lag behind the newest entry, never pass it. Numbers are dense (an
+  newest: n} that may lag behind the newest entry, never pass it (none while a list has one
+  entry). Numbers are dense (an
   entry n is inserted only once n - 1 exists), so a reader goes from the hint to the newest
   entry by probing n + 1, n + 2 … and pages down from there.
 

@@ -67,7 +67,10 @@ async def listed(db: AsyncDatabase[Document], principal: str = "alice") -> list[
 
 
 async def test_entries_have_the_documented_shape(db: AsyncDatabase[Document]) -> None:
-    await MongoViewRepository(db).list_bookings([of(1)])
+    repo = MongoViewRepository(db)
+    await repo.list_bookings([of(1)])
+    first_hint = await db[BOOKING_LISTS].find_one({"_id": list_head_id("alice")})
+    await repo.list_bookings([of(2)])
 
     assert await db[BOOKING_LISTS].find_one({"_id": "alice#1"}) == {
         "_id": "alice#1",
@@ -80,9 +83,10 @@ async def test_entries_have_the_documented_shape(db: AsyncDatabase[Document]) ->
         "accepted_at": T0 + timedelta(seconds=1),
         "updated_at": T0 + timedelta(seconds=1),
     }
+    assert first_hint is None  # a reader starts at 1 without one
     assert await db[BOOKING_LISTS].find_one({"_id": list_head_id("alice")}) == {
         "_id": "alice#head",
-        "newest": 1,
+        "newest": 2,
     }
     assert await db[LIST_PLACES].find_one({"_id": "b-1"}) == {
         "_id": "b-1",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime
 
@@ -167,30 +166,73 @@ class MongoViewRepository:
         list at once, and FerretDB makes no read-modify-write atomic (DESIGN §4): an entry's
         number is claimed by inserting it (the unique ``_id``, as the ledger's seq is), and
         only its booking's own partition, like its booking view, changes it afterwards.
-        Principals go concurrently, each one's views in order of acceptance.
+
+        The usual case goes in bulk: a decision seen first takes its principal's next
+        number, its place and its entry each inserted with the batch's others in one round
+        trip. The rest go one by one (:meth:`_list_one`): a booking listed already (a status
+        to take, a redelivery), a number another consumer took meanwhile, a cancellation.
+        A principal's first entry needs no hint: readers and writers start at 1 without one.
         """
         by_principal: dict[str, list[BookingView]] = {}
-        for view in views:
-            by_principal.setdefault(view.principal, []).append(view)
-        changed = await asyncio.gather(*(self._list(v) for v in by_principal.values()))
-        return sum(changed)
-
-    async def _list(self, views: list[BookingView]) -> int:
-        principal = views[0].principal
-        head = await self._lists.find_one({"_id": list_head_id(principal)})
-        newest = 0 if head is None else int(head["newest"])
-        changed = 0
         for view in sorted(views, key=lambda v: v.accepted_at):
-            number, stored = await self._list_one(view, newest)
-            newest = max(newest, number)
-            changed += stored
-        # The hint only moves up; a refused upsert means a newer one is there.
-        with suppress(DuplicateKeyError):
-            await self._lists.update_one(
-                {"_id": list_head_id(principal), "newest": {"$lt": newest}},
-                {"$set": {"newest": newest}},
-                upsert=True,
-            )
+            by_principal.setdefault(view.principal, []).append(view)
+        heads = await asyncio.gather(
+            *(self._lists.find_one({"_id": list_head_id(p)}) for p in by_principal)
+        )
+        hinted = {
+            p: 0 if h is None else int(h["newest"])
+            for p, h in zip(by_principal, heads, strict=True)
+        }
+        newest = dict(hinted)
+        claims: list[tuple[int, BookingView]] = []  # (the number it tries first, the view)
+        slow: dict[str, list[BookingView]] = {}
+        for principal, listed in by_principal.items():
+            number = hinted[principal]
+            for view in listed:
+                if view.status is BookingStatus.CANCELLED:
+                    slow.setdefault(principal, []).append(view)
+                else:
+                    number += 1
+                    claims.append((number, view))
+        placed = await _inserts(
+            self._places,
+            [{"_id": v.booking_id, "principal": v.principal, "number": n} for n, v in claims],
+        )
+        fresh = [claim for index, claim in enumerate(claims) if index not in placed]
+        taken = await _inserts(self._lists, [list_entry_to_document(n, v) for n, v in fresh])
+        for index, (number, view) in enumerate(fresh):
+            if index not in taken:
+                newest[view.principal] = max(newest[view.principal], number)
+        for index, (_, view) in enumerate(claims):
+            if index in placed:
+                slow.setdefault(view.principal, []).append(view)
+        for index, (_, view) in enumerate(fresh):
+            if index in taken:
+                slow.setdefault(view.principal, []).append(view)
+
+        async def one_by_one(principal: str, listed: list[BookingView]) -> int:
+            changed = 0
+            for view in sorted(listed, key=lambda v: v.accepted_at):
+                number, stored = await self._list_one(view, newest[principal])
+                newest[principal] = max(newest[principal], number)
+                changed += stored
+            return changed
+
+        changed = len(fresh) - len(taken)
+        changed += sum(await asyncio.gather(*(one_by_one(p, v) for p, v in slow.items())))
+        # The hints only move up; a refused upsert means a newer one is there.
+        await _updates(
+            self._lists,
+            [
+                {
+                    "q": {"_id": list_head_id(principal), "newest": {"$lt": number}},
+                    "u": {"$set": {"newest": number}},
+                    "upsert": True,
+                }
+                for principal, number in newest.items()
+                if number > max(1, hinted[principal])
+            ],
+        )
         return changed
 
     async def _list_one(self, view: BookingView, newest: int) -> tuple[int, bool]:
