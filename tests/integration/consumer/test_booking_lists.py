@@ -157,3 +157,15 @@ async def test_principals_lists_do_not_meet(db: AsyncDatabase[Document]) -> None
 
     assert [v.booking_id for v in await listed(db, "a")] == ["b-3", "b-1"]
     assert [v.booking_id for v in await listed(db, "a#1")] == ["b-2"]
+
+
+async def test_a_restarted_consumer_appends_after_entries_it_does_not_remember(
+    db: AsyncDatabase[Document], filters: Filters
+) -> None:
+    await MongoViewRepository(db).list_bookings([of(n) for n in range(1, 6)])
+
+    await MongoViewRepository(db).list_bookings([of(6), of(7)])  # remembers nothing
+
+    assert [v.booking_id for v in await listed(db)] == [f"b-{n}" for n in range(7, 0, -1)]
+    assert (await db[LIST_PLACES].find_one({"_id": "b-7"}) or {})["number"] == 7
+    assert filters.scans() == []

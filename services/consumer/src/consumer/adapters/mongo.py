@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from cachetools import LRUCache
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -56,6 +57,7 @@ ALL_STATUSES = frozenset(BookingStatus)
 NOTIFICATIONS = "notifications"
 PROCESSED_EVENTS = "processed_events"
 LIST_PLACES = "booking_list_places"
+PRINCIPALS_REMEMBERED = 100_000
 
 
 class MongoViewRepository:
@@ -67,6 +69,9 @@ class MongoViewRepository:
         self._processed = db[PROCESSED_EVENTS]
         self._lists = db[BOOKING_LISTS]
         self._places = db[LIST_PLACES]
+        # Each principal's newest list entry as this process last wrote or read it: may be
+        # behind (another consumer appended), never ahead; a miss costs a retry, not a read.
+        self._newest: LRUCache[str, int] = LRUCache(PRINCIPALS_REMEMBERED)
 
     async def ensure_indexes(self) -> None:
         """Idempotent. By principal: nothing queries these (the gateway reads views by ``_id``
@@ -167,22 +172,18 @@ class MongoViewRepository:
         number is claimed by inserting it (the unique ``_id``, as the ledger's seq is), and
         only its booking's own partition, like its booking view, changes it afterwards.
 
-        The usual case goes in bulk: a decision seen first takes its principal's next
-        number, its place and its entry each inserted with the batch's others in one round
-        trip. The rest go one by one (:meth:`_list_one`): a booking listed already (a status
-        to take, a redelivery), a number another consumer took meanwhile, a cancellation.
-        A principal's first entry needs no hint: readers and writers start at 1 without one.
+        The usual case goes in bulk, with no read: a decision seen first takes the number
+        after the newest this process knows for its principal (remembered, LRU; 1 for one it
+        does not know), its place and its entry each inserted with the batch's others in one
+        round trip. The rest go one by one (:meth:`_list_one`, from the hint): a booking
+        listed already (a status to take, a redelivery), a number taken meanwhile (another
+        consumer, or one before this process started), a cancellation. A principal's first
+        entry needs no hint: readers and writers start at 1 without one.
         """
         by_principal: dict[str, list[BookingView]] = {}
         for view in sorted(views, key=lambda v: v.accepted_at):
             by_principal.setdefault(view.principal, []).append(view)
-        heads = await asyncio.gather(
-            *(self._lists.find_one({"_id": list_head_id(p)}) for p in by_principal)
-        )
-        hinted = {
-            p: 0 if h is None else int(h["newest"])
-            for p, h in zip(by_principal, heads, strict=True)
-        }
+        hinted = {p: self._newest.get(p, 0) for p in by_principal}
         newest = dict(hinted)
         claims: list[tuple[int, BookingView]] = []  # (the number it tries first, the view)
         slow: dict[str, list[BookingView]] = {}
@@ -211,6 +212,9 @@ class MongoViewRepository:
                 slow.setdefault(view.principal, []).append(view)
 
         async def one_by_one(principal: str, listed: list[BookingView]) -> int:
+            head = await self._lists.find_one({"_id": list_head_id(principal)})
+            if head is not None:
+                newest[principal] = max(newest[principal], int(head["newest"]))
             changed = 0
             for view in sorted(listed, key=lambda v: v.accepted_at):
                 number, stored = await self._list_one(view, newest[principal])
@@ -220,6 +224,7 @@ class MongoViewRepository:
 
         changed = len(fresh) - len(taken)
         changed += sum(await asyncio.gather(*(one_by_one(p, v) for p, v in slow.items())))
+        self._newest.update(newest)
         # The hints only move up; a refused upsert means a newer one is there.
         await _updates(
             self._lists,
@@ -255,6 +260,11 @@ class MongoViewRepository:
             entry = await self._lists.find_one({"_id": list_entry_id(view.principal, number)})
             if entry is not None and entry["booking_id"] == view.booking_id:
                 return number, await self._update_entry(number, view)
+            if newest >= number:  # taken: b has no entry, so start past those known
+                number = newest + 1
+                await self._places.update_one(
+                    {"_id": view.booking_id}, {"$set": {"number": number}}
+                )
         while True:
             try:
                 await self._lists.insert_one(list_entry_to_document(number, view))
