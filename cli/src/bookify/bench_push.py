@@ -103,6 +103,7 @@ class DeliveryFigures:
     # accepted -> visible p99 (the upper bound of bookify_booking_e2e_seconds' bucket).
     views_behind_s: float | None = None
     views_p99_s: float | None = None
+    other_statuses: dict[int, int] = field(default_factory=dict)  # answers but 202 (0: none)
 
     @property
     def p99_ratio(self) -> float | None:
@@ -377,7 +378,7 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
             clocks["stream holder"] = process_cpu_clock(holder.pid)
             clocks["generator"] = process_cpu_clock()  # this process
             before, started = {n: c() for n, c in clocks.items()}, time.monotonic()
-            await run_open_model(book, rate=config.rate, duration=config.duration)
+            offered = await run_open_model(book, rate=config.rate, duration=config.duration)
             wall = time.monotonic() - started
             cores = {n: (c() - before[n]) / wall for n, c in clocks.items()}
             booked_at = time.monotonic()
@@ -416,6 +417,7 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
         cores=cores,
         views_behind_s=views_behind,
         views_p99_s=views_p99,
+        other_statuses={k: n for k, n in offered.statuses.items() if k != 202},
     )
 
 
@@ -484,7 +486,8 @@ def push_report(f: PushFigures) -> str:
         lines += [
             f"delivery: {d.streams:,} streams open, {d.offered:g} bookings/s offered for "
             f"{d.duration:g} s on one resource",
-            f"  accepted {d.accepted:,}, decided {d.decided:,}, read from a stream {d.delivered:,}",
+            f"  accepted {d.accepted:,} (other answers: {d.other_statuses or '-'}), decided "
+            f"{d.decided:,}, read from a stream {d.delivered:,}",
             f"  Kafka timestamp -> client read: p50 {_ms(d.p50_ms)} ms, p99 {_ms(d.p99_ms)} ms "
             f"({ratio} x the {DELIVERY_AIM_MS:g} ms aim), max {_ms(d.max_ms)} ms",
             "  cores busy meanwhile: "
