@@ -8,7 +8,8 @@ BOOKIFY_TEST_INFRA says: a test must be able to SIGSTOP and kill -9 them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from tests.otlp import OtlpReceiver
 from tests.stack import new_stack_config
 
 
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[OwnStack]:
+@contextmanager
+def started_own_stack(
+    run_dir: Path, otlp: OtlpReceiver, extra_env: Mapping[str, str] | None = None
+) -> Iterator[OwnStack]:
+    """Kafka and FerretDB on free ports, then the three services on them."""
     kafka_port, controller_port, mongo_port = free_ports(3)
-    run_dir = tmp_path_factory.mktemp("chaos-own-stack")
     infra = LocalInfra(
         run_dir / "infra",
         kafka_port=kafka_port,
@@ -37,7 +40,10 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> I
     with infra:
         endpoints = infra.start()
         config = new_stack_config(
-            KafkaServer(endpoints.kafka_bootstrap), MongoServer(endpoints.mongo_uri), otlp
+            KafkaServer(endpoints.kafka_bootstrap),
+            MongoServer(endpoints.mongo_uri),
+            otlp,
+            extra_env=extra_env,
         )
         with Platform(config, run_dir / "services") as platform:
             yield OwnStack(
@@ -51,6 +57,12 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> I
                     logs=service_logs(platform),
                 ),
             )
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[OwnStack]:
+    with started_own_stack(tmp_path_factory.mktemp("chaos-own-stack"), otlp) as stack:
+        yield stack
 
 
 @pytest.fixture

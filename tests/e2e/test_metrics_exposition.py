@@ -15,7 +15,11 @@ from tests.stack import Api
 pytestmark = pytest.mark.e2e
 
 CONTRACT = {
-    "gateway": ["bookify_http_requests_total", "bookify_http_request_duration_seconds_bucket"],
+    "gateway": [
+        "bookify_http_requests_total",
+        "bookify_http_request_duration_seconds_bucket",
+        "bookify_push_streams_open",
+    ],
     "booking": [
         "bookify_bookings_total",
         "bookify_dlq_messages_total",

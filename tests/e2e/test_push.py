@@ -8,12 +8,8 @@ booking is still pending when its stream opens and every stream sees the decisio
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +17,7 @@ import pytest
 from bookify_platform.services import Platform, ServiceName
 from tests.stack import Api
 from tests.support.auth import bearer
+from tests.support.sse import events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -28,7 +25,6 @@ REPLICAS: dict[ServiceName, int] = {"gateway": 2, "booking": 1, "consumer": 1}
 DECISION_DELAY_MS = 1500  # booking waits this long before each command
 # Only the feed may deliver a decision here, not the pending streams' safety net.
 STACK_ENV = {"BOOKIFY_GATEWAY_PUSH_RESYNC_SECONDS": "600"}
-WAIT = 60.0  # a fail-safe: a stream that never sends fails the test instead of hanging it
 
 
 @pytest.fixture(scope="module")
@@ -50,57 +46,6 @@ async def slow_decisions(platform: Platform) -> AsyncIterator[None]:
         await set_latency(DECISION_DELAY_MS)
         yield
         await set_latency(0)
-
-
-@dataclass
-class Event:
-    event: str | None
-    id: str | None
-    data: Any
-
-
-class Reader:
-    """A text/event-stream read line by line, as an EventSource reads it."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.aiter_lines()
-
-    async def next(self) -> Event:
-        fields: dict[str, str] = {}
-        async with asyncio.timeout(WAIT):
-            async for line in self._lines:
-                if line.startswith(":"):
-                    continue  # a heartbeat
-                if line:
-                    name, _, value = line.partition(":")
-                    fields[name] = value.strip()
-                elif fields:
-                    data = json.loads(fields["data"]) if "data" in fields else None
-                    return Event(fields.get("event"), fields.get("id"), data)
-        raise EOFError("the server ended the stream")
-
-    async def statuses_until_end(self) -> list[str]:
-        statuses = []
-        while True:
-            try:
-                statuses.append((await self.next()).data["status"])
-            except EOFError:
-                return statuses
-
-
-@asynccontextmanager
-async def events(url: str, who: str, last_event_id: str | None = None) -> AsyncIterator[Reader]:
-    headers = Api.auth(who)
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(10, read=WAIT)) as http,
-        http.stream("GET", url, headers=headers) as response,
-    ):
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        yield Reader(response)
 
 
 def url(api: Api, path: str) -> str:

@@ -35,6 +35,10 @@ CONTRACT_METRICS: frozenset[str] = frozenset(
         # gateway
         "bookify_http_requests_total",
         *_histogram("bookify_http_request_duration_seconds"),
+        "bookify_push_streams_open",
+        "bookify_push_streams_opened_total",
+        "bookify_push_streams_refused_total",
+        "bookify_push_streams_dropped_total",
         # booking
         "bookify_bookings_total",
         # consumer

@@ -285,12 +285,12 @@ async def bench_stage(
         )
     finally:
         platform.stop()
-        await _drop_databases(config.mongo_uri, db_prefix)
-        await _delete_topics(config.kafka_bootstrap, topics)
+        await drop_databases(config.mongo_uri, db_prefix)
+        await delete_topics(config.kafka_bootstrap, topics)
     return DrainFigures(stage, config.resources, len(messages), drained, seconds, ceiling)
 
 
-async def _drop_databases(mongo_uri: str, db_prefix: str) -> None:
+async def drop_databases(mongo_uri: str, db_prefix: str) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
     try:
         for name in await client.list_database_names():
@@ -300,7 +300,7 @@ async def _drop_databases(mongo_uri: str, db_prefix: str) -> None:
         await client.close()
 
 
-async def _delete_topics(bootstrap: str, topics: Topics) -> None:
+async def delete_topics(bootstrap: str, topics: Topics) -> None:
     admin = AIOKafkaAdminClient(**kafka_client_options(bootstrap))
     await admin.start()
     try:
@@ -431,8 +431,8 @@ async def bench_gateway(
             gateway_cpu_s = gateway_cpu() - before
     finally:
         platform.stop()
-        await _drop_databases(mongo_uri, db_prefix)
-        await _delete_topics(kafka_bootstrap, Topics(prefix))
+        await drop_databases(mongo_uri, db_prefix)
+        await delete_topics(kafka_bootstrap, Topics(prefix))
     progress(f"ceiling: bare FastAPI 202 offered {rate:g}/s for {duration:g} s")
     ceiling = await bench_ceiling(rate, duration, run_dir)
     accepted = result.statuses.get(202, 0)

@@ -18,7 +18,6 @@ from uuid import UUID, uuid4
 import pytest
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from booking.adapters import KafkaEventPublisher, MongoLedgerRepository
@@ -29,50 +28,23 @@ from shared.events import CancelBooking, CreateResource, RequestBooking
 from shared.kafka import make_broker
 from shared.mongo import Document
 from tests.messages import deliveries
+from tests.support.mongo_commands import Filters
+from tests.support.mongo_commands import monitored as monitored_db
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Reads(monitoring.CommandListener):
-    """The filter of every ``find`` sent while ``recording``, by collection."""
-
-    recording: bool = False
-    filters: list[tuple[str, Document]] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.recording and event.command_name == "find":
-            self.filters.append((event.command["find"], dict(event.command.get("filter", {}))))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def scans(self) -> list[tuple[str, Document]]:
-        """Reads that are not one ``_id`` equal to one value: what FerretDB answers by a scan."""
-        return [
-            (collection, query)
-            for collection, query in self.filters
-            if set(query) != {"_id"} or isinstance(query["_id"], dict)
-        ]
-
-
 @pytest.fixture
-def reads() -> Reads:
-    return Reads()
+def reads() -> Filters:
+    return Filters(recording=False)
 
 
 @pytest.fixture
 async def monitored(
-    mongo: Any, mongo_db: AsyncDatabase[Document], reads: Reads
+    mongo: Any, mongo_db: AsyncDatabase[Document], reads: Filters
 ) -> AsyncIterator[AsyncDatabase[Document]]:
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        mongo.uri, tz_aware=True, uuidRepresentation="standard", event_listeners=[reads]
-    )
-    yield client[mongo_db.name]
-    await client.close()
+    async with monitored_db(mongo.uri, mongo_db.name, reads) as db:
+        yield db
 
 
 @pytest.fixture
@@ -142,7 +114,7 @@ async def worker_factory(
 
 
 async def test_cancels_of_rejected_unknown_and_cancelled_bookings_read_only_by_id(
-    worker_factory: Any, reads: Reads
+    worker_factory: Any, reads: Filters
 ) -> None:
     hall, other = Ticketing(), Ticketing()
     worker = worker_factory()
@@ -169,12 +141,12 @@ async def test_cancels_of_rejected_unknown_and_cancelled_bookings_read_only_by_i
     assert await worker_factory().handle(hall.create(capacity=2)) is Outcome.REPLAYED
     reads.recording = False
 
-    assert reads.filters  # the listener saw the handler's reads
+    assert reads.sent  # the listener saw the handler's reads
     assert reads.scans() == []
 
 
 async def test_a_batch_redelivered_after_a_crash_lost_its_pointers_reads_only_by_id(
-    worker_factory: Any, monitored: AsyncDatabase[Document], reads: Reads
+    worker_factory: Any, monitored: AsyncDatabase[Document], reads: Filters
 ) -> None:
     hall = Ticketing()
     await worker_factory().handle(hall.create(capacity=100))

@@ -7,10 +7,12 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway.hub import (
     BookingChange,
     Hub,
+    HubMetrics,
     Scope,
     SeatsChange,
     StreamDroppedError,
@@ -176,3 +178,37 @@ def test_events_become_the_changes_the_streams_show() -> None:
     assert rejected == [BookingChange(booking, "alice", resource, 2, "rejected", "sold_out", NOW)]
     assert [c.final for c in cancelled if isinstance(c, BookingChange)] == [True]
     assert SeatsChange(resource, 10, 5, NOW) in cancelled
+
+
+def test_the_metrics_count_streams_by_kind_open_opened_refused_and_dropped() -> None:
+    registry = CollectorRegistry()
+    hub = Hub(max_streams=3, max_streams_per_principal=2, buffer_size=1,
+              metrics=HubMetrics(registry))  # fmt: skip
+    booking = uuid4()
+    slow = hub.subscribe_booking("alice", booking)
+    hub.subscribe_principal("alice")
+    with pytest.raises(TooManyStreamsError):
+        hub.subscribe_seats("alice", uuid4())
+    hub.subscribe_seats("bob", uuid4())
+    with pytest.raises(TooManyStreamsError):
+        hub.subscribe_seats("carol", uuid4())
+    hub.publish(change(booking, "confirmed"))
+    hub.publish(change(booking, "cancelled"))  # alice's two streams had room for one
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert slow.dropped == "too_slow"
+    assert [value("bookify_push_streams_open", kind=k) for k in HubMetrics.KINDS] == [0, 0, 1]
+    assert [value("bookify_push_streams_opened_total", kind=k) for k in HubMetrics.KINDS] == [
+        1, 1, 1
+    ]  # fmt: skip
+    assert value("bookify_push_streams_refused_total", kind="seats", limit="principal") == 1
+    assert value("bookify_push_streams_refused_total", kind="seats", limit="process") == 1
+    assert value("bookify_push_streams_dropped_total", kind="booking", reason="too_slow") == 1
+    assert value("bookify_push_streams_dropped_total", kind="principal", reason="too_slow") == 1
+
+    hub.close()
+
+    assert value("bookify_push_streams_open", kind="seats") == 0
+    assert value("bookify_push_streams_dropped_total", kind="seats", reason="shutdown") == 1

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from gateway.app import create_app
@@ -202,7 +203,9 @@ async def test_streams_past_the_principals_limit_are_429_and_past_the_process_li
 ) -> None:
     booking_id = accepted(fakes, resource_id)
     path = f"/v1/bookings/{booking_id}/events"
-    fakes.hub = build_hub(settings(push_max_streams=2, push_max_streams_per_principal=1))
+    fakes.hub = build_hub(
+        settings(push_max_streams=2, push_max_streams_per_principal=1), CollectorRegistry()
+    )
     async with running() as app, stream(app, path, bearer("alice")) as first:
         assert first.status == 200
         async with stream(app, path, bearer("alice")) as second:

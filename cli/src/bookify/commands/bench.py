@@ -18,6 +18,7 @@ from bookify_bench.pipeline import (
     pipeline_dict,
     report,
 )
+from bookify_bench.push import PushBenchConfig, bench_push, push_report
 from bookify_bench.stages import (
     StageConfig,
     bench_gateway,
@@ -247,3 +248,39 @@ def verdict(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else verdict_report(figures))
+
+
+@app.command("push")
+def push(
+    levels: Annotated[
+        str, typer.Option(help="Streams held at once, comma-separated (empty: skip that part).")
+    ] = "1000,5000,10000",
+    idle: Annotated[
+        float, typer.Option(min=1, max=300, help="Seconds each level is held idle.")
+    ] = 30,
+    streams: Annotated[
+        int, typer.Option(min=0, max=15_000, help="Streams open during delivery (0: skip it).")
+    ] = 5000,
+    rate: Annotated[float, typer.Option(min=1, help="Bookings per second decided.")] = 400,
+    duration: Annotated[float, typer.Option(min=1, max=300, help="Seconds of bookings.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Open push streams on one gateway: memory per stream and idle CPU at each level, then
+    decisions' delivery (Kafka timestamp to client read) with streams open under load."""
+
+    try:
+        counts = tuple(int(n) for n in levels.split(",") if n.strip())
+    except ValueError:
+        typer.secho(f"error: --levels takes numbers like 1000,5000, not {levels!r}", err=True)
+        raise typer.Exit(2) from None
+    if any(not 1 <= n <= 15_000 for n in counts):
+        typer.secho("error: each of --levels is between 1 and 15000", err=True)
+        raise typer.Exit(2)
+    kafka, mongo = _infra()
+    say = (lambda _: None) if as_json else print_progress
+    config = PushBenchConfig(
+        kafka, mongo, paths.default_run_dir(paths.repo_root()), levels=counts,
+        idle_seconds=idle, streams=streams, rate=rate, duration=duration,
+    )  # fmt: skip
+    figures = run(bench_push(config, progress=say))
+    typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else push_report(figures))

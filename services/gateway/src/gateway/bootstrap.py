@@ -28,7 +28,7 @@ from gateway.adapters import (
     MongoViewReader,
 )
 from gateway.config import GatewaySettings
-from gateway.hub import Hub
+from gateway.hub import Hub, HubMetrics
 from gateway.known import KnownIds
 from gateway.middleware import HttpMetrics
 from gateway.ports import (
@@ -101,12 +101,13 @@ def command_publisher(runtime: GatewayRuntime) -> KafkaCommandPublisher:
     )
 
 
-def build_hub(settings: GatewaySettings) -> Hub:
+def build_hub(settings: GatewaySettings, registry: CollectorRegistry) -> Hub:
     return Hub(
         max_streams=settings.push_max_streams,
         max_streams_per_principal=settings.push_max_streams_per_principal,
         buffer_size=settings.push_buffer_size,
         recent_max=settings.push_recent_max,
+        metrics=HubMetrics(registry),
     )
 
 
@@ -120,7 +121,7 @@ async def connect(
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)
     retained = [store.retained(settings.retention_seconds) for store in (accepted, idempotency)]
-    hub = build_hub(settings)
+    hub = build_hub(settings, runtime.registry)
     # A broker of its own (no subscriber, no metrics of its own): connecting it never
     # disturbs the publisher's.
     feed = KafkaEventFeed(

@@ -25,6 +25,8 @@ from enum import StrEnum
 from typing import Final, TypeVar
 from uuid import UUID
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from shared.events import (
     BookingCancelled,
     BookingConfirmed,
@@ -118,6 +120,40 @@ class StreamDroppedError(Exception):
         self.reason = reason
 
 
+class HubMetrics:
+    """The streams of this process by kind (``booking``, ``principal``, ``seats``: what a
+    stream follows): open now, opened, refused by a limit, dropped by the hub."""
+
+    KINDS: Final = ("booking", "principal", "seats")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "bookify_push_streams_open", "Push streams open now.", ["kind"], registry=registry
+        )
+        self.opened = Counter(
+            "bookify_push_streams_opened", "Push streams opened.", ["kind"], registry=registry
+        )
+        self.refused = Counter(
+            "bookify_push_streams_refused",
+            "Push streams refused by a limit (429 per principal, 503 per process).",
+            ["kind", "limit"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "bookify_push_streams_dropped",
+            "Push streams the hub ended: too_slow (its buffer filled), shutdown.",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        for kind in self.KINDS:  # every series exists from the start, at 0
+            self.open.labels(kind)
+            self.opened.labels(kind)
+            for limit in Scope:
+                self.refused.labels(kind, limit.value)
+            for reason in ("too_slow", "shutdown"):
+                self.dropped.labels(kind, reason)
+
+
 class Subscription:
     """One stream's buffer: up to ``capacity`` changes, or only the latest if ``latest_only``.
 
@@ -177,11 +213,13 @@ class Hub:
         max_streams_per_principal: int = 20,
         buffer_size: int = 64,
         recent_max: int = 50_000,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self.max_streams = max_streams
         self.max_streams_per_principal = max_streams_per_principal
         self._buffer_size = buffer_size
         self._recent_max = recent_max
+        self._metrics = metrics
         self._subscribers: dict[tuple[str, Hashable], set[Subscription]] = {}
         self._per_principal: dict[str, int] = {}
         self._open = 0
@@ -207,14 +245,22 @@ class Hub:
         self, principal: str, key: tuple[str, Hashable], *, latest_only: bool
     ) -> Subscription:
         if self._open >= self.max_streams:
-            raise TooManyStreamsError(Scope.PROCESS, self.max_streams)
+            raise self._refused(key, Scope.PROCESS, self.max_streams)
         if self._per_principal.get(principal, 0) >= self.max_streams_per_principal:
-            raise TooManyStreamsError(Scope.PRINCIPAL, self.max_streams_per_principal)
+            raise self._refused(key, Scope.PRINCIPAL, self.max_streams_per_principal)
         sub = Subscription(principal, key, capacity=self._buffer_size, latest_only=latest_only)
         self._subscribers.setdefault(key, set()).add(sub)
         self._per_principal[principal] = self._per_principal.get(principal, 0) + 1
         self._open += 1
+        if self._metrics is not None:
+            self._metrics.open.labels(key[0]).inc()
+            self._metrics.opened.labels(key[0]).inc()
         return sub
+
+    def _refused(self, key: tuple[str, Hashable], scope: Scope, limit: int) -> TooManyStreamsError:
+        if self._metrics is not None:
+            self._metrics.refused.labels(key[0], scope.value).inc()
+        return TooManyStreamsError(scope, limit)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Idempotent: a dropped subscription is already gone from the indexes."""
@@ -230,12 +276,19 @@ class Hub:
         else:
             del self._per_principal[sub.principal]
         self._open -= 1
+        if self._metrics is not None:
+            self._metrics.open.labels(sub.key[0]).dec()
+
+    def _drop(self, sub: Subscription, reason: str) -> None:
+        self.unsubscribe(sub)
+        sub.drop(reason)
+        if self._metrics is not None:
+            self._metrics.dropped.labels(sub.key[0], reason).inc()
 
     def close(self) -> None:
         """End every stream (shutdown): each is told to reconnect, to another process."""
         for sub in [s for subs in self._subscribers.values() for s in subs]:
-            self.unsubscribe(sub)
-            sub.drop("shutdown")
+            self._drop(sub, "shutdown")
 
     # ------------------------------------------------------------------ publishing
 
@@ -271,8 +324,7 @@ class Hub:
             return
         for sub in list(subs):
             if not sub.offer(change):
-                self.unsubscribe(sub)
-                sub.drop("too_slow")
+                self._drop(sub, "too_slow")
 
 
 K = TypeVar("K")

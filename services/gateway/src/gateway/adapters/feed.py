@@ -28,6 +28,9 @@ log = get_logger(__name__)
 RETRY_SECONDS = 1.0  # between attempts while the broker or the topic is not there
 ASSIGNMENT_POLL_SECONDS = 0.05
 FETCH_RECORDS = 500
+# As the services' subscribers: a fetch of idle partitions held for aiokafka's default 500 ms
+# delays the hot one's (docs/PERFORMANCE.md#kafka-fetch-wait, #push-streams).
+FETCH_MAX_WAIT_MS = 25
 
 
 class KafkaEventFeed:
@@ -54,7 +57,9 @@ class KafkaEventFeed:
             consumer: AIOKafkaConsumer | None = None
             try:
                 build = await self._broker.connect()
-                consumer = build(group_id=None, enable_auto_commit=False)
+                consumer = build(
+                    group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+                )
                 await consumer.start()
                 await self._position(consumer)
                 self.positioned.set()
