@@ -14,6 +14,8 @@ from bookify_platform.infra.errors import InstallError
 from bookify_platform.infra.ferretdb import FERRETDB_MODULE
 from bookify_platform.infra.gobuild import SourcePatch, required_version
 from bookify_platform.infra.kafka import kafka_version, new_cluster_id, render_server_properties
+from bookify_platform.infra.local import LocalInfra
+from bookify_platform.infra.paths import default_run_dir
 from bookify_platform.infra.process import ensure_port_free, is_ours
 
 
@@ -97,3 +99,15 @@ def test_repo_root_is_the_directory_with_the_uv_workspace(tmp_path):
     (tmp_path / "cli" / "pyproject.toml").write_text('[project]\nname = "cli"\n')
 
     assert repo_root(member) == tmp_path
+
+
+def test_the_run_dir_variable_is_the_default_of_commands_without_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bookify up` and `bookify infra` read BOOKIFY_RUN_DIR through --run-dir; the benchmarks
+    and `bookify dlq`, which have no such option, found no Kafka in a stack started so."""
+    monkeypatch.delenv("BOOKIFY_RUN_DIR", raising=False)
+    assert default_run_dir(tmp_path) == tmp_path / ".cache" / "run"
+    monkeypatch.setenv("BOOKIFY_RUN_DIR", str(tmp_path / "elsewhere"))
+    assert default_run_dir(tmp_path) == (tmp_path / "elsewhere").resolve()
+    assert LocalInfra().run_dir == (tmp_path / "elsewhere").resolve()

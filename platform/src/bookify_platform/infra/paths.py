@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bookify_platform.infra.errors import InfraError
 
+RUN_DIR_ENV = "BOOKIFY_RUN_DIR"
 CACHE_DIR_ENV = "BOOKIFY_CACHE_DIR"
 
 
@@ -51,5 +52,11 @@ def cache_dir(root: Path | None = None) -> Path:
 
 
 def default_run_dir(root: Path | None = None) -> Path:
-    """Run directory of the dev stack started by `bookify infra up`: <root>/.cache/run."""
+    """Run directory of the dev stack: $BOOKIFY_RUN_DIR or <root>/.cache/run.
+
+    The variable is what `--run-dir` reads in `bookify up` and `bookify infra`, so a command
+    without that option (the benchmarks, `bookify dlq`) finds the same stack."""
+    override = os.environ.get(RUN_DIR_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
     return (root or repo_root()) / ".cache" / "run"
