@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from gateway.coalesce import Coalescer
 from gateway.ratelimit.local import TokenBucketLimiter
 from shared.logging import get_logger
 
@@ -47,7 +47,8 @@ MAX_BATCH = 512  # checks per round trip: bounds one script call's keys, not the
 class SharedLimiter:
     """The buckets in ``store``, shared by every gateway, failing open to ``fallback``.
 
-    Checks that arrive while a round trip is out wait for the next one and go together.
+    Checks that arrive while a round trip is out wait for the next one and go together
+    (a :class:`~gateway.coalesce.Coalescer` with no delay: an idle limiter sends at once).
     """
 
     def __init__(
@@ -70,8 +71,9 @@ class SharedLimiter:
         self._clock = clock
         self._down_until: float | None = None  # while set (open), Redis is skipped until then
         self._probing = False  # a request is asking Redis whether it is back
-        self._waiting: list[tuple[str, asyncio.Future[float]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._batcher: Coalescer[str, float] = Coalescer(
+            store.take, max_batch=MAX_BATCH, max_delay=0, unavailable=_unavailable
+        )
 
     @property
     def degraded(self) -> bool:
@@ -90,7 +92,7 @@ class SharedLimiter:
             probe = self._probing = True
         try:
             async with asyncio.timeout(self._timeout):
-                wait = await self._ask(principal)
+                wait = await self._batcher.submit(principal)
         except Exception as exc:  # any store failure: the limit must not fail the request
             return self._failed(principal, exc)
         finally:
@@ -101,27 +103,6 @@ class SharedLimiter:
             self._down_until = None
             log.info("rate_limit_store_back", store=self._where)
         return wait
-
-    def _ask(self, principal: str) -> asyncio.Future[float]:
-        answer = asyncio.get_running_loop().create_future()
-        self._waiting.append((principal, answer))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send())
-        return answer
-
-    async def _send(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            try:
-                waits = await self._store.take([principal for principal, _ in batch])
-            except Exception as exc:
-                for _, answer in batch:
-                    if not answer.done():  # a request that timed out has cancelled its own
-                        answer.set_exception(exc)
-            else:
-                for (_, answer), wait in zip(batch, waits, strict=True):
-                    if not answer.done():
-                        answer.set_result(wait)
 
     def _failed(self, principal: str, exc: Exception) -> float:
         if self._down_until is None:
@@ -156,8 +137,10 @@ class SharedLimiter:
             )
 
     async def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        await self._batcher.abort()
         await self._store.close()
+
+
+def _unavailable(detail: str) -> ConnectionError:
+    # Only the limiter's own closing makes one: judged locally, like any store failure.
+    return ConnectionError(f"rate-limit store: {detail}")
