@@ -51,6 +51,9 @@ STACK_ENV = {"BOOKIFY_GATEWAY_DRAIN_SECONDS": str(DRAIN_SECONDS)}
 PROBE_EVERY_S = 0.1
 SLOW_PROBES = 3
 RATE = 30.0  # bookings a second, over both gateways
+# A balancer closes idle connections before its backends do (uvicorn: after 5 s): a connection
+# reused just as the server closes it fails with a ReadError that no server caused.
+IDLE_TIMEOUT_S = 2.0
 CAPACITY = 100_000  # the resources never sell out: every booking is confirmed
 BATCH_RECORD_MS = 50  # booking-1's injected cost per record before its SIGTERM
 WITHIN_S = 90  # a bound on each wait, so a broken rollout fails instead of hanging
@@ -127,7 +130,11 @@ class Balancer:
             if backend.http is not None:
                 backend.retired.append(backend.http)
             backend.epoch += 1
-            backend.http = httpx.AsyncClient(base_url=backend.url, timeout=30)
+            backend.http = httpx.AsyncClient(
+                base_url=backend.url,
+                timeout=30,
+                limits=httpx.Limits(keepalive_expiry=IDLE_TIMEOUT_S),
+            )
             backend.gone = False
         backend.ready = ready
 
