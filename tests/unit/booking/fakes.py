@@ -39,6 +39,8 @@ class FakeLedger:
     entries: list[LedgerEntry] = field(default_factory=list)
     conflicts: int = 0
     batch_appends: int = 0
+    refusals: int = 0
+    """Ordered inserts stopped by a unique key (the rest of that batch goes one by one)."""
     gets: int = 0
     op_key_lookups: int = 0
     _by_key: dict[tuple[UUID, int], LedgerEntry] = field(default_factory=dict, repr=False)
@@ -81,6 +83,7 @@ class FakeLedger:
             if (entry.resource_id, entry.seq) in self._by_key or entry.op_key in self._by_op:
                 if (entry.resource_id, entry.seq) in self._by_key:
                     self.conflicts += 1
+                self.refusals += 1
                 return stored
             self._store(entry)
         return len(entries)

@@ -135,6 +135,30 @@ async def test_cancels_of_every_kind_stay_in_the_batch_and_its_one_append() -> N
     ]
 
 
+async def test_an_operation_recorded_already_is_replayed_in_place_not_refused() -> None:
+    """A second cancel of a booking (its view still read confirmed at the gateway) and a
+    request published twice were refused by the ledger, and every command after them in the
+    batch was then decided one at a time: the mix's p99 went from 0.4 to 1.5 s (issue 19)."""
+    ledger, publisher = FakeLedger(), FakePublisher()
+    rid = uuid4()
+    worker = handler_for(ledger, publisher)
+    first, second = request(rid, 1), request(rid, 1)
+    await worker.many(deliveries(create(rid, 5), first, second, cancel(first)))
+    appends, published = ledger.batch_appends, len(publisher.published)
+
+    again = [cancel(first), request(rid, 1), first, cancel(second), cancel(second)]
+    await worker.many(deliveries(*again))
+
+    assert ledger.refusals == 0
+    assert ledger.batch_appends == appends + 1
+    assert [type(e).__name__ for e in publisher.published[published:]] == [
+        "BookingConfirmed",  # the new request
+        "BookingConfirmed",  # ``first`` again: its event replayed, same id
+        "BookingCancelled",  # ``second``'s cancel; its second cancel is ignored
+    ]
+    assert publisher.published[published + 1].event_id == publisher.published[1].event_id
+
+
 @pytest.mark.parametrize("seed", range(20))
 async def test_a_batch_decides_as_one_command_at_a_time_would(seed: int) -> None:
     """Random crowds on two small resources (bookings, cancels of pending, confirmed and

@@ -24,7 +24,7 @@ nothing here reads, modifies and writes back a document.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -127,12 +127,16 @@ class CommandHandler:
         """Decide a batch: in memory on each resource's head, then one ordered append.
 
         Requests, cancels and first creations are decided one after another on the head as
-        the batch leaves it, and appended together (:meth:`_append_and_announce`). A command
-        that needs more (a creation that records nothing, a cancel whose booking is newer
-        than this batch's head) runs alone, after the decisions before it are stored, so
-        every resource still sees its commands in order.
+        the batch leaves it, and appended together (:meth:`_append_and_announce`). An
+        operation this process knows is recorded (decided earlier in the batch, or stored
+        lately) is replayed in place: a refused append would send the rest of the batch
+        down the one-by-one path. A command that needs more (a creation that records
+        nothing, a cancel whose booking is newer than this batch's head) runs alone, after
+        the decisions before it are stored, so every resource still sees its commands in
+        order.
         """
         decided: list[Decided] = []
+        ops: dict[str, LedgerEntry] = {}  # op_key -> entry, as decided in this batch
         heads: dict[UUID, LedgerEntry | None] = {}
         for delivery in deliveries:
             command = delivery.message
@@ -141,25 +145,30 @@ class CommandHandler:
                 rid = command.resource_id
                 if rid not in heads:
                     heads[rid] = await self._heads.head(rid)
-                if isinstance(command, CancelBooking):
-                    decision = await self._decide_cancel(heads[rid], command, decided)
+                op_key = op_key_for(command)
+                recorded = ops.get(op_key) or self._recent.known(op_key)
+                if recorded is not None:
+                    decision = replay(recorded, command)
+                elif isinstance(command, CancelBooking):
+                    decision = await self._decide_cancel(heads[rid], command, ops)
                 else:
                     decision = decide(heads[rid], command, self._clock())
                     if decision.entry is None:
                         decision = None  # only its pointer tells whether it was decided
             if decision is None:
                 await self._append_and_announce(decided)
-                decided, heads = [], {}
+                decided, ops, heads = [], {}, {}
                 with consuming(delivery.record, command):
                     await self.handle(command)
                 continue
             if decision.entry is not None:
                 heads[decision.entry.resource_id] = decision.entry
+                ops[decision.entry.op_key] = decision.entry
             decided.append((delivery, decision))
         await self._append_and_announce(decided)
 
     async def _decide_cancel(
-        self, head: LedgerEntry | None, command: CancelBooking, decided: Sequence[Decided]
+        self, head: LedgerEntry | None, command: CancelBooking, ops: Mapping[str, LedgerEntry]
     ) -> Decision | None:
         """A cancel decided inside the batch, or None to decide it alone (:meth:`_handle`).
 
@@ -171,16 +180,7 @@ class CommandHandler:
         cancel that may be recorded already (:class:`OverRelease`) takes the careful path.
         """
         key = decide_key(command.booking_id)
-        booking = next(
-            (
-                d.entry
-                for _, d in reversed(decided)
-                if d.entry is not None and d.entry.op_key == key
-            ),
-            None,
-        )
-        if booking is None:
-            booking = await self._recent.find(key, command.resource_id, head=_seq(head))
+        booking = ops.get(key) or await self._recent.find(key, command.resource_id, head=_seq(head))
         if booking is not None and booking.seq > _seq(head):
             return None
         try:
@@ -220,11 +220,15 @@ class CommandHandler:
                 await self.handle(delivery.message)
 
     async def _conclude(self, command: Message, decision: Decision) -> list[Awaitable[Any]]:
-        """Announce a stored decision (its ack to await), or log one that records nothing."""
-        if decision.entry is None or decision.event is None:
-            op_key = op_key_for(command) if isinstance(command, Command) else None
+        """Announce a stored decision, or replay one recorded before (their acks to await),
+        or log one that records nothing."""
+        op_key = op_key_for(command) if isinstance(command, Command) else None
+        if decision.event is None:
             log.info("ignored", op_key=op_key, note=decision.note)
             return []
+        if decision.entry is None:
+            log.info("replayed", op_key=op_key, event_id=str(decision.event.event_id))
+            return [await self._publisher.send(decision.event)]
         return [await self._announce(decision.entry, decision.event)]
 
     async def _announce(self, entry: LedgerEntry, event: Event) -> Awaitable[Any]:

@@ -35,6 +35,10 @@ class RecentEntries:
         """``entry`` is stored (appended, or read back)."""
         self._entries[entry.op_key] = entry
 
+    def known(self, op_key: str) -> LedgerEntry | None:
+        """The entry recording ``op_key``, if this process remembers it (no round trip)."""
+        return self._entries.get(op_key)
+
     async def find(self, op_key: str, resource_id: UUID, *, head: int) -> LedgerEntry | None:
         """As :meth:`LedgerRepository.find`, from memory when this process knows the entry."""
         entry = self._entries.get(op_key)
