@@ -173,11 +173,11 @@ class CommandHandler:
         """A cancel decided inside the batch, or None to decide it alone (:meth:`_handle`).
 
         Issue 19: each cancel used to cut its batch in two (a flush and its acks, then the
-        cancel alone with an append and an ack of its own), which halved booking's rate under
-        a crowd's 8 % of cancels. Its booking is looked up among the batch's decisions first
-        (a booking cancelled while still pending is often decided in the same batch), else
-        through its pointer. A booking newer than ``head`` (another worker decided it) or a
-        cancel that may be recorded already (:class:`OverRelease`) takes the careful path.
+        cancel alone with an append and an ack of its own; docs/PERFORMANCE.md). Its booking
+        is looked up among the batch's decisions first (a booking cancelled while still
+        pending is often decided in the same batch), else through its pointer. A booking
+        newer than ``head`` (another worker decided it) or a cancel that may be recorded
+        already (:class:`OverRelease`) takes the careful path.
         """
         key = decide_key(command.booking_id)
         booking = ops.get(key) or await self._recent.find(key, command.resource_id, head=_seq(head))

@@ -1,9 +1,9 @@
 """The ledger entries this process stored or read lately, by op_key.
 
 A cancel needs its booking's decision. Read through its pointer that is two round trips to
-the store, made one cancel after another inside a batch; at a ticket drop's 8 % of cancels
-they were a seventh of booking's time (py-spy, issue 19). Most cancels name a booking this
-very process decided moments ago, so it remembers them.
+the store, made one cancel after another inside a batch (py-spy under a crowd's cancels:
+docs/PERFORMANCE.md). Most cancels name a booking this very process decided moments ago, so
+it remembers them.
 
 Always right: an op_key has one entry, ever (the op_key index), and an entry never changes.
 Only entries known to be stored are remembered (one decided in memory may still be refused),
