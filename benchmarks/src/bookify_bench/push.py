@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,6 +45,7 @@ from bookify_platform.infra.process import free_port
 from bookify_platform.services import Platform, PlatformConfig, ServiceName
 from loadtests.openmodel import HttpClient, run_open_model
 from loadtests.recorder import process_cpu_clock
+from loadtests.sse import EventStream, StreamRefusedError
 from shared.auth import AuthSettings, Scope, mint_token
 from shared.kafka_security import kafka_client_options
 from shared.settings import Topics
@@ -129,53 +129,18 @@ class PushFigures:
 # ------------------------------------------------------------------ the stream holder
 
 
-class EventStream:
-    """One ``text/event-stream`` over its own connection: the booking ids it carried, each
-    with the wall time its event was read."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int, token: str) -> EventStream | None:
-        """The stream, or None when the gateway did not answer 200."""
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(
-            f"GET {STREAM_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        status = await reader.readline()
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass  # the headers: chunked, as every stream is
-        if status.split(b" ", 2)[1:2] != [b"200"]:
-            writer.close()
-            return None
-        return cls(reader, writer)
-
-    async def read(self, seen: dict[str, float]) -> None:
-        """Until the server ends the stream: each event's booking id, when read."""
-        pending = b""
-        while True:
-            size = int((await self.reader.readline()).strip() or b"0", 16)
-            if size == 0:
-                return
-            pending += (await self.reader.readexactly(size + 2))[:-2]
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.startswith(b"id: "):  # "<booking id>:<status>"
-                    seen.setdefault(line[4:].split(b":", 1)[0].decode(), time.time())
-
-    def close(self) -> None:
-        self.writer.close()
+async def read_bookings(stream: EventStream, seen: dict[str, float]) -> None:
+    """Until the server ends ``stream``: each booking id its events carry (their id is
+    ``<booking id>:<status>``), with the wall time it was first read."""
+    async for event in stream.events():
+        if event.id:
+            seen.setdefault(event.id.split(":", 1)[0], time.time())
 
 
 async def _hold(url: str, tokens: Sequence[str], pipe: Connection) -> None:
     """Open streams for ``tokens`` a level at a time (each level's count comes down the pipe,
     answered with the count refused), reading all of them, until told ``stop``; then send
     back every booking id read with its time."""
-    split = urlsplit(url)
-    host, port = split.hostname or "127.0.0.1", split.port or 80
     streams: list[EventStream] = []
     readers: list[asyncio.Task[None]] = []
     seen: dict[str, float] = {}
@@ -185,13 +150,13 @@ async def _hold(url: str, tokens: Sequence[str], pipe: Connection) -> None:
     async def open_one(token: str) -> bool:
         async with gate:
             try:
-                stream = await EventStream.open(host, port, token)
-            except OSError:
+                stream = await EventStream.open(
+                    url, STREAM_PATH, {"Authorization": f"Bearer {token}"}
+                )
+            except (OSError, StreamRefusedError):
                 return False
-        if stream is None:
-            return False
         streams.append(stream)
-        readers.append(asyncio.create_task(stream.read(seen)))
+        readers.append(asyncio.create_task(read_bookings(stream, seen)))
         return True
 
     while True:

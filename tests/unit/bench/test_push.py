@@ -1,4 +1,4 @@
-"""bookify bench push's own parts: reading a chunked event stream, and the figures' ratios."""
+"""bookify bench push's own parts: the bookings its streams carried, and the figures' ratios."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from bookify_bench.push import (
     DeliveryFigures,
-    EventStream,
     HeldLevel,
     PushFigures,
     percentile,
     push_report,
+    read_bookings,
 )
+from loadtests.sse import EventStream
 
 
 def chunked(*pieces: bytes) -> bytes:
@@ -38,7 +39,7 @@ async def test_a_stream_records_each_booking_once_across_chunk_boundaries() -> N
     writer: Any = NoWriter()
     seen: dict[str, float] = {}
 
-    await EventStream(reader, writer).read(seen)
+    await read_bookings(EventStream(reader, writer), seen)
 
     assert list(seen) == ["b-1", "b-2"]
 
