@@ -1,8 +1,10 @@
 """The MongoDB-wire server the fixtures provide is real: PyMongo's AsyncMongoClient
-round-trips documents, a unique index rejects duplicates and lookups by _id use its index."""
+round-trips documents, a unique index rejects duplicates, lookups by _id use its index, and
+an update of many statements does not hold the database's connections."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -90,3 +92,21 @@ async def test_a_guard_beside_the_id_still_decides_the_match(mongo_db):
     with pytest.raises(DuplicateKeyError):  # the guarded upsert the views rely on
         await bookings.update_one(not_cancelled, {"$set": {"status": "x"}}, upsert=True)
     assert await bookings.find_one({"_id": "b-1"}) == {"_id": "b-1", "status": "cancelled"}
+
+
+async def test_an_update_of_many_matching_statements_returns_and_leaves_the_database_usable(
+    mongo_db,
+):
+    # The consumer applies a batch as one `update` command of guarded statements. FerretDB
+    # kept each matched statement's query open until the command ended, and each statement's
+    # write needs a connection of its own: past ~100 matches (the pool of one database) the
+    # command waited for good, and every other read and write of that database behind it.
+    hints = mongo_db["hints"]
+    await hints.insert_many([{"_id": f"h{i}", "n": 0} for i in range(150)])
+    statements = [
+        {"q": {"_id": f"h{i}", "n": {"$lt": 1}}, "u": {"$set": {"n": 1}}} for i in range(150)
+    ]
+    async with asyncio.timeout(60):  # a hung command fails the test, not the suite
+        result = await mongo_db.command("update", "hints", updates=statements, ordered=True)
+        assert (result["n"], result["nModified"]) == (150, 150)
+        assert await hints.count_documents({"n": 1}) == 150

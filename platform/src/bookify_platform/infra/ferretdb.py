@@ -18,9 +18,13 @@ READY_LINE = r"^(mongodb://\S+)\s*$"
 
 # FerretDB v1's SQLite backend looks documents up by _id with a full table scan, which makes
 # every view read and every consumer write slower with each document ever stored (a
-# pending-booking poll misses, so it reads the whole table). Two build-time fixes, each
-# checked by tests/integration/test_mongo_server.py:
-SQLITE_ID_PATCHES = (
+# pending-booking poll misses, so it reads the whole table); and one `update` command of many
+# statements holds a connection for each statement that matched until it ends, so a command
+# of ~100 matching statements waits for good for a connection of its own database's pool (100)
+# and every other read or write of that database then waits behind it. Three build-time
+# fixes, each checked by tests/integration/test_mongo_server.py:
+UPDATE_STATEMENT = 'result, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'
+SQLITE_PATCHES = (
     SourcePatch(
         FERRETDB_MODULE,
         "internal/backends/sqlite/metadata/metadata.go",
@@ -40,6 +44,15 @@ SQLITE_ID_PATCHES = (
         why="push the _id equality down even when the filter has other fields",
         count=2,  # Query and Explain
     ),
+    SourcePatch(
+        FERRETDB_MODULE,
+        "internal/handler/msg_update.go",
+        old=UPDATE_STATEMENT,
+        new=UPDATE_STATEMENT + "\t\tcloser.Close()\n",
+        # The statement's query rows were closed by a `defer` inside the loop over statements,
+        # so only when the whole command returned; closing twice is harmless.
+        why="close each update statement's query when the statement is done",
+    ),
 )
 
 
@@ -52,7 +65,7 @@ def build_ferretdb(
         pinned_module=FERRETDB_MODULE,
         # The pgx backend is never used here; leaving it out saves build time.
         tags=("ferretdb_no_postgresql",),
-        patches=SQLITE_ID_PATCHES,
+        patches=SQLITE_PATCHES,
         expected="~1-2 min",
         root=root,
         cache=cache,
