@@ -281,3 +281,32 @@ def test_an_unreachable_gateway_is_a_clear_error(workdir: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert "make up" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "model", [("--users", "4"), ("--open", "--rate", "8")], ids=["locust", "open-model"]
+)
+def test_clients_learn_decisions_by_push_and_the_report_sets_them_beside_polling(
+    stack: Platform,
+    workdir: Path,
+    baseline: tuple[dict[str, Any], Path],
+    model: tuple[str, ...],
+) -> None:
+    _, polled = baseline
+    _, summary, run_dir, output = bookify_load(
+        stack, workdir, "soak", *model, "--duration", "12", "--window", "1",
+        "--follow", "push", "--baseline", str(polled),
+    )  # fmt: skip
+    meta = summary["meta"]
+    assert meta["follow"] == "push"
+    assert summary["e2e"]["count"] > 0, output
+    streams = summary["endpoints"]["GET /v1/bookings/{id}/events"]
+    assert streams["count"] > 0
+    assert streams["errors"] == 0, summary["statuses"]
+    assert "GET /v1/bookings/{id}" not in summary["endpoints"]  # nobody polled
+    assert meta["gateway_cpu"]["cores"] > 0
+    [poll] = meta["baseline_decisions"]
+    assert (poll["follow"], poll["shape"]) == ("poll", "soak")
+    assert poll["decisions"] > 0
+    report = (run_dir / "report.html").read_text("utf-8")
+    assert "Waiting for decisions: poll or push" in report

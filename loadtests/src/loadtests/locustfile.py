@@ -54,7 +54,7 @@ from loadtests.gates import SloConfig
 from loadtests.mix import parse_mix
 from loadtests.options import DEFAULT_SLO
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary, Sample, locust_sample
-from loadtests.session import CLOSED_MODEL, FaultPlan, RunSession
+from loadtests.session import CLOSED_MODEL, FaultPlan, GatewayCpu, RunSession
 from loadtests.shapes import (
     SHAPES,
     BookifyShape,
@@ -65,7 +65,7 @@ from loadtests.shapes import (
     StressShape,
     build_shape,
 )
-from loadtests.users import CONTEXT, CrowdUser, ErrorUser, ShopperUser
+from loadtests.users import CONTEXT, FOLLOW_MODES, POLL, CrowdUser, ErrorUser, ShopperUser
 
 log = logging.getLogger("bookify.load")
 # Seeding and fault switching use httpx, whose per-request INFO lines would drown the output.
@@ -132,6 +132,12 @@ def _options(parser: Any) -> None:
         default="",
         help="A crowd's operations instead of the shop's flows (loadtests.mix).",
     )
+    group.add_argument(
+        "--follow",
+        default=POLL,
+        choices=FOLLOW_MODES,
+        help="How a client learns its booking's decision: poll, or push (its event stream).",
+    )
 
 
 def _think(spec: str) -> tuple[float, float]:
@@ -190,6 +196,7 @@ def _configure_users(run_id: str, resources: list[str], options: Any) -> None:
     CONTEXT.bad_tokens = BadTokens.mint(run_id)
     CONTEXT.think_s = _think(options.think_time)
     CONTEXT.mix = parse_mix(options.mix) if options.mix else None
+    CONTEXT.follow = options.follow
 
 
 # ---------------------------------------------------------------------------- master side
@@ -278,6 +285,8 @@ class LocustSession:
             resources=len(self.resources),
             principals=options.principals,
             data_state=self.data_state,
+            follow=options.follow,
+            gateway_cpu=GatewayCpu.start(self.environment.host),
         )
         self.last_phase = None
         self.ticker = gevent.spawn(self._tick_loop)

@@ -3,20 +3,22 @@
 Arrivals start on schedule (:func:`loadtests.openmodel.run_open_model`) whether or not earlier
 ones have answered, so a slow server shows up as latency -- measured from each arrival's
 *intended* start -- and as dropped arrivals, never as a quietly lower load. A booking
-arrival ends at its 202; the polling that follows runs beside the schedule (bounded) and
-records the accepted -> terminal latency. Segments of a shape start on time even while the
-previous segment's tail is still answering. ``stress`` runs its steps one after another and
-stops at the first step that breaks the step SLO.
+arrival ends at its 202; the wait for its decision that follows (polling, or its push stream
+with ``--follow push``) runs beside the schedule (bounded) and records the accepted -> known
+latency. Segments of a shape start on time even while the previous segment's tail is still
+answering. ``stress`` runs its steps one after another and stops at the first step that
+breaks the step SLO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from loadtests.data import (
     ErrorCase,
     Pools,
     Trace,
+    base_urls,
     booking_body,
     check_gateway,
     error_cases,
@@ -41,7 +44,7 @@ from loadtests.mix import Crowd, parse_mix
 from loadtests.openmodel import HttpClient, HttpError, OpenModelResult, Reply, run, run_open_model
 from loadtests.options import LoadOptions, Say
 from loadtests.recorder import SAMPLES_FILE, Recorder, RunSummary
-from loadtests.session import OPEN_MODEL, FaultPlan, RunSession
+from loadtests.session import OPEN_MODEL, FaultPlan, GatewayCpu, RunSession
 from loadtests.shapes import (
     BookifyShape,
     ErrorShape,
@@ -50,13 +53,16 @@ from loadtests.shapes import (
     StressShape,
     build_shape,
 )
+from loadtests.sse import EventStream, StreamRefusedError
 from loadtests.users import (
+    BOOKING_EVENTS,
     BOOKINGS,
     CANCEL,
     FLOW_WEIGHTS,
     LIST_RESOURCES,
     ONE_BOOKING,
     ONE_RESOURCE,
+    POLL,
     pick_error_case,
     pick_flow,
     poll_delays,
@@ -79,6 +85,9 @@ class Live:
         return len(lat), p95, errors
 
 
+RECONNECT_S = 0.5  # before opening a stream again that ended undecided (EventSource waits too)
+
+
 class OpenClient:
     """The shop's flows as single arrivals for the open model (asyncio)."""
 
@@ -93,6 +102,8 @@ class OpenClient:
         max_pollers: int,
         poll_timeout_s: float = 30.0,
         mix: dict[str, float] | None = None,
+        follow: str = POLL,
+        hosts: Sequence[str] = (),
     ) -> None:
         self.http = http
         self.pools = pools
@@ -105,6 +116,8 @@ class OpenClient:
         self.max_pollers = max_pollers
         self.poll_timeout_s = poll_timeout_s
         self.skipped_polls = 0
+        self.wait = self._poll if follow == POLL else self._push
+        self.stream_hosts = itertools.cycle(hosts)  # push: each stream to the next gateway
         self.crowd: Crowd | None = None
         if mix is not None:
             self.crowd = Crowd(
@@ -187,7 +200,7 @@ class OpenClient:
         if len(self.pollers) >= self.max_pollers:
             self.skipped_polls += 1
             return
-        task = asyncio.create_task(self._poll(booking_id, headers, accepted_at))
+        task = asyncio.create_task(self.wait(booking_id, headers, accepted_at))
         self.pollers.add(task)
         task.add_done_callback(self.pollers.discard)
 
@@ -202,24 +215,71 @@ class OpenClient:
                 return
             status = str(r.json().get("status"))
             if status in TERMINAL:
-                if status in DECIDED:
-                    self.recorder.record_e2e(accepted_at, time.time() - accepted_at, status)
-                if should_cancel(status, self.rng):
-                    await self._call(
-                        "POST", f"/v1/bookings/{booking_id}/cancel", CANCEL, time.time(),
-                        ok=lambda s: s == 202, headers=headers,
-                    )  # fmt: skip
+                await self._decided(booking_id, status, headers, accepted_at)
                 return
             if time.time() + delay > deadline:
                 self.recorder.record_e2e(accepted_at, self.poll_timeout_s, "timeout")
                 return
             await asyncio.sleep(delay)
 
+    async def _push(self, booking_id: str, headers: dict[str, str], accepted_at: float) -> None:
+        """Wait for the decision on the booking's stream, as a browser's EventSource does:
+        each opening is recorded as a request, a stream that ends early is opened again with
+        Last-Event-ID, and the first final status is the decision."""
+        path, name = f"/v1/bookings/{booking_id}/events", f"GET {BOOKING_EVENTS}"
+        known: str | None = None
+        last_id: str | None = None
+        try:
+            async with asyncio.timeout(max(0.0, accepted_at + self.poll_timeout_s - time.time())):
+                while True:
+                    start = time.time()
+                    resume = {"Last-Event-ID": last_id} if last_id else {}
+                    try:
+                        stream = await EventStream.open(
+                            next(self.stream_hosts), path, {**headers, **resume}
+                        )
+                    except (OSError, StreamRefusedError) as exc:
+                        self._record(name, start, False, getattr(exc, "status", 0))
+                        return
+                    self._record(name, start, True, 200)
+                    async with stream:
+                        known, last_id = await _final_status(stream, last_id)
+                    if known is not None:
+                        break
+                    await asyncio.sleep(RECONNECT_S)
+        except TimeoutError:
+            self.recorder.record_e2e(accepted_at, self.poll_timeout_s, "timeout")
+            return
+        await self._decided(booking_id, known, headers, accepted_at)
+
+    async def _decided(
+        self, booking_id: str, status: str, headers: dict[str, str], accepted_at: float
+    ) -> None:
+        """A final status known, by poll or push: its latency, and some confirmed cancelled."""
+        if status in DECIDED:
+            self.recorder.record_e2e(accepted_at, time.time() - accepted_at, status)
+        if should_cancel(status, self.rng):
+            await self._call(
+                "POST", f"/v1/bookings/{booking_id}/cancel", CANCEL, time.time(),
+                ok=lambda s: s == 202, headers=headers,
+            )  # fmt: skip
+
     async def drain(self, within: float) -> None:
         if self.pollers:
             _, pending = await asyncio.wait(set(self.pollers), timeout=within)
             for task in pending:
                 task.cancel()
+
+
+async def _final_status(stream: EventStream, last_id: str | None) -> tuple[str | None, str | None]:
+    """Read a booking's stream until a final status or the stream's end (the server's maximum
+    age, a shutdown, a cut connection): (that status or None, the last event id seen)."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        async for event in stream.events():
+            last_id = event.id or last_id
+            if event.id in TERMINAL:
+                return event.id, last_id
+    return None, last_id
 
 
 def run_open_model_test(options: LoadOptions, say: Say = print) -> int:
@@ -270,6 +330,8 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
         resources=len(resources),
         principals=options.principals,
         data_state=seeded.state.to_dict(),
+        follow=options.follow,
+        gateway_cpu=GatewayCpu.start(options.host),
     )
     say(
         f"open model: {shape.name} at {options.rate:g}/s base for {options.duration:g} s, "
@@ -285,6 +347,8 @@ async def _run_open(options: LoadOptions, say: Say) -> ExitCode:
             live=live,
             max_pollers=options.max_in_flight,
             mix=parse_mix(options.mix) if options.mix else None,
+            follow=options.follow,
+            hosts=base_urls(options.host),
         )
         ticker = asyncio.create_task(_open_ticker(shape, recorder, live, options, say))
         try:

@@ -43,6 +43,7 @@ class LoadOptions:
     progress_every: float = 5.0
     max_in_flight: int = 512
     mix: str = ""  # a crowd's operations (loadtests.mix) instead of the shop's flows
+    follow: str = "poll"  # how a client learns its decision: "poll" or "push" (loadtests.users)
     run_id: str = field(default_factory=new_run_id)
 
     @property

@@ -26,7 +26,7 @@ from loadtests.recorder import (
     RunSummary,
     window_percentiles,
 )
-from loadtests.report_html import render_html
+from loadtests.report_html import decision_brief, render_html
 from loadtests.stats import Comparison, Windowed, compare_runs
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
@@ -172,12 +172,17 @@ def baseline_runs(path: Path) -> list[Path]:
 
 
 def _data_state(run_dir: Path) -> Mapping[str, Any] | None:
-    try:
-        meta = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8")).get("meta") or {}
-    except (OSError, ValueError):
-        return None
+    meta = (_summary_data(run_dir) or {}).get("meta") or {}
     state = meta.get("data_state")
     return state if isinstance(state, Mapping) else None
+
+
+def _summary_data(run_dir: Path) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads((run_dir / SUMMARY_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, Mapping) else None
 
 
 def _describe_state(state: Mapping[str, Any]) -> str:
@@ -235,6 +240,11 @@ def finalize(
         meta["start_differences"] = start_differences(
             meta.get("data_state"), [(run.name, _data_state(run)) for run in runs]
         )
+        meta["baseline_decisions"] = [
+            {"run": run.name, **decision_brief(data)}
+            for run in runs
+            if (data := _summary_data(run)) is not None
+        ]
         comparisons = compare_runs(
             windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
             [

@@ -348,6 +348,61 @@ def _comparison_table(comparisons: Sequence[Mapping[str, Any]], baseline: Any) -
     return f"<div class='tw'><table>{head}{''.join(rows)}</table></div>{note}"
 
 
+def decision_brief(data: Mapping[str, Any]) -> dict[str, Any]:
+    """How a run's clients learned their decisions, and what it cost the gateway, from its
+    ``summary.json`` data: the row the report sets beside a baseline's (poll against push)."""
+    meta = data.get("meta") or {}
+    e2e = data.get("e2e") or {}
+    cpu = meta.get("gateway_cpu") or {}
+    shape = meta.get("shape")
+    return {
+        "follow": meta.get("follow") or "poll",
+        "shape": shape.get("shape") if isinstance(shape, Mapping) else shape,
+        "rps": (data.get("total") or {}).get("rps"),
+        "gateway_cores": cpu.get("cores"),
+        "known_p50_ms": e2e.get("p50"),
+        "known_p99_ms": e2e.get("p99"),
+        "decisions": e2e.get("count"),
+    }
+
+
+def _decisions_table(data: Mapping[str, Any]) -> str:
+    """This run and its baseline runs side by side: how clients learned their decisions (poll
+    or push), the requests/s that took, the gateway's CPU, and 202 -> known."""
+    if not data["e2e"]:
+        return ""
+    rows = [{"run": "this run", **decision_brief(data)}]
+    rows += data["meta"].get("baseline_decisions") or []
+    body = "".join(
+        f"<tr><td class='l'>{_e(r['run'])}</td><td class='l'>{_e(r['follow'])}</td>"
+        f"<td class='l'>{_e(r['shape'] or '')}</td><td>{_rate(r['rps'])}</td>"
+        f"<td>{_cores(r['gateway_cores'])}</td><td>{_ms(r['known_p50_ms'])}</td>"
+        f"<td>{_ms(r['known_p99_ms'])}</td><td>{r['decisions'] or 0:,}</td></tr>"
+        for r in rows
+    )
+    head = (
+        "<tr><th class='l'>Run</th><th class='l'>Decisions by</th><th class='l'>Shape</th>"
+        "<th>Requests/s</th><th>Gateway CPU</th><th>202 &rarr; known p50 ms</th>"
+        "<th>p99 ms</th><th>Decisions</th></tr>"
+    )
+    return (
+        "<h2>Waiting for decisions: poll or push</h2>"
+        f"<div class='tw'><table>{head}{body}</table></div>"
+        "<p class='note'>Gateway CPU: cores busy on average, from each gateway's "
+        "<code>process_cpu_seconds_total</code> at the run's start and end. Run the same "
+        "shape with <code>--follow poll</code> and <code>--follow push</code>, the second "
+        "with <code>--baseline</code> the first, to compare them here.</p>"
+    )
+
+
+def _rate(value: Any) -> str:
+    return '<span class="muted">&ndash;</span>' if value is None else f"{float(value):,.1f}"
+
+
+def _cores(value: Any) -> str:
+    return '<span class="muted">&ndash;</span>' if value is None else f"{float(value):.2f} cores"
+
+
 def _start_differences(lines: Sequence[str]) -> str:
     """A warning above the verdicts when the compared runs did not start from the same data."""
     if not lines:
@@ -391,6 +446,8 @@ def _summary_bits(data: Mapping[str, Any]) -> list[str]:
     """The line under the title: shape, duration, host, run id, start; nothing more."""
     meta = data["meta"]
     bits = [_shape_text(meta), f"{fmt_clock(data['duration_s'])} long"]
+    if meta.get("follow"):
+        bits.append(f"decisions by {_e(meta['follow'])}")
     if meta.get("host"):
         bits.append(f"host <code>{_e(meta['host'])}</code>")
     if meta.get("run_id"):
@@ -399,7 +456,18 @@ def _summary_bits(data: Mapping[str, Any]) -> list[str]:
     return bits
 
 
-_DETAIL_SKIP = frozenset({"shape", "baseline", "start_differences", "data_state", "run_id", "host"})
+_DETAIL_SKIP = frozenset(
+    {
+        "shape",
+        "baseline",
+        "baseline_decisions",
+        "start_differences",
+        "data_state",
+        "run_id",
+        "host",
+        "follow",
+    }
+)
 
 
 def _details(data: Mapping[str, Any]) -> str:
@@ -556,6 +624,7 @@ def render_html(data: Mapping[str, Any]) -> str:
 <div class="charts">{"".join(_charts(data))}</div>
 {validity_note}
 {_steps_table(meta)}
+{_decisions_table(data)}
 <h2>SLO gates</h2>
 {_gate_table(data["gates"])}
 <h2>Baseline comparison</h2>

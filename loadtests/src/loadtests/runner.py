@@ -44,6 +44,7 @@ def locust_command(options: LoadOptions, run_dir: Path) -> list[str]:
         "--principals", str(options.principals),
         "--think-time", options.think,
         "--progress-every", f"{options.progress_every:g}",
+        "--follow", options.follow,
     ]  # fmt: skip
     if options.step:
         cmd += ["--step-users", f"{options.step:g}"]

@@ -10,12 +10,17 @@ part is written once, here; each model keeps only its own way of making load.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from loadtests import faultctl
+from loadtests.data import base_urls
 from loadtests.gates import GateOutcome, SloConfig
 from loadtests.options import Say
 from loadtests.recorder import Recorder, RunSummary
@@ -143,6 +148,56 @@ class FaultPlan:
         self.say(line)
 
 
+# ---------------------------------------------------------------------------- gateway CPU
+def scrape_cpu_seconds(base_url: str) -> float | None:
+    """A service's ``process_cpu_seconds_total`` from its /metrics; None if unreadable."""
+    try:
+        text = httpx.get(f"{base_url}/metrics", timeout=2.0).raise_for_status().text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "process_cpu_seconds":
+            return sum(sample.value for sample in family.samples)
+    return None
+
+
+class GatewayCpu:
+    """The gateways' own CPU over a run, read from their /metrics at its start and end: with
+    the requests/s, what a way of waiting for decisions (poll or push) costs the server.
+    No figure when a gateway does not answer (a remote one whose /metrics is not exposed)."""
+
+    def __init__(
+        self, urls: Sequence[str], read: Callable[[str], float | None] = scrape_cpu_seconds
+    ) -> None:
+        self.urls = list(urls)
+        self._read = read
+        self._started = time.monotonic()
+        self._first = self._total()
+
+    @classmethod
+    def start(cls, host: str | None) -> GatewayCpu:
+        return cls(base_urls(host) if host else [])
+
+    def _total(self) -> float | None:
+        values = [self._read(url) for url in self.urls]
+        if not values or any(v is None for v in values):
+            return None
+        return sum(v for v in values if v is not None)
+
+    def result(self) -> dict[str, Any] | None:
+        """CPU seconds since the start, and as cores busy on average; None if unknown."""
+        last, wall = self._total(), time.monotonic() - self._started
+        if self._first is None or last is None or wall <= 0:
+            return None
+        seconds = last - self._first
+        return {
+            "seconds": round(seconds, 3),
+            "wall_seconds": round(wall, 3),
+            "cores": round(seconds / wall, 4),
+            "gateways": len(self.urls),
+        }
+
+
 # ---------------------------------------------------------------------------- the run
 @dataclass(frozen=True)
 class LoadModel:
@@ -172,6 +227,8 @@ class RunSession:
     resources: int
     principals: int
     data_state: Mapping[str, Any] = field(default_factory=dict)  # data.DataState, at start
+    follow: str = "poll"  # how clients learn their decisions (loadtests.users.FOLLOW_MODES)
+    gateway_cpu: GatewayCpu | None = None
 
     def step_health(self, window: StepWindow) -> StepHealth:
         """How the requests that started in one stress step's window did."""
@@ -192,6 +249,8 @@ class RunSession:
             "resources": self.resources,
             "principals": self.principals,
             "data_state": dict(self.data_state) or None,
+            "follow": self.follow,
+            "gateway_cpu": self.gateway_cpu.result() if self.gateway_cpu else None,
         }
         if self.faults.log:
             meta["faults"] = self.faults.log

@@ -5,9 +5,9 @@ A shopper repeats weighted flows against the gateway with think time between the
 
 - ``browse`` -- list resources (one page), then look at one (Zipf-skewed: hot resources);
 - ``look`` -- look at one resource;
-- ``book`` -- POST /v1/bookings with an Idempotency-Key, then poll GET /v1/bookings/{id}
-  until it is terminal, recording the accepted -> terminal latency; cancel some of the
-  confirmed ones.
+- ``book`` -- POST /v1/bookings with an Idempotency-Key, then wait for its decision
+  (``--follow``: poll GET /v1/bookings/{id}, or read its push stream), recording the
+  accepted -> known latency; cancel some of the confirmed ones.
 
 Each flow is one trace (new ``traceparent`` trace id) carrying ``baggage:
 bookify.run_id=<run id>``. Measurement stays off the request path: Locust's request event
@@ -22,12 +22,14 @@ locustfile before any user starts.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any, Protocol
 
 from loadtests._locust import FastHttpUser, task
@@ -58,6 +60,7 @@ from loadtests.mix import (
     RETRY,
     Booked,
 )
+from loadtests.sse import EventParser
 
 # Request names, as recorded ("<METHOD> <name>") and exported.
 LIST_RESOURCES = "/v1/resources"
@@ -65,6 +68,11 @@ ONE_RESOURCE = "/v1/resources/{id}"
 BOOKINGS = "/v1/bookings"
 ONE_BOOKING = "/v1/bookings/{id}"
 CANCEL = "/v1/bookings/{id}/cancel"
+BOOKING_EVENTS = "/v1/bookings/{id}/events"
+
+# How a client learns its booking's decision (``--follow``).
+POLL, PUSH = "poll", "push"
+FOLLOW_MODES = (POLL, PUSH)
 
 # Flow weights of a shopper: mostly looking, some booking.
 FLOW_WEIGHTS = {"browse": 3, "look": 4, "book": 3}
@@ -90,6 +98,7 @@ class Context:
     sink: E2ESink = field(default_factory=_NoSink)
     think_s: tuple[float, float] = (0.5, 1.5)
     poll_timeout_s: float = 30.0
+    follow: str = POLL
     cancel_share: float = CANCEL_SHARE
     mix: dict[str, float] | None = None
     """The crowd's operations (:mod:`loadtests.mix`), for :class:`CrowdUser`."""
@@ -158,6 +167,13 @@ class _BookifyUser(FastHttpUser):
                 return None
             return response.json()
 
+    def _wait_decision(
+        self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
+    ) -> str | None:
+        """The booking's final status, by ``--follow``; None on timeout or error."""
+        wait = self._push if CONTEXT.follow == PUSH else self._poll
+        return wait(booking_id, who, trace, accepted_at)
+
     def _poll(
         self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
     ) -> str | None:
@@ -169,15 +185,50 @@ class _BookifyUser(FastHttpUser):
                 return None
             status = str(body.get("status"))
             if status in TERMINAL:
-                if status in DECIDED:
-                    CONTEXT.sink.record_e2e(accepted_at, time.time() - accepted_at, status)
-                return status
+                return self._known(status, accepted_at)
             if time.time() + delay > deadline:
                 # An accepted booking that never decides is what the e2e SLO exists for.
                 CONTEXT.sink.record_e2e(accepted_at, CONTEXT.poll_timeout_s, "timeout")
                 return None
             self._sleep(delay)
         return None  # pragma: no cover - poll_delays is endless
+
+    def _push(
+        self, booking_id: str, who: Principal, trace: Trace, accepted_at: float
+    ) -> str | None:
+        """Read the booking's event stream until a final status; record accepted -> known
+        latency. None on timeout or error (the stream's opening is the recorded request)."""
+        headers = {**who.auth, **trace.headers(), "Accept": "text/event-stream"}
+        deadline = accepted_at + CONTEXT.poll_timeout_s
+        with self.client.request(
+            "GET", f"/v1/bookings/{booking_id}/events", headers=headers, name=BOOKING_EVENTS,
+            stream=True, catch_response=True,
+        ) as response:  # fmt: skip
+            if response.status_code != 200:
+                response.failure(f"expected 200, got {response.status_code}")
+                return None
+            parser = EventParser()
+            try:
+                # A stream cut or timed out leaves the decision unknown: a timeout, below.
+                with contextlib.suppress(OSError, HTTPException):
+                    # One byte at a time: a bigger read waits for that many bytes, and the
+                    # event that decides may be the last the stream sends for a while.
+                    # Heartbeats (15 s) bound a read's wait, so how late the deadline is seen.
+                    for byte in response.iter_content(chunk_size=1, decode_content=False):
+                        for event in parser.feed(byte):
+                            if event.id in TERMINAL:
+                                return self._known(event.id, accepted_at)
+                        if time.time() > deadline:
+                            break
+            finally:
+                response.release()  # an unfinished stream's connection is closed, not reused
+        CONTEXT.sink.record_e2e(accepted_at, CONTEXT.poll_timeout_s, "timeout")
+        return None
+
+    def _known(self, status: str, accepted_at: float) -> str:
+        if status in DECIDED:
+            CONTEXT.sink.record_e2e(accepted_at, time.time() - accepted_at, status)
+        return status
 
     def _sleep(self, seconds: float) -> None:
         # Locust monkey-patches time.sleep into gevent's: other users run meanwhile.
@@ -218,7 +269,7 @@ class ShopperUser(_BookifyUser):
                 return
             accepted_at = time.time()
             booking_id = str(response.json()["id"])
-        status = self._poll(booking_id, who, trace, accepted_at)
+        status = self._wait_decision(booking_id, who, trace, accepted_at)
         if status is not None and should_cancel(status, self.rng, CONTEXT.cancel_share):
             self._cancel(booking_id, who, trace)
 
@@ -282,7 +333,7 @@ class CrowdUser(_BookifyUser):
         if any(b.booking_id == booking_id for b in self.mine):
             return  # a retry answered with the booking it asked for again
         self.mine.append(Booked(booking_id, self.who, body, key))
-        self._poll(booking_id, self.who, Trace(CONTEXT.run_id, self.rng), accepted_at)
+        self._wait_decision(booking_id, self.who, Trace(CONTEXT.run_id, self.rng), accepted_at)
 
     def _send(
         self,

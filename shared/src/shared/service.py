@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from pymongo import AsyncMongoClient
 
 from shared.events import Message
@@ -115,6 +115,8 @@ class ServiceRuntime(Generic[SettingsT, DepsT, MetricsT]):
     ) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total and friends: what a load test reads of a service's CPU.
+        ProcessCollector(registry=self.registry)
         self.metrics = metrics(self.registry)
         self.broker = make_broker(settings, registry=self.registry, tracer_provider=tracer_provider)
         # Off by default; PUT /admin/faults switches it on in dev and test only.

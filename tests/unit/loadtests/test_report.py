@@ -225,3 +225,35 @@ def test_summary_json_has_no_nan(tmp_path: Path) -> None:
     text = (tmp_path / SUMMARY_FILE).read_text("utf-8")
     assert "NaN" not in text
     assert json.loads(text)["series"]["all"][1]["p95"] is None
+
+
+def test_a_push_run_is_set_beside_its_polling_baseline(tmp_path: Path) -> None:
+    poll_cpu = {"seconds": 30.0, "wall_seconds": 60.0, "cores": 0.5, "gateways": 1}
+    finalize(
+        tmp_path / "poll", synthetic_run(1), slo=SLO,
+        meta={"follow": "poll", "shape": {"shape": "spike"}, "gateway_cpu": poll_cpu},
+    )  # fmt: skip
+    push_cpu = {**poll_cpu, "seconds": 18.0, "cores": 0.3}
+    finalize(
+        tmp_path / "push", synthetic_run(2), slo=SLO, baseline_dir=tmp_path / "poll",
+        meta={"follow": "push", "shape": {"shape": "spike"}, "gateway_cpu": push_cpu},
+    )  # fmt: skip
+    [poll] = read_summary(tmp_path / "push")["meta"]["baseline_decisions"]
+    assert poll["run"] == "poll"
+    assert (poll["follow"], poll["shape"], poll["gateway_cores"]) == ("poll", "spike", 0.5)
+    assert poll["known_p99_ms"] > poll["known_p50_ms"] > 0
+    page = (tmp_path / "push" / REPORT_FILE).read_text("utf-8")
+    table = page[page.index("Waiting for decisions: poll or push") :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr><td class='l'>([^<]*)</td><td class='l'>([^<]*)</td>", table)
+    assert rows == [("this run", "push"), ("poll", "poll")]
+    assert "0.30 cores" in table
+    assert "0.50 cores" in table
+    assert "decisions by push" in page
+
+
+def test_a_run_without_decisions_has_no_poll_or_push_table() -> None:
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    rec.record("GET /resources", T0, 0.01, True)
+    rec.stop(T0 + 10)
+    assert "Waiting for decisions" not in page_for(rec, {})

@@ -19,7 +19,14 @@ from loadtests.faultctl import (
 from loadtests.gates import ExitCode, SloConfig
 from loadtests.options import LoadOptions
 from loadtests.recorder import Recorder, RunSummary
-from loadtests.session import CLOSED_MODEL, OPEN_MODEL, FaultPlan, LoadModel, RunSession
+from loadtests.session import (
+    CLOSED_MODEL,
+    OPEN_MODEL,
+    FaultPlan,
+    GatewayCpu,
+    LoadModel,
+    RunSession,
+)
 from loadtests.shapes import BookifyShape, StepHealth, StepWindow, StressShape, build_shape
 from shared.faults import FaultSettings
 
@@ -250,6 +257,8 @@ def test_finish_writes_the_run_folder_and_says_the_verdict(tmp_path: Path) -> No
         "resources": 4,
         "principals": 10,
         "data_state": None,
+        "follow": "poll",
+        "gateway_cpu": None,
         "baseline": None,
     }
     assert list(summary["meta"])[:4] == ["run_id", "host", "model", "processes"]
@@ -353,3 +362,20 @@ def test_a_steps_health_counts_the_requests_that_started_in_its_window(tmp_path:
     assert 49 < health.p95_ms < 51
     shape.wall_start = None  # before the shape's first tick there is nothing to judge
     assert math.isnan(run.step_health(StepWindow(1, 2, 0.0, 10.0)).p95_ms)
+
+
+# ---------------------------------------------------------------- the gateways' CPU
+def test_the_gateways_cpu_is_summed_over_replicas_between_start_and_end() -> None:
+    clock = {"http://a": 10.0, "http://b": 4.0}
+    cpu = GatewayCpu(["http://a", "http://b"], read=clock.get)
+    clock["http://a"], clock["http://b"] = 13.0, 5.5
+    result = cpu.result()
+    assert result is not None
+    assert (result["seconds"], result["gateways"]) == (4.5, 2)
+    assert result["cores"] > 0
+
+
+def test_a_gateway_that_does_not_answer_gives_no_cpu_figure() -> None:
+    clock: dict[str, float | None] = {"http://a": 10.0, "http://b": None}
+    assert GatewayCpu(["http://a", "http://b"], read=clock.get).result() is None
+    assert GatewayCpu.start(None).result() is None

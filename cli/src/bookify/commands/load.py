@@ -19,6 +19,11 @@ class Shape(StrEnum):
     error = "error"
 
 
+class Follow(StrEnum):
+    poll = "poll"
+    push = "push"
+
+
 EPILOG = """
 Shapes: spike = baseline, 10x within seconds, back (recovery measured);
 stress = step users up every --step-seconds until the step SLO breaks (capacity = last
@@ -35,6 +40,7 @@ Examples:
   bookify load soak --users 10 --duration 60 --baseline runs/baseline-soak/   (several runs)
   bookify load stress --users 10 --step-users 10 --step-seconds 30 --processes 4
   bookify load soak --open --rate 200 --duration 120
+  bookify load spike --open --rate 50 --follow push --baseline runs/<the same spike, polling>
   bookify load stress --host http://127.0.0.1:8000,http://127.0.0.1:8001   (two gateways)
   locust -f loadtests/src/loadtests/locustfile.py --host http://127.0.0.1:8000   (web UI)
 """
@@ -134,6 +140,14 @@ def load(
             "(see `bookify bench pipeline --help`)."
         ),
     ] = "",
+    follow: Annotated[
+        Follow,
+        typer.Option(
+            help="How a client learns its booking's decision: poll GET /v1/bookings/{id}, or "
+            "push (read GET /v1/bookings/{id}/events). Compare the two with --baseline: the "
+            "report puts requests/s, gateway CPU and 202 -> known side by side."
+        ),
+    ] = Follow.poll,
 ) -> None:
     """Run a load test against the gateway; the exit code is the SLO/baseline verdict."""
     # Imported here: numpy, scipy and locust are slow to load for every other command.
@@ -180,6 +194,7 @@ def load(
         consumer_url=consumer_url or None,
         progress_every=progress_every,
         mix=mix,
+        follow=follow.value,
     )
     try:
         if mix:
