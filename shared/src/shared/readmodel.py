@@ -8,6 +8,14 @@ consumer, read by the gateway. Ids are strings, times are BSON dates (timezone-a
 - ``RESOURCES``: {_id: resource_id, name, capacity, available, version, created_at,
   updated_at}; the ``RESOURCE_DETAILS`` (name, capacity, created_at) are None until
   ResourceCreated is seen: a resource first seen through a booking has only availability.
+- ``BOOKING_LISTS``: each principal's decided bookings, numbered 1, 2, 3 … in the order the
+  consumer first stored them, so a list is read by ``_id`` equality only (FerretDB v1 serves
+  nothing else from an index, DESIGN §4): an entry {_id: "<principal>#<n>", booking_id, and
+  the booking's other fields as in ``BOOKINGS``}, and a hint {_id: "<principal>#head",
+  newest: n} that may lag behind the newest entry, never pass it (none while a list has one
+  entry). Numbers are dense (an
+  entry n is inserted only once n - 1 exists), so a reader goes from the hint to the newest
+  entry by probing n + 1, n + 2 … and pages down from there.
 
 :class:`BookingView` and :class:`ResourceView` are those documents as values, and the
 ``*_to_document`` / ``*_from_document`` functions are the only translation between the
@@ -26,6 +34,7 @@ from typing import Any, Final
 DEFAULT_VIEWS_DB: Final = "bookify_views"
 BOOKINGS: Final = "bookings"
 RESOURCES: Final = "resources"
+BOOKING_LISTS: Final = "booking_lists"
 
 # The resource fields fixed at creation; None until ResourceCreated is seen.
 RESOURCE_DETAILS: Final = ("name", "capacity", "created_at")
@@ -113,3 +122,24 @@ def resource_from_document(doc: Mapping[str, Any]) -> ResourceView:
         created_at=doc.get("created_at"),
         updated_at=doc["updated_at"],
     )
+
+
+# A principal is any string, but the part after the last "#" is a number or "head", so no
+# two principals' ids can meet.
+def list_entry_id(principal: str, number: int) -> str:
+    return f"{principal}#{number}"
+
+
+def list_head_id(principal: str) -> str:
+    return f"{principal}#head"
+
+
+def list_entry_to_document(number: int, view: BookingView) -> dict[str, Any]:
+    doc = booking_to_document(view)
+    doc["booking_id"] = doc.pop("_id")
+    doc["_id"] = list_entry_id(view.principal, number)
+    return doc
+
+
+def list_entry_from_document(doc: Mapping[str, Any]) -> BookingView:
+    return booking_from_document({**doc, "_id": doc["booking_id"]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -41,6 +41,8 @@ class FakeViewRepository:
         self.resources: dict[str, ResourceView] = {}
         self.notifications: dict[str, Notification] = {}
         self.processed: dict[str, tuple[str, datetime]] = {}
+        # principal -> its list, oldest first; a booking keeps its place
+        self.lists: dict[str, list[BookingView]] = {}
         self.fail_once: dict[str, BaseException] = {}
         self.stale_dedupe = False
         self.batch_calls = 0
@@ -75,6 +77,22 @@ class FakeViewRepository:
             return False
         self.bookings[view.booking_id] = new
         return True
+
+    async def list_bookings(self, views: Sequence[BookingView]) -> int:
+        self._maybe_fail("list_bookings")
+        self.batch_calls += 1
+        changed = 0
+        for view in sorted(views, key=lambda v: v.accepted_at):
+            listed = self.lists.setdefault(view.principal, [])
+            place = next((i for i, v in enumerate(listed) if v.booking_id == view.booking_id), None)
+            if place is None:
+                stored = self.bookings.get(view.booking_id)
+                listed.append(replace(view, accepted_at=stored.accepted_at) if stored else view)
+                changed += 1
+            elif (new := next_booking(listed[place], view)) is not None:
+                listed[place] = new
+                changed += 1
+        return changed
 
     async def add_notification(self, notification: Notification) -> bool:
         self._maybe_fail("add_notification")

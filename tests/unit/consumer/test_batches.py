@@ -48,7 +48,7 @@ async def test_a_batch_is_written_in_one_call_per_step_and_shows_every_booking(
 
     await handle.many(batch(*story))
 
-    assert views.batch_calls == 4  # resources, bookings, notifications, processed marks
+    assert views.batch_calls == 5  # resources, bookings, lists, notifications, processed marks
     rid = str(events.resource_id)
     assert (views.resources[rid].available, views.resources[rid].version) == (0, 6)
     assert views.resources[rid].name == "Hall A"
@@ -87,6 +87,21 @@ async def test_a_batch_leaves_the_views_a_one_by_one_application_would(
         k: v.status for k, v in batched.bookings.items()
     }
     assert batched.notifications.keys() == one_by_one.notifications.keys()
+    assert batched.lists == one_by_one.lists
+
+
+async def test_a_principals_list_keeps_each_booking_once_at_its_place_with_its_status(
+    handle: EventHandler, views: FakeViewRepository, events: Events
+) -> None:
+    first, second = uuid4(), uuid4()
+    await handle.many(batch(events.confirmed(first, version=2)))
+    await handle.many(batch(events.rejected(second), events.cancelled(first, version=3)))
+    await handle.many(batch(events.confirmed(first, version=2)))  # redelivered
+
+    assert [(v.booking_id, v.status) for v in views.lists["alice"]] == [
+        (str(first), BookingStatus.CANCELLED),
+        (str(second), BookingStatus.REJECTED),
+    ]
 
 
 async def test_a_redelivered_batch_is_counted_as_duplicates_and_measured_once(

@@ -135,7 +135,9 @@ async def test_older_event_after_a_newer_one_does_not_roll_availability_back(
     assert views.bookings[str(first)].status is BookingStatus.CONFIRMED
 
 
-@pytest.mark.parametrize("crash_in", ["apply_booking", "add_notification", "mark_processed"])
+@pytest.mark.parametrize(
+    "crash_in", ["apply_booking", "list_bookings", "add_notification", "mark_processed"]
+)
 async def test_crash_between_steps_is_repaired_by_redelivery_and_measured_once(
     handle: EventHandler,
     views: FakeViewRepository,
@@ -152,6 +154,7 @@ async def test_crash_between_steps_is_repaired_by_redelivery_and_measured_once(
     await handle(confirmed)  # the redelivery after the crash
 
     assert views.bookings[str(booking_id)].status is BookingStatus.CONFIRMED
+    assert [v.booking_id for v in views.lists["alice"]] == [str(booking_id)]
     assert views.resources[str(events.resource_id)].available == 8
     assert list(views.notifications) == [str(confirmed.event_id)]
     assert sample(metrics, E2E_COUNT) == 1

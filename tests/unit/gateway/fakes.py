@@ -4,7 +4,7 @@ and of the one collection method the group inserter uses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,7 +54,10 @@ class FakeViews:
 
     resources: dict[UUID, ResourceView] = field(default_factory=dict)
     bookings: dict[UUID, BookingView] = field(default_factory=dict)
+    # each principal's list of bookings (shared.readmodel.BOOKING_LISTS), entry 1 first
+    lists: dict[str, list[BookingView]] = field(default_factory=dict)
     resource_reads: int = 0
+    list_reads: int = 0
 
     def add_resource(
         self, resource_id: UUID, *, capacity: int = 10, available: int = 10, named: bool = True
@@ -84,6 +87,14 @@ class FakeViews:
             accepted_at=NOW,
             updated_at=NOW + timedelta(seconds=1),
         )
+        # Listed as the consumer lists it: a new booking last, a known one in its place.
+        view = self.bookings[booking_id]
+        listed = self.lists.setdefault(principal, [])
+        place = next((i for i, v in enumerate(listed) if v.booking_id == view.booking_id), None)
+        if place is None:
+            listed.append(view)
+        else:
+            listed[place] = view
 
     async def get_resource(self, resource_id: UUID) -> ResourceView | None:
         self.resource_reads += 1
@@ -97,6 +108,14 @@ class FakeViews:
 
     async def get_booking(self, booking_id: UUID) -> BookingView | None:
         return self.bookings.get(booking_id)
+
+    async def newest_listed(self, principal: str) -> int:
+        return len(self.lists.get(principal, []))
+
+    async def listed(self, principal: str, numbers: Sequence[int]) -> list[BookingView | None]:
+        self.list_reads += len(numbers)
+        listed = self.lists.get(principal, [])
+        return [listed[n - 1] if 1 <= n <= len(listed) else None for n in numbers]
 
 
 def _mongo_down() -> DependencyUnavailableError:

@@ -113,6 +113,7 @@ ROUTES = {
     ("get", "/v1/resources/{resource_id}"): "200 401 403 404 422 429 503",
     ("get", "/v1/resources"): "200 401 403 422 429 503",
     ("post", "/v1/bookings"): "202 400 401 403 413 422 429 503",
+    ("get", "/v1/bookings"): "200 401 403 422 429 503",
     ("get", "/v1/bookings/{booking_id}"): "200 401 403 404 422 429 503",
     ("post", "/v1/bookings/{booking_id}/cancel"): "202 401 403 404 409 413 422 429 503",
     ("put", "/v1/admin/faults"): "200 400 401 403 404 413 422",

@@ -49,6 +49,13 @@ class ViewRepository(Protocol):
         many were stored."""
         ...
 
+    async def list_bookings(self, views: Sequence[BookingView]) -> int:
+        """Each view (as stored by :meth:`apply_bookings`) in its principal's list of
+        bookings: a booking listed for the first time takes the list's next number, one
+        listed already takes the view's status when :meth:`apply_booking` would; how many
+        entries changed."""
+        ...
+
     async def add_notifications(self, notifications: Sequence[Notification]) -> int:
         """:meth:`add_notification` for each, in one round trip; how many were new."""
         ...

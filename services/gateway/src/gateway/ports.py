@@ -7,7 +7,7 @@ instead. The views are the read model's own types, from :mod:`shared.readmodel`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -108,6 +108,13 @@ class ViewReader(Protocol):
     async def list_resources(self, *, after: UUID | None, limit: int) -> list[ResourceView]: ...
 
     async def get_booking(self, booking_id: UUID) -> BookingView | None: ...
+
+    async def newest_listed(self, principal: str) -> int:
+        """The number of the newest entry in the principal's list of bookings (0: none yet;
+        :data:`shared.readmodel.BOOKING_LISTS`)."""
+
+    async def listed(self, principal: str, numbers: Sequence[int]) -> list[BookingView | None]:
+        """Those entries of the principal's list, in the order asked (None: no such entry)."""
 
 
 class AcceptedStore(Protocol):

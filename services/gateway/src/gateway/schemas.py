@@ -3,6 +3,9 @@ client-chosen key (``$where``, ``a.b``) can ride along into a MongoDB document."
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -19,6 +22,7 @@ Name = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
 MAX_PAGE_SIZE = 100
 
 BookingStatus = Literal["pending", "confirmed", "rejected", "cancelled"]
+DecidedStatus = Literal["confirmed", "rejected", "cancelled"]  # what a list holds
 
 
 class RequestModel(BaseModel):
@@ -102,3 +106,31 @@ class BookingAccepted(BaseModel):
     resource_id: UUID
     quantity: int
     accepted_at: datetime
+
+
+class BookingPage(BaseModel):
+    items: list[BookingOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null once the oldest booking is "
+        "passed. A page filtered by status or resource may hold fewer than `limit` items "
+        "(even none) and still have a next page."
+    )
+
+
+# A list cursor is the number of the next entry to read, opaque to clients.
+_CURSOR = re.compile(r"b1\.([1-9][0-9]{0,17})")
+
+
+def encode_list_cursor(number: int) -> str:
+    return base64.urlsafe_b64encode(f"b1.{number}".encode()).decode().rstrip("=")
+
+
+def decode_list_cursor(cursor: str) -> int:
+    """The entry number in ``cursor``; ValueError when it is not one this API gave."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not a cursor from a previous page's next_cursor") from None
+    if (match := _CURSOR.fullmatch(text)) is None:
+        raise ValueError("not a cursor from a previous page's next_cursor")
+    return int(match.group(1))

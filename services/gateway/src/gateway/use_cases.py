@@ -20,14 +20,17 @@ from gateway.schemas import (
     BookingAccepted,
     BookingCreate,
     BookingOut,
+    BookingPage,
+    DecidedStatus,
     ResourceAccepted,
     ResourceCreate,
     ResourceOut,
     ResourcePage,
+    encode_list_cursor,
 )
 from shared.auth import Principal
 from shared.events import CancelBooking, CreateResource, RequestBooking
-from shared.readmodel import ResourceView
+from shared.readmodel import BookingView, ResourceView
 
 if TYPE_CHECKING:
     from gateway.bootstrap import GatewayDeps
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Accepted"]  # what the routes turn into a 202
 
 TERMINAL_FOR_CANCEL = frozenset({"rejected", "cancelled"})
+LIST_READS_MAX = 100  # list entries one page reads at most, whatever its filters
 
 
 # ------------------------------------------------------------------ resources
@@ -187,15 +191,7 @@ async def get_booking(deps: GatewayDeps, principal: Principal, booking_id: UUID)
         # Someone else's booking is indistinguishable from a missing one.
         if view.principal != principal.sub:
             raise not_found
-        return BookingOut(
-            id=UUID(view.booking_id),
-            resource_id=UUID(view.resource_id),
-            quantity=view.quantity,
-            status=view.status.value,
-            reason=view.reason,
-            accepted_at=view.accepted_at,
-            updated_at=view.updated_at,
-        )
+        return _booking_out(view)
     rec = await deps.accepted.get(booking_id, AcceptedKind.BOOKING)
     if rec is None or rec.principal != principal.sub:
         raise not_found
@@ -207,6 +203,54 @@ async def get_booking(deps: GatewayDeps, principal: Principal, booking_id: UUID)
         accepted_at=rec.accepted_at,
         updated_at=rec.accepted_at,
     )
+
+
+def _booking_out(view: BookingView) -> BookingOut:
+    return BookingOut(
+        id=UUID(view.booking_id),
+        resource_id=UUID(view.resource_id),
+        quantity=view.quantity,
+        status=view.status.value,
+        reason=view.reason,
+        accepted_at=view.accepted_at,
+        updated_at=view.updated_at,
+    )
+
+
+async def list_bookings(
+    deps: GatewayDeps,
+    principal: Principal,
+    *,
+    cursor: int | None,
+    limit: int,
+    status: DecidedStatus | None = None,
+    resource_id: UUID | None = None,
+) -> BookingPage:
+    """The principal's decided bookings, newest first, read entry by entry down its list
+    (``_id`` reads only, ``limit`` at a time, concurrently). A filtered page stops after
+    :data:`LIST_READS_MAX` entries even when it has fewer than ``limit`` items, so a rare
+    match never costs a page a walk through the whole list."""
+    number = cursor if cursor is not None else await deps.views.newest_listed(principal.sub)
+    items: list[BookingOut] = []
+    seen: set[str] = set()  # an entry listed twice by two workers racing on a partition
+    reads_left = LIST_READS_MAX
+    while number >= 1 and len(items) < limit and reads_left > 0:
+        numbers = list(range(number, max(number - min(limit, reads_left), 0), -1))
+        reads_left -= len(numbers)
+        for listed_as, view in zip(
+            numbers, await deps.views.listed(principal.sub, numbers), strict=True
+        ):
+            number = listed_as - 1
+            if view is None or view.booking_id in seen:
+                continue
+            seen.add(view.booking_id)
+            if (status is None or view.status.value == status) and (
+                resource_id is None or view.resource_id == str(resource_id)
+            ):
+                items.append(_booking_out(view))
+                if len(items) == limit:
+                    break
+    return BookingPage(items=items, next_cursor=encode_list_cursor(number) if number else None)
 
 
 async def cancel_booking(deps: GatewayDeps, principal: Principal, booking_id: UUID) -> Accepted:

@@ -15,21 +15,28 @@ This service's own documents (ids as strings, times as BSON dates):
 
 - ``notifications``: {_id: event_id, principal, booking_id, resource_id, kind, text, created_at}
 - ``processed_events``: {_id: event_id, type: ce_type, processed_at}
+- ``booking_list_places``: {_id: booking_id, principal, number}: where a booking stands in
+  its principal's list (``shared.readmodel.BOOKING_LISTS``), written before its entry is
+  claimed, so a redelivery finds the entry a crash left behind instead of listing it twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
+from cachetools import LRUCache
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from consumer.domain import Notification, ResourceChange, blocking_statuses
 from shared.mongo import Document, is_duplicate_key
 from shared.readmodel import (
+    BOOKING_LISTS,
     BOOKINGS,
     RESOURCE_DETAILS,
     RESOURCES,
@@ -38,6 +45,9 @@ from shared.readmodel import (
     ResourceView,
     booking_from_document,
     booking_to_document,
+    list_entry_id,
+    list_entry_to_document,
+    list_head_id,
     resource_from_document,
     resource_to_document,
 )
@@ -46,6 +56,8 @@ from shared.retention import Retained
 ALL_STATUSES = frozenset(BookingStatus)
 NOTIFICATIONS = "notifications"
 PROCESSED_EVENTS = "processed_events"
+LIST_PLACES = "booking_list_places"
+PRINCIPALS_REMEMBERED = 100_000
 
 
 class MongoViewRepository:
@@ -55,10 +67,15 @@ class MongoViewRepository:
         self._resources = db[RESOURCES]
         self._notifications = db[NOTIFICATIONS]
         self._processed = db[PROCESSED_EVENTS]
+        self._lists = db[BOOKING_LISTS]
+        self._places = db[LIST_PLACES]
+        # Each principal's newest list entry as this process last wrote or read it: may be
+        # behind (another consumer appended), never ahead; a miss costs a retry, not a read.
+        self._newest: LRUCache[str, int] = LRUCache(PRINCIPALS_REMEMBERED)
 
     async def ensure_indexes(self) -> None:
-        """Idempotent. By principal: no reader queries these yet (the gateway reads views by
-        ``_id`` only, nothing reads notifications); they are ready for per-principal lists."""
+        """Idempotent. By principal: nothing queries these (the gateway reads views by ``_id``
+        only, a principal's bookings through ``BOOKING_LISTS``; nothing reads notifications)."""
         await self._bookings.create_index([("principal", ASCENDING)], name="principal")
         await self._notifications.create_index(
             [("principal", ASCENDING), ("created_at", ASCENDING)], name="principal_created_at"
@@ -145,6 +162,129 @@ class MongoViewRepository:
             )
         _, refused_updates = await _updates(self._bookings, updates)
         return len(views) - len(refused) - len(refused_updates)
+
+    async def list_bookings(self, views: Sequence[BookingView]) -> int:
+        """Each view in its principal's list (``shared.readmodel.BOOKING_LISTS``); how many
+        entries changed.
+
+        A principal's bookings are on every partition, so two consumers may append to one
+        list at once, and FerretDB makes no read-modify-write atomic (DESIGN §4): an entry's
+        number is claimed by inserting it (the unique ``_id``, as the ledger's seq is), and
+        only its booking's own partition, like its booking view, changes it afterwards.
+
+        The usual case goes in bulk, with no read: a decision seen first takes the number
+        after the newest this process knows for its principal (remembered, LRU; 1 for one it
+        does not know), its place and its entry each inserted with the batch's others in one
+        round trip. The rest go one by one (:meth:`_list_one`, from the hint): a booking
+        listed already (a status to take, a redelivery), a number taken meanwhile (another
+        consumer, or one before this process started), a cancellation. A principal's first
+        entry needs no hint: readers and writers start at 1 without one.
+        """
+        by_principal: dict[str, list[BookingView]] = {}
+        for view in sorted(views, key=lambda v: v.accepted_at):
+            by_principal.setdefault(view.principal, []).append(view)
+        hinted = {p: self._newest.get(p, 0) for p in by_principal}
+        newest = dict(hinted)
+        claims: list[tuple[int, BookingView]] = []  # (the number it tries first, the view)
+        slow: dict[str, list[BookingView]] = {}
+        for principal, listed in by_principal.items():
+            number = hinted[principal]
+            for view in listed:
+                if view.status is BookingStatus.CANCELLED:
+                    slow.setdefault(principal, []).append(view)
+                else:
+                    number += 1
+                    claims.append((number, view))
+        placed = await _inserts(
+            self._places,
+            [{"_id": v.booking_id, "principal": v.principal, "number": n} for n, v in claims],
+        )
+        fresh = [claim for index, claim in enumerate(claims) if index not in placed]
+        taken = await _inserts(self._lists, [list_entry_to_document(n, v) for n, v in fresh])
+        for index, (number, view) in enumerate(fresh):
+            if index not in taken:
+                newest[view.principal] = max(newest[view.principal], number)
+        for index, (_, view) in enumerate(claims):
+            if index in placed:
+                slow.setdefault(view.principal, []).append(view)
+        for index, (_, view) in enumerate(fresh):
+            if index in taken:
+                slow.setdefault(view.principal, []).append(view)
+
+        async def one_by_one(principal: str, listed: list[BookingView]) -> int:
+            head = await self._lists.find_one({"_id": list_head_id(principal)})
+            if head is not None:
+                newest[principal] = max(newest[principal], int(head["newest"]))
+            changed = 0
+            for view in sorted(listed, key=lambda v: v.accepted_at):
+                number, stored = await self._list_one(view, newest[principal])
+                newest[principal] = max(newest[principal], number)
+                changed += stored
+            return changed
+
+        changed = len(fresh) - len(taken)
+        changed += sum(await asyncio.gather(*(one_by_one(p, v) for p, v in slow.items())))
+        self._newest.update(newest)
+        # The hints only move up; a refused upsert means a newer one is there.
+        await _updates(
+            self._lists,
+            [
+                {
+                    "q": {"_id": list_head_id(principal), "newest": {"$lt": number}},
+                    "u": {"$set": {"newest": number}},
+                    "upsert": True,
+                }
+                for principal, number in newest.items()
+                if number > max(1, hinted[principal])
+            ],
+        )
+        return changed
+
+    async def _list_one(self, view: BookingView, newest: int) -> tuple[int, bool]:
+        """(the view's entry number, whether the entry changed)."""
+        place = await self._places.find_one({"_id": view.booking_id})
+        if place is None:
+            number = newest + 1
+            if view.status is BookingStatus.CANCELLED:
+                # Listed only now (decided before lists were kept): its own acceptance time.
+                stored = await self.get_booking(view.booking_id)
+                view = view if stored is None else replace(view, accepted_at=stored.accepted_at)
+            try:
+                await self._places.insert_one(
+                    {"_id": view.booking_id, "principal": view.principal, "number": number}
+                )
+            except DuplicateKeyError:  # a second worker on the partition is listing it too
+                return await self._list_one(view, newest)
+        else:
+            number = int(place["number"])
+            entry = await self._lists.find_one({"_id": list_entry_id(view.principal, number)})
+            if entry is not None and entry["booking_id"] == view.booking_id:
+                return number, await self._update_entry(number, view)
+            if newest >= number:  # taken: b has no entry, so start past those known
+                number = newest + 1
+                await self._places.update_one(
+                    {"_id": view.booking_id}, {"$set": {"number": number}}
+                )
+        while True:
+            try:
+                await self._lists.insert_one(list_entry_to_document(number, view))
+                return number, True
+            except DuplicateKeyError:
+                entry = await self._lists.find_one({"_id": list_entry_id(view.principal, number)})
+                if entry is not None and entry["booking_id"] == view.booking_id:
+                    return number, await self._update_entry(number, view)
+            number += 1  # taken by another booking of the principal: the next one
+            await self._places.update_one({"_id": view.booking_id}, {"$set": {"number": number}})
+
+    async def _update_entry(self, number: int, view: BookingView) -> bool:
+        """The entry takes the view's status unless the stored one must stay (as the view)."""
+        blocked = sorted(s.value for s in blocking_statuses(view.status))
+        result = await self._lists.update_one(
+            {"_id": list_entry_id(view.principal, number), "status": {"$nin": blocked}},
+            {"$set": {"status": view.status.value, "reason": view.reason,
+                      "updated_at": view.updated_at}},
+        )  # fmt: skip
+        return result.modified_count > 0
 
     async def add_notification(self, notification: Notification) -> bool:
         return bool(await self.add_notifications([notification]))

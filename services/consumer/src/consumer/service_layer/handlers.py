@@ -1,4 +1,5 @@
-"""Apply events: views, then notifications, then mark them processed and measure them.
+"""Apply events: views (the principals' lists of bookings last), then notifications, then
+mark them processed and measure them.
 
 A batch (:meth:`EventHandler.many`) does each step once for all its events: the resource
 and booking changes folded per resource and per booking by the domain's own rules, each
@@ -74,9 +75,9 @@ class EventHandler:
         with consuming(first.record, first.message) as span:
             await self._views.apply_resources(changes)
             self._checkpoint(KillPoint.MID_BATCH)
-            await self._views.apply_bookings(
-                coalesce_bookings([p.booking for p in projections if p.booking])
-            )
+            bookings = coalesce_bookings([p.booking for p in projections if p.booking])
+            await self._views.apply_bookings(bookings)
+            await self._views.list_bookings(bookings)
             await self._views.add_notifications(
                 [
                     notification_for(
@@ -134,6 +135,7 @@ class EventHandler:
         if projection.booking is not None:
             booking = projection.booking
             await self._views.apply_booking(booking)
+            await self._views.list_bookings([booking])
             resource = await self._views.get_resource(booking.resource_id)
             await self._views.add_notification(
                 notification_for(

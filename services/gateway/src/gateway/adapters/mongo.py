@@ -4,7 +4,8 @@ per accepted request) are group-committed (:mod:`gateway.adapters.group_commit`)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import UUID
@@ -25,11 +26,15 @@ from gateway.ports import (
 )
 from shared.mongo import Document, unsafe_keys
 from shared.readmodel import (
+    BOOKING_LISTS,
     BOOKINGS,
     RESOURCES,
     BookingView,
     ResourceView,
     booking_from_document,
+    list_entry_from_document,
+    list_entry_id,
+    list_head_id,
     resource_from_document,
 )
 from shared.retention import Retained
@@ -65,6 +70,7 @@ class MongoViewReader:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._resources: AsyncCollection[Document] = db[RESOURCES]
         self._bookings: AsyncCollection[Document] = db[BOOKINGS]
+        self._lists: AsyncCollection[Document] = db[BOOKING_LISTS]
 
     async def get_resource(self, resource_id: UUID) -> ResourceView | None:
         with _mongo_errors():
@@ -82,6 +88,24 @@ class MongoViewReader:
         with _mongo_errors():
             doc = await self._bookings.find_one({"_id": str(booking_id)})
         return None if doc is None else booking_from_document(doc)
+
+    async def newest_listed(self, principal: str) -> int:
+        """From the hint up by probing: the hint may lag, and numbers are dense."""
+        with _mongo_errors():
+            head = await self._lists.find_one({"_id": list_head_id(principal)})
+            newest = 0 if head is None else int(head["newest"])
+            while await self._lists.find_one(
+                {"_id": list_entry_id(principal, newest + 1)}, {"_id": 1}
+            ):
+                newest += 1
+        return newest
+
+    async def listed(self, principal: str, numbers: Sequence[int]) -> list[BookingView | None]:
+        with _mongo_errors():
+            docs = await asyncio.gather(
+                *(self._lists.find_one({"_id": list_entry_id(principal, n)}) for n in numbers)
+            )
+        return [None if doc is None else list_entry_from_document(doc) for doc in docs]
 
 
 # ------------------------------------------------------------------ gateway's own db

@@ -1,12 +1,13 @@
-"""/v1/bookings: request (202 once Kafka acked), read status, cancel."""
+"""/v1/bookings: request (202 once Kafka acked), read status, list, cancel."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
+from pydantic import AfterValidator, TypeAdapter
 
 from gateway import use_cases
 from gateway.deps import (
@@ -21,8 +22,15 @@ from gateway.deps import (
 )
 from gateway.fast_lane import LaneRoute, json_body, param, path_param
 from gateway.fault_injection import API_PREFIX
-from gateway.routes.resources import accepted_response, model_response
-from gateway.schemas import BookingAccepted, BookingCreate, BookingOut
+from gateway.routes.resources import PageSize, accepted_response, model_response
+from gateway.schemas import (
+    BookingAccepted,
+    BookingCreate,
+    BookingOut,
+    BookingPage,
+    DecidedStatus,
+    decode_list_cursor,
+)
 from shared.problem import problem_responses
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
@@ -40,6 +48,48 @@ async def request_booking(
 ) -> JSONResponse:
     accepted = await use_cases.request_booking(deps, principal, body, idempotency_key)
     return accepted_response(accepted)
+
+
+def _list_cursor(cursor: str | None) -> str | None:
+    if cursor is not None:
+        decode_list_cursor(cursor)  # a ValueError is the caller's 422
+    return cursor
+
+
+ListCursor = Annotated[
+    str | None,
+    Query(max_length=40, description="next_cursor of the previous page"),
+    AfterValidator(_list_cursor),
+]
+StatusFilter = Annotated[DecidedStatus | None, Query(description="Only bookings in this status.")]
+ResourceFilter = Annotated[UUID | None, Query(description="Only bookings of this resource.")]
+
+
+@router.get(
+    "",
+    response_model=BookingPage,
+    summary="The caller's decided bookings, newest first, one page at a time",
+    description="A booking is listed once it is decided (a pending one is read by its id), "
+    "in the order the read model learned of it, and shows its current status.",
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
+async def list_bookings(
+    principal: Reader,
+    deps: DepsDep,
+    limit: PageSize = 20,
+    cursor: ListCursor = None,
+    status: StatusFilter = None,
+    resource_id: ResourceFilter = None,
+) -> JSONResponse:
+    page = await use_cases.list_bookings(
+        deps,
+        principal,
+        cursor=None if cursor is None else decode_list_cursor(cursor),
+        limit=limit,
+        status=status,
+        resource_id=resource_id,
+    )
+    return model_response(page)
 
 
 @router.get(
