@@ -13,6 +13,9 @@ slower server shows as latency and not as less load. Every run seeds the same re
 (:func:`loadtests.data.seed_resources`); the store is not dropped between runs, since that
 cannot be done under running services (see :mod:`bookify_platform.reset`), so bookings accumulate,
 and each report says how the runs' starts differed. Not a test: it prints figures.
+
+:func:`replay_verdict` judges the runs a bench recorded again, with more baseline runs per
+pair or another SLO file, in seconds rather than the hour of load it took to record them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from loadtests import faultctl
-from loadtests.options import LoadOptions
-from loadtests.report import SUMMARY_FILE
+from loadtests.gates import SloConfig
+from loadtests.options import DEFAULT_SLO, LoadOptions
+from loadtests.recorder import Recorder
+from loadtests.report import SUMMARY_FILE, baseline_comparisons
 from loadtests.runner import run_open
 from shared.faults import FaultSettings
 
@@ -80,6 +85,7 @@ class VerdictFigures:
     config: VerdictBenchConfig
     pairs: list[PairResult] = field(default_factory=list)
     seconds: float = 0.0
+    replayed: bool = False  # judged again from recorded runs (replay_verdict)
 
     def rate(self, kind: PairKind) -> tuple[int, int]:
         """(flagged, valid) pairs of ``kind``."""
@@ -99,6 +105,7 @@ class VerdictFigures:
             "ab_pairs": ab,
             "detection_rate": hit / ab if ab else None,
             "invalid_pairs": sum(not p.valid for p in self.pairs),
+            "replayed": self.replayed,
             "seconds": round(self.seconds, 1),
             "pairs": [asdict(p) for p in self.pairs],
         }
@@ -213,6 +220,68 @@ def bench_verdict(
     return figures
 
 
+def replay_verdict(
+    runs_root: Path,
+    *,
+    baseline_runs: int = 1,
+    slo: SloConfig | None = None,
+    progress: Progress = print,
+) -> VerdictFigures:
+    """Judge again the pairs a bench recorded under ``runs_root`` (``aa-NN``/``ab-NN`` with a
+    ``baseline`` and a ``candidate`` run each), with ``baseline_runs`` baseline runs a pair:
+    its own baseline and the same-code runs recorded just before it (earlier pairs'
+    baselines and A/A candidates, newest first). A pair without that many earlier runs is
+    left out. The gate's own comparison (:func:`loadtests.report.baseline_comparisons`)
+    under ``slo`` (default: the default SLO file)."""
+    settings = (slo or SloConfig.from_toml(DEFAULT_SLO)).baseline
+    folders = sorted(
+        (p for p in runs_root.iterdir() if p.is_dir() and p.name[:3] in ("aa-", "ab-")),
+        key=lambda p: (int(p.name[3:]), p.name.startswith("ab")),  # the order they ran in
+    )
+    if not folders:
+        raise ValueError(f"{runs_root}: no aa-NN or ab-NN pair folders (a bench's --runs-root)")
+    figures = VerdictFigures(
+        VerdictBenchConfig(host="", runs_root=runs_root, pairs=0, baseline_runs=baseline_runs),
+        replayed=True,
+    )
+    same_code: list[Path] = []  # every run of the unchanged code so far, in order
+    started = time.monotonic()
+    for folder in folders:
+        kind: PairKind = "A/A" if folder.name.startswith("aa") else "A/B"
+        base = folder / "baseline"
+        earlier = same_code[len(same_code) - (baseline_runs - 1) :] if baseline_runs > 1 else []
+        if len(earlier) == baseline_runs - 1:
+            comparisons = baseline_comparisons(
+                Recorder.load(folder / "candidate"), [base, *reversed(earlier)], settings
+            )
+            regressions = [
+                f"{c.name} p{c.percentile:g} {c.delta_ms:+.1f} ms (x{c.ratio:.2f})"
+                for c in comparisons
+                if c.verdict.value == "REGRESSION"
+            ]
+            figures.pairs.append(
+                PairResult(
+                    kind=kind,
+                    index=int(folder.name[3:]),
+                    folder=str(folder),
+                    baseline_p50_ms=_summary(base)["total"]["p50"],
+                    injected_ms=0.0,  # not recorded in the run folders
+                    valid=True,
+                    flagged=bool(regressions),
+                    regressions=regressions,
+                    verdicts=dict(Counter(c.verdict.value for c in comparisons)),
+                    start_differences=[],
+                    seconds=0.0,
+                )
+            )
+            progress(f"{kind} {folder.name}: {'; '.join(regressions) or 'no regression'}")
+        same_code.append(base)
+        if kind == "A/A":
+            same_code.append(folder / "candidate")
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
 def _rate(flagged: int, total: int) -> str:
     return f"{flagged}/{total} ({flagged / total:.0%})" if total else "no valid pair"
 
@@ -222,10 +291,16 @@ def verdict_report(figures: VerdictFigures) -> str:
     fp, aa = figures.rate("A/A")
     hit, ab = figures.rate("A/B")
     injected = [p.injected_ms for p in figures.pairs if p.kind == "A/B" and p.injected_ms]
+    head = (
+        f"verdict replay of {c.runs_root}: {aa} A/A + {ab} A/B pairs judged again, "
+        f"{c.baseline_runs} baseline run(s) per pair; {figures.seconds:.0f} s"
+        if figures.replayed
+        else f"verdict bench: {c.pairs} A/A + {c.pairs} A/B pairs, open-model soak at "
+        f"{c.rate:g}/s, {c.duration:g} s runs ({c.window:g} s windows), {c.baseline_runs} "
+        f"baseline run(s) per pair; {figures.seconds:.0f} s in all"
+    )
     lines = [
-        f"verdict bench: {c.pairs} A/A + {c.pairs} A/B pairs, open-model soak at {c.rate:g}/s, "
-        f"{c.duration:g} s runs ({c.window:g} s windows), {c.baseline_runs} baseline run(s) "
-        f"per pair; {figures.seconds:.0f} s in all",
+        head,
         f"  false positives (A/A flagged)   {_rate(fp, aa)}",
         f"  detections (A/B flagged)        {_rate(hit, ab)}   slowdown {c.slowdown:.0%} of the "
         f"baseline p50 on the gateway"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests.gates import GateOutcome, SloConfig, evaluate
+from loadtests.gates import BaselineSettings, GateOutcome, SloConfig, evaluate
 from loadtests.recorder import (
     E2E,
     REQUEST,
@@ -155,6 +155,27 @@ def windowed_metrics(
     return out
 
 
+def baseline_comparisons(
+    recorder: Recorder, runs: Sequence[Path], settings: BaselineSettings
+) -> list[Comparison]:
+    """The verdicts of a run (its recorder) against the baseline run folders ``runs``."""
+    b = settings
+    return compare_runs(
+        windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
+        [
+            windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
+            for run in runs
+        ],
+        percentiles=b.percentiles,
+        thresholds=b.thresholds,
+        resolution_ms={"e2e": E2E_RESOLUTION_MS},
+        confidence=b.confidence,
+        resamples=b.resamples,
+        seed=b.seed,
+        min_windows=b.min_windows,
+    )
+
+
 def baseline_runs(path: Path) -> list[Path]:
     """The run folders ``--baseline`` names: ``path`` itself when it is a run folder, else
     every run folder directly inside it (several runs of the same code)."""
@@ -245,20 +266,7 @@ def finalize(
             for run in runs
             if (data := _summary_data(run)) is not None
         ]
-        comparisons = compare_runs(
-            windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
-            [
-                windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
-                for run in runs
-            ],
-            percentiles=b.percentiles,
-            thresholds=b.thresholds,
-            resolution_ms={"e2e": E2E_RESOLUTION_MS},
-            confidence=b.confidence,
-            resamples=b.resamples,
-            seed=b.seed,
-            min_windows=b.min_windows,
-        )
+        comparisons = baseline_comparisons(recorder, runs, b)
     outcome = evaluate(summary, config, comparisons)
     write_report(run_dir, recorder, summary, outcome, title=title, meta=meta)
     return outcome

@@ -1,5 +1,6 @@
 """`bookify bench verdict` counts flagged pairs into its two rates; load runs and the fault
-switch are hand-written fakes here (the bench itself runs against `bookify up`)."""
+switch are hand-written fakes here (the bench itself runs against `bookify up`), and a
+replay judges run folders recorded from synthetic samples."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
+import numpy as np
+import pytest
+
+from bookify_bench.verdict import (
+    VerdictBenchConfig,
+    bench_verdict,
+    replay_verdict,
+    verdict_report,
+)
+from loadtests.recorder import Recorder
+from loadtests.report import finalize
 from shared.faults import FaultSettings
+
+T0 = 1_700_000_000.0
 
 
 class Switch:
@@ -102,3 +115,42 @@ def test_a_slowdown_below_what_the_verdict_notices_is_a_miss(tmp_path: Path) -> 
     figures = bench_verdict(config, lambda _: None, run_load=FakeLoad(switch), faults=switch)
     assert figures.rate("A/B") == (0, 2)
     assert "detections (A/B flagged)        0/2 (0%)" in verdict_report(figures)
+
+
+def recorded_run(run_dir: Path, seed: int, slow: float = 1.0) -> None:
+    """A 60 s run folder as `bookify load` leaves it: one endpoint at ~50 req/s."""
+    rng = np.random.default_rng(seed)
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    for second in range(60):
+        for start in T0 + second + rng.random(50):
+            rec.record("GET /x", start, 0.01 * slow * rng.lognormal(0, 0.2), True)
+        rec.tick(T0 + second + 1)
+    rec.stop(T0 + 60)
+    finalize(run_dir, rec)
+
+
+def test_a_replay_judges_recorded_pairs_again_with_more_baseline_runs(tmp_path: Path) -> None:
+    for index in (1, 2, 3):
+        recorded_run(tmp_path / f"aa-0{index}" / "baseline", 10 * index)
+        recorded_run(tmp_path / f"aa-0{index}" / "candidate", 10 * index + 1)
+        recorded_run(tmp_path / f"ab-0{index}" / "baseline", 10 * index + 2)
+        recorded_run(tmp_path / f"ab-0{index}" / "candidate", 10 * index + 3, slow=1.5)
+    said: list[str] = []
+
+    one = replay_verdict(tmp_path, progress=said.append)
+    assert one.replayed
+    assert (one.rate("A/A"), one.rate("A/B")) == ((0, 3), (3, 3))
+    assert said[0].startswith("A/A aa-01: no regression")
+
+    # Three baseline runs a pair: aa-01 has no two same-code runs before it, and is left out.
+    three = replay_verdict(tmp_path, baseline_runs=3, progress=said.append)
+    assert [p.folder.rsplit("/", 1)[-1] for p in three.pairs][:2] == ["ab-01", "aa-02"]
+    assert (three.rate("A/A"), three.rate("A/B")) == ((0, 2), (3, 3))
+    assert verdict_report(three).startswith(
+        f"verdict replay of {tmp_path}: 2 A/A + 3 A/B pairs judged again, 3 baseline run(s)"
+    )
+
+
+def test_a_replay_of_a_folder_without_pairs_names_what_it_wanted(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no aa-NN or ab-NN pair folders"):
+        replay_verdict(tmp_path)

@@ -26,7 +26,12 @@ from bookify_bench.stages import (
     drain_report,
     gateway_report,
 )
-from bookify_bench.verdict import VerdictBenchConfig, bench_verdict, verdict_report
+from bookify_bench.verdict import (
+    VerdictBenchConfig,
+    bench_verdict,
+    replay_verdict,
+    verdict_report,
+)
 from bookify_platform.infra import paths
 from bookify_platform.infra.local import LocalInfra, print_progress
 from bookify_platform.services import ServiceName
@@ -219,12 +224,29 @@ def verdict(
         Path | None,
         typer.Option(help="Where the run folders go (default: runs/verdict-<UTC time>)."),
     ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run no load: judge again the pairs an earlier bench recorded in this folder "
+            "(its --runs-root), with --baseline-runs per pair and the default SLO file."
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """False-positive and detection rates of `bookify load --baseline`, against a running
     `bookify up`: N A/A pairs (same code) and N A/B pairs (a known slowdown on the gateway)."""
     from loadtests.data import GatewayUnreachableError, check_gateway
     from loadtests.faultctl import FaultInjectionError
+
+    say = (lambda _: None) if as_json else print_progress
+    if replay is not None:
+        try:
+            figures = replay_verdict(replay, baseline_runs=baseline_runs, progress=say)
+        except (OSError, ValueError) as exc:
+            typer.secho(f"error: --replay {replay}: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(figures.as_dict(), indent=2) if as_json else verdict_report(figures))
+        return
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     config = VerdictBenchConfig(
@@ -236,7 +258,6 @@ def verdict(
         slowdown=slowdown,
         baseline_runs=baseline_runs,
     )
-    say = (lambda _: None) if as_json else print_progress
     try:
         check_gateway(config.host)
         say(
