@@ -302,9 +302,13 @@ def verdict_report(figures: VerdictFigures) -> str:
     lines = [
         head,
         f"  false positives (A/A flagged)   {_rate(fp, aa)}",
-        f"  detections (A/B flagged)        {_rate(hit, ab)}   slowdown {c.slowdown:.0%} of the "
-        f"baseline p50 on the gateway"
-        + (f" ({min(injected):g}-{max(injected):g} ms)" if injected else ""),
+        f"  detections (A/B flagged)        {_rate(hit, ab)}"
+        + (
+            ""  # a replay does not know what was injected
+            if figures.replayed
+            else f"   slowdown {c.slowdown:.0%} of the baseline p50 on the gateway"
+            + (f" ({min(injected):g}-{max(injected):g} ms)" if injected else "")
+        ),
     ]
     invalid = sum(not p.valid for p in figures.pairs)
     if invalid:
