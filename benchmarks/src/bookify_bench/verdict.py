@@ -34,6 +34,7 @@ from loadtests.options import DEFAULT_SLO, LoadOptions
 from loadtests.recorder import Recorder
 from loadtests.report import SUMMARY_FILE, baseline_comparisons
 from loadtests.runner import run_open
+from loadtests.stats import Verdict
 from shared.faults import FaultSettings
 
 Progress = Callable[[str], None]
@@ -257,7 +258,7 @@ def replay_verdict(
             regressions = [
                 f"{c.name} p{c.percentile:g} {c.delta_ms:+.1f} ms (x{c.ratio:.2f})"
                 for c in comparisons
-                if c.verdict.value == "REGRESSION"
+                if c.verdict is Verdict.REGRESSION
             ]
             figures.pairs.append(
                 PairResult(
