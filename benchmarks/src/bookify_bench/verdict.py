@@ -16,11 +16,17 @@ and each report says how the runs' starts differed. Not a test: it prints figure
 
 :func:`replay_verdict` judges the runs a bench recorded again, with more baseline runs per
 pair or another SLO file, in seconds rather than the hour of load it took to record them.
+
+Both also fit, on their A/A pairs, how strongly each percentile follows the machine's speed
+(:func:`fit_machine_speed`, for ``[baseline.machine_speed]`` in the SLO file). The fit is
+printed, never used by the same bench's verdicts: those use the SLO file's values, so the
+rates stay an out-of-sample test of them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -29,12 +35,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from loadtests import faultctl
-from loadtests.gates import SloConfig
+from loadtests.gates import BaselineSettings, SloConfig
 from loadtests.options import DEFAULT_SLO, LoadOptions
 from loadtests.recorder import Recorder
-from loadtests.report import SUMMARY_FILE, baseline_comparisons
+from loadtests.report import SUMMARY_FILE, baseline_comparisons, baseline_runs, windowed_metrics
 from loadtests.runner import run_open
-from loadtests.stats import Verdict
+from loadtests.stats import Verdict, min_samples_for
 from shared.faults import FaultSettings
 
 Progress = Callable[[str], None]
@@ -87,6 +93,7 @@ class VerdictFigures:
     pairs: list[PairResult] = field(default_factory=list)
     seconds: float = 0.0
     replayed: bool = False  # judged again from recorded runs (replay_verdict)
+    machine_speed_fit: dict[float, float] = field(default_factory=dict)
 
     def rate(self, kind: PairKind) -> tuple[int, int]:
         """(flagged, valid) pairs of ``kind``."""
@@ -107,6 +114,7 @@ class VerdictFigures:
             "detection_rate": hit / ab if ab else None,
             "invalid_pairs": sum(not p.valid for p in self.pairs),
             "replayed": self.replayed,
+            "machine_speed_fit": {f"p{p:g}": beta for p, beta in self.machine_speed_fit.items()},
             "seconds": round(self.seconds, 1),
             "pairs": [asdict(p) for p in self.pairs],
         }
@@ -217,6 +225,9 @@ def bench_verdict(
                 f"{'INVALID (generator saturated)' if not pair.valid else found} "
                 f"({pair.seconds:.0f} s)"
             )
+    figures.machine_speed_fit = fit_machine_speed(
+        _aa_runs(figures), SloConfig.from_toml(DEFAULT_SLO).baseline
+    )
     figures.seconds = time.monotonic() - started
     return figures
 
@@ -279,8 +290,56 @@ def replay_verdict(
         same_code.append(base)
         if kind == "A/A":
             same_code.append(folder / "candidate")
+    figures.machine_speed_fit = fit_machine_speed(_aa_runs(figures), settings)
     figures.seconds = time.monotonic() - started
     return figures
+
+
+def fit_machine_speed(
+    pairs: list[tuple[Path, Path]], settings: BaselineSettings
+) -> dict[float, float]:
+    """For each percentile, the exponent ``beta`` that best explains the A/A ``pairs``
+    (baseline, candidate run folders): log(candidate / baseline percentile) ~ beta x
+    log(candidate / baseline generator CPU per request), least squares through the origin,
+    over every request endpoint both runs measured well enough. Same code on both sides, so
+    whatever the percentile moved by came from the machine (or chance). Empty when no pair
+    has the generator's CPU."""
+    b = settings
+    sums: dict[float, list[float]] = {p: [0.0, 0.0] for p in b.percentiles}
+    for base_dir, cand_dir in pairs:
+        base, cand = Recorder.load(base_dir), Recorder.load(cand_dir)
+        speed_b = base.generator_cpu_per_request(b.phases, b.skip_first)
+        speed_c = cand.generator_cpu_per_request(b.phases, b.skip_first)
+        if not (speed_b and speed_c):
+            continue
+        x = math.log(speed_c / speed_b)
+        metrics_b = windowed_metrics(base, phases=b.phases, skip_first=b.skip_first)
+        metrics_c = windowed_metrics(cand, phases=b.phases, skip_first=b.skip_first)
+        for p in b.percentiles:
+            needed = min_samples_for(p)
+            for name in set(metrics_b) & set(metrics_c) - {"e2e"}:
+                wb, wc = metrics_b[name], metrics_c[name]
+                if wb.total < needed or wc.total < needed:
+                    continue
+                vb, vc = wb.percentile(p), wc.percentile(p)
+                if vb > 0 and vc > 0:
+                    sums[p][0] += x * math.log(vc / vb)
+                    sums[p][1] += x * x
+    return {p: round(max(0.0, xy / xx), 2) for p, (xy, xx) in sums.items() if xx > 0}
+
+
+def _aa_runs(figures: VerdictFigures) -> list[tuple[Path, Path]]:
+    """Each valid A/A pair's baseline run just before its candidate, and the candidate."""
+    out = []
+    for pair in figures.pairs:
+        if pair.kind != "A/A" or not pair.valid:
+            continue
+        try:
+            base = baseline_runs(Path(pair.folder) / "baseline")[-1]
+        except ValueError:  # no recorded windows to fit on
+            continue
+        out.append((base, Path(pair.folder) / "candidate"))
+    return out
 
 
 def _rate(flagged: int, total: int) -> str:
@@ -317,5 +376,11 @@ def verdict_report(figures: VerdictFigures) -> str:
     unlike = sum(bool(p.start_differences) for p in figures.pairs)
     if unlike:
         lines.append(f"  {unlike} pair(s) did not start alike (bookings accumulate between runs)")
+    if figures.machine_speed_fit:
+        fit = ", ".join(f"p{p:g} {beta:g}" for p, beta in figures.machine_speed_fit.items())
+        lines.append(
+            f"  machine speed fitted on the A/A pairs: {fit} "
+            "(for [baseline.machine_speed] in the SLO file; not used by these verdicts)"
+        )
     lines.append(f"  run folders under {c.runs_root}")
     return "\n".join(lines)

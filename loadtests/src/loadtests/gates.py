@@ -97,6 +97,9 @@ class BaselineSettings:
     phases: tuple[str, ...] | None = None
     skip_first: int = 0
     seed: int = 0
+    # percentile -> how strongly it follows the machine's speed (stats.MachineSpeed); empty:
+    # not adjusted.
+    machine_speed: Mapping[float, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class SloConfig:
             phases=tuple(str(p) for p in phases) if phases is not None else None,
             skip_first=int(base.get("skip_first", 0)),
             seed=int(base.get("seed", 0)),
+            machine_speed=_machine_speed(base.get("machine_speed", {})),
         )
         return cls(
             defaults=_latency_slo(data.get("defaults", {}), "[defaults]"),
@@ -169,6 +173,22 @@ def _thresholds(table: Mapping[str, Any]) -> dict[float, Threshold]:
         out[percentile] = Threshold(
             float(value.get("relative", default.relative)), float(value.get("ms", default.ms))
         )
+    return out
+
+
+def _machine_speed(table: Mapping[str, Any]) -> dict[float, float]:
+    """``{"p50": 2.2}``: percentile p of a run slowed ``k`` times by its machine moves by
+    about ``k ** 2.2`` (``bookify bench verdict`` fits these on its A/A pairs)."""
+    if not isinstance(table, Mapping):
+        raise SloConfigError("[baseline.machine_speed] must be a table")
+    out = {}
+    for key, value in table.items():
+        where = f"[baseline.machine_speed] {key}"
+        if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
+            raise SloConfigError(f"{where}: name a percentile like p95")
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise SloConfigError(f"{where}: give an exponent >= 0 (0: not adjusted)")
+        out[float(key[1:])] = float(value)
     return out
 
 

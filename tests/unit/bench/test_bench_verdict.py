@@ -14,9 +14,11 @@ import pytest
 from bookify_bench.verdict import (
     VerdictBenchConfig,
     bench_verdict,
+    fit_machine_speed,
     replay_verdict,
     verdict_report,
 )
+from loadtests.gates import BaselineSettings
 from loadtests.recorder import Recorder
 from loadtests.report import finalize
 from shared.faults import FaultSettings
@@ -117,13 +119,16 @@ def test_a_slowdown_below_what_the_verdict_notices_is_a_miss(tmp_path: Path) -> 
     assert "detections (A/B flagged)        0/2 (0%)" in verdict_report(figures)
 
 
-def recorded_run(run_dir: Path, seed: int, slow: float = 1.0) -> None:
-    """A 60 s run folder as `bookify load` leaves it: one endpoint at ~50 req/s."""
+def recorded_run(run_dir: Path, seed: int, slow: float = 1.0, cpu_per_s: float = 0.0) -> None:
+    """A 60 s run folder as `bookify load` leaves it: one endpoint at ~50 req/s, its
+    generator using ``cpu_per_s`` CPU seconds a second."""
     rng = np.random.default_rng(seed)
-    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: 0.0)
+    cpu = [0.0]
+    rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0, cpu_clock=lambda: cpu[0])
     for second in range(60):
         for start in T0 + second + rng.random(50):
             rec.record("GET /x", start, 0.01 * slow * rng.lognormal(0, 0.2), True)
+        cpu[0] += cpu_per_s
         rec.tick(T0 + second + 1)
     rec.stop(T0 + 60)
     finalize(run_dir, rec)
@@ -156,3 +161,31 @@ def test_a_replay_judges_recorded_pairs_again_with_more_baseline_runs(tmp_path: 
 def test_a_replay_of_a_folder_without_pairs_names_what_it_wanted(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no aa-NN or ab-NN pair folders"):
         replay_verdict(tmp_path)
+
+
+def test_a_replay_fits_how_strongly_latency_follows_the_machine(tmp_path: Path) -> None:
+    # A/A pairs whose candidate's machine was k times slower (its generator spent k times
+    # the CPU a request) and whose latency moved by k ** 2: the fit finds the 2.
+    for index, k in enumerate((0.9, 1.0, 1.1, 1.2), start=1):
+        pair = tmp_path / f"aa-0{index}"
+        recorded_run(pair / "baseline", 10 * index, cpu_per_s=0.05)
+        recorded_run(pair / "candidate", 10 * index + 1, slow=k**2, cpu_per_s=0.05 * k)
+    settings = BaselineSettings(percentiles=(50.0,), skip_first=1)
+    pairs = [
+        (tmp_path / f"aa-0{i}" / "baseline", tmp_path / f"aa-0{i}" / "candidate")
+        for i in (1, 2, 3, 4)
+    ]
+    assert fit_machine_speed(pairs, settings)[50.0] == pytest.approx(2.0, abs=0.3)
+
+    figures = replay_verdict(tmp_path, progress=lambda _: None)
+    assert figures.machine_speed_fit[50.0] == pytest.approx(2.0, abs=0.3)
+    assert figures.as_dict()["machine_speed_fit"]["p50"] == figures.machine_speed_fit[50.0]
+    fitted = f"p50 {figures.machine_speed_fit[50.0]:g}"
+    assert f"machine speed fitted on the A/A pairs: {fitted}, " in verdict_report(figures)
+
+
+def test_without_the_generators_cpu_there_is_nothing_to_fit(tmp_path: Path) -> None:
+    recorded_run(tmp_path / "baseline", 1)
+    recorded_run(tmp_path / "candidate", 2, slow=1.5)
+    pairs = [(tmp_path / "baseline", tmp_path / "candidate")]
+    assert fit_machine_speed(pairs, BaselineSettings()) == {}

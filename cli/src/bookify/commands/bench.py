@@ -228,7 +228,16 @@ def verdict(
         Path | None,
         typer.Option(
             help="Run no load: judge again the pairs an earlier bench recorded in this folder "
-            "(its --runs-root), with --baseline-runs per pair and the default SLO file."
+            "(its --runs-root), with --baseline-runs per pair and the --slo file."
+        ),
+    ] = None,
+    slo: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --replay: the SLO TOML whose [baseline] settings judge the runs "
+            "(default: loadtests' slo.default.toml, which live runs use).",
+            exists=True,
+            dir_okay=False,
         ),
     ] = None,
     as_json: AsJson = False,
@@ -237,11 +246,23 @@ def verdict(
     `bookify up`: N A/A pairs (same code) and N A/B pairs (a known slowdown on the gateway)."""
     from loadtests.data import GatewayUnreachableError, check_gateway
     from loadtests.faultctl import FaultInjectionError
+    from loadtests.gates import SloConfig
 
     say = (lambda _: None) if as_json else print_progress
+    if slo is not None and replay is None:
+        typer.secho(
+            "error: --slo judges a --replay; a live bench uses the default SLO file, "
+            "as `bookify load` does",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
     if replay is not None:
         try:
-            figures = replay_verdict(replay, baseline_runs=baseline_runs, progress=say)
+            settings = SloConfig.from_toml(slo) if slo is not None else None
+            figures = replay_verdict(
+                replay, baseline_runs=baseline_runs, slo=settings, progress=say
+            )
         except (OSError, ValueError) as exc:
             typer.secho(f"error: --replay {replay}: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
