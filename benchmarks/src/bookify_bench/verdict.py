@@ -17,10 +17,10 @@ and each report says how the runs' starts differed. Not a test: it prints figure
 :func:`replay_verdict` judges the runs a bench recorded again, with more baseline runs per
 pair or another SLO file, in seconds rather than the hour of load it took to record them.
 
-Both also fit, on their A/A pairs, how strongly each percentile follows the machine's speed
-(:func:`fit_machine_speed`, for ``[baseline.machine_speed]`` in the SLO file). The fit is
-printed, never used by the same bench's verdicts: those use the SLO file's values, so the
-rates stay an out-of-sample test of them.
+Both also fit, on their A/A pairs, how much one run differs from the next of the same code
+beyond its own windows (:func:`fit_run_noise`, for ``[baseline.run_noise]`` in the SLO
+file). The fit is printed, never used by the same bench's verdicts: those use the SLO file,
+so the rates stay an out-of-sample test of it.
 """
 
 from __future__ import annotations
@@ -34,13 +34,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from loadtests import faultctl
 from loadtests.gates import BaselineSettings, SloConfig
 from loadtests.options import DEFAULT_SLO, LoadOptions
 from loadtests.recorder import Recorder
 from loadtests.report import SUMMARY_FILE, baseline_comparisons, baseline_runs, windowed_metrics
 from loadtests.runner import run_open
-from loadtests.stats import Verdict, min_samples_for
+from loadtests.stats import Verdict, min_samples_for, window_bootstrap_se
 from shared.faults import FaultSettings
 
 Progress = Callable[[str], None]
@@ -93,7 +95,7 @@ class VerdictFigures:
     pairs: list[PairResult] = field(default_factory=list)
     seconds: float = 0.0
     replayed: bool = False  # judged again from recorded runs (replay_verdict)
-    machine_speed_fit: dict[float, float] = field(default_factory=dict)
+    run_noise_fit: dict[float, float] = field(default_factory=dict)  # fit_run_noise
 
     def rate(self, kind: PairKind) -> tuple[int, int]:
         """(flagged, valid) pairs of ``kind``."""
@@ -114,7 +116,7 @@ class VerdictFigures:
             "detection_rate": hit / ab if ab else None,
             "invalid_pairs": sum(not p.valid for p in self.pairs),
             "replayed": self.replayed,
-            "machine_speed_fit": {f"p{p:g}": beta for p, beta in self.machine_speed_fit.items()},
+            "run_noise_fit": {f"p{p:g}": sd for p, sd in self.run_noise_fit.items()},
             "seconds": round(self.seconds, 1),
             "pairs": [asdict(p) for p in self.pairs],
         }
@@ -225,7 +227,7 @@ def bench_verdict(
                 f"{'INVALID (generator saturated)' if not pair.valid else found} "
                 f"({pair.seconds:.0f} s)"
             )
-    figures.machine_speed_fit = fit_machine_speed(
+    figures.run_noise_fit = fit_run_noise(
         _aa_runs(figures), SloConfig.from_toml(DEFAULT_SLO).baseline
     )
     figures.seconds = time.monotonic() - started
@@ -290,42 +292,42 @@ def replay_verdict(
         same_code.append(base)
         if kind == "A/A":
             same_code.append(folder / "candidate")
-    figures.machine_speed_fit = fit_machine_speed(_aa_runs(figures), settings)
+    figures.run_noise_fit = fit_run_noise(_aa_runs(figures), settings)
     figures.seconds = time.monotonic() - started
     return figures
 
 
-def fit_machine_speed(
-    pairs: list[tuple[Path, Path]], settings: BaselineSettings
-) -> dict[float, float]:
-    """For each percentile, the exponent ``beta`` that best explains the A/A ``pairs``
-    (baseline, candidate run folders): log(candidate / baseline percentile) ~ beta x
-    log(candidate / baseline generator CPU per request), least squares through the origin,
-    over every request endpoint both runs measured well enough. Same code on both sides, so
-    whatever the percentile moved by came from the machine (or chance). Empty when no pair
-    has the generator's CPU."""
+def fit_run_noise(pairs: list[tuple[Path, Path]], settings: BaselineSettings) -> dict[float, float]:
+    """Per percentile, the standard deviation of a run's log percentile from run to run, from
+    the A/A ``pairs`` (baseline, candidate run folders): the variance of log(candidate /
+    baseline) over every request endpoint both runs measured well enough, less what both
+    runs' own window bootstraps explain, halved (a pair is two runs). Same code on both
+    sides, so what a percentile moved by is the machine and chance. Empty with no pair."""
     b = settings
-    sums: dict[float, list[float]] = {p: [0.0, 0.0] for p in b.percentiles}
+    rng = np.random.default_rng(b.seed)
+    rows: dict[float, list[tuple[float, float]]] = {p: [] for p in b.percentiles}
     for base_dir, cand_dir in pairs:
-        base, cand = Recorder.load(base_dir), Recorder.load(cand_dir)
-        speed_b = base.generator_cpu_per_request(b.phases, b.skip_first)
-        speed_c = cand.generator_cpu_per_request(b.phases, b.skip_first)
-        if not (speed_b and speed_c):
-            continue
-        x = math.log(speed_c / speed_b)
-        metrics_b = windowed_metrics(base, phases=b.phases, skip_first=b.skip_first)
-        metrics_c = windowed_metrics(cand, phases=b.phases, skip_first=b.skip_first)
+        metrics_b, metrics_c = (
+            windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
+            for run in (base_dir, cand_dir)
+        )
         for p in b.percentiles:
             needed = min_samples_for(p)
-            for name in set(metrics_b) & set(metrics_c) - {"e2e"}:
-                wb, wc = metrics_b[name], metrics_c[name]
-                if wb.total < needed or wc.total < needed:
+            for name in sorted(set(metrics_b) & set(metrics_c) - {"e2e"}):
+                runs = (metrics_b[name], metrics_c[name])
+                if any(r.total < needed or r.n_windows < b.min_windows for r in runs):
                     continue
-                vb, vc = wb.percentile(p), wc.percentile(p)
+                vb, vc = (r.percentile(p) for r in runs)
                 if vb > 0 and vc > 0:
-                    sums[p][0] += x * math.log(vc / vb)
-                    sums[p][1] += x * x
-    return {p: round(max(0.0, xy / xx), 2) for p, (xy, xx) in sums.items() if xx > 0}
+                    within = sum(
+                        window_bootstrap_se(r, p, resamples=b.resamples, rng=rng) ** 2 for r in runs
+                    )
+                    rows[p].append((math.log(vc / vb), within))
+    return {
+        p: round(math.sqrt(max(0.0, float(np.mean([d * d - w for d, w in got]))) / 2), 3)
+        for p, got in rows.items()
+        if got
+    }
 
 
 def _aa_runs(figures: VerdictFigures) -> list[tuple[Path, Path]]:
@@ -376,11 +378,11 @@ def verdict_report(figures: VerdictFigures) -> str:
     unlike = sum(bool(p.start_differences) for p in figures.pairs)
     if unlike:
         lines.append(f"  {unlike} pair(s) did not start alike (bookings accumulate between runs)")
-    if figures.machine_speed_fit:
-        fit = ", ".join(f"p{p:g} {beta:g}" for p, beta in figures.machine_speed_fit.items())
+    if figures.run_noise_fit:
+        fit = ", ".join(f"p{p:g} {sd:g}" for p, sd in figures.run_noise_fit.items())
         lines.append(
-            f"  machine speed fitted on the A/A pairs: {fit} "
-            "(for [baseline.machine_speed] in the SLO file; not used by these verdicts)"
+            f"  run-to-run noise on the A/A pairs (sd of a run's log percentile): {fit} "
+            "([baseline.run_noise] in the SLO file; not used by these verdicts)"
         )
     lines.append(f"  run folders under {c.runs_root}")
     return "\n".join(lines)

@@ -97,9 +97,9 @@ class BaselineSettings:
     phases: tuple[str, ...] | None = None
     skip_first: int = 0
     seed: int = 0
-    # percentile -> how strongly it follows the machine's speed (stats.MachineSpeed); empty:
-    # not adjusted.
-    machine_speed: Mapping[float, float] = field(default_factory=dict)
+    # percentile -> sd of a run's log percentile from run to run, for one baseline run
+    # (stats.compare_percentile's run_noise); empty: not assumed.
+    run_noise: Mapping[float, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class SloConfig:
             phases=tuple(str(p) for p in phases) if phases is not None else None,
             skip_first=int(base.get("skip_first", 0)),
             seed=int(base.get("seed", 0)),
-            machine_speed=_machine_speed(base.get("machine_speed", {})),
+            run_noise=_run_noise(base.get("run_noise", {})),
         )
         return cls(
             defaults=_latency_slo(data.get("defaults", {}), "[defaults]"),
@@ -176,18 +176,18 @@ def _thresholds(table: Mapping[str, Any]) -> dict[float, Threshold]:
     return out
 
 
-def _machine_speed(table: Mapping[str, Any]) -> dict[float, float]:
-    """``{"p50": 2.2}``: percentile p of a run slowed ``k`` times by its machine moves by
-    about ``k ** 2.2`` (``bookify bench verdict`` fits these on its A/A pairs)."""
+def _run_noise(table: Mapping[str, Any]) -> dict[float, float]:
+    """``{"p50": 0.09}``: a standard deviation >= 0 per percentile (``bookify bench verdict``
+    fits it on its A/A pairs)."""
     if not isinstance(table, Mapping):
-        raise SloConfigError("[baseline.machine_speed] must be a table")
+        raise SloConfigError("[baseline.run_noise] must be a table")
     out = {}
     for key, value in table.items():
-        where = f"[baseline.machine_speed] {key}"
+        where = f"[baseline.run_noise] {key}"
         if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
             raise SloConfigError(f"{where}: name a percentile like p95")
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise SloConfigError(f"{where}: give an exponent >= 0 (0: not adjusted)")
+            raise SloConfigError(f"{where}: give a sd >= 0 (0: none)")
         out[float(key[1:])] = float(value)
     return out
 

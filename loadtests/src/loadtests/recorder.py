@@ -348,18 +348,6 @@ class Recorder:
         chosen = chosen[skip_first : len(chosen) - skip_last]
         return [w for w in chosen if w.duration >= self.window_s - 1e-9]
 
-    def generator_cpu_per_request(
-        self, phases: Collection[str] | None = None, skip_first: int = 0
-    ) -> float | None:
-        """The load generator's CPU seconds per request over the selected windows: the same
-        requests cost the same CPU on an equally fast machine, so two runs' ratio is how much
-        slower the machine was (:class:`loadtests.stats.MachineSpeed`). None when not measured."""
-        windows = self.select_windows(phases, skip_first)
-        requests = sum(self.cell(None, w.index).count for w in windows)
-        if not requests or any(w.cpu_wall_seconds <= 0 for w in windows):
-            return None
-        return sum(w.cpu_seconds for w in windows) / requests
-
     def windowed(
         self,
         name: str | None = None,

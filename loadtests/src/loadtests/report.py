@@ -27,7 +27,7 @@ from loadtests.recorder import (
     window_percentiles,
 )
 from loadtests.report_html import decision_brief, render_html
-from loadtests.stats import Comparison, MachineSpeed, Windowed, compare_runs
+from loadtests.stats import Comparison, Windowed, compare_runs
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 # e2e latency is found by polling, up to 0.5 s apart (loadtests.users.poll_delays): a change
@@ -160,10 +160,12 @@ def baseline_comparisons(
 ) -> list[Comparison]:
     """The verdicts of a run (its recorder) against the baseline run folders ``runs``."""
     b = settings
-    baselines = [Recorder.load(run) for run in runs]
     return compare_runs(
         windowed_metrics(recorder, phases=b.phases, skip_first=b.skip_first),
-        [windowed_metrics(run, phases=b.phases, skip_first=b.skip_first) for run in baselines],
+        [
+            windowed_metrics(Recorder.load(run), phases=b.phases, skip_first=b.skip_first)
+            for run in runs
+        ],
         percentiles=b.percentiles,
         thresholds=b.thresholds,
         resolution_ms={"e2e": E2E_RESOLUTION_MS},
@@ -171,11 +173,7 @@ def baseline_comparisons(
         resamples=b.resamples,
         seed=b.seed,
         min_windows=b.min_windows,
-        machine=MachineSpeed(
-            recorder.generator_cpu_per_request(b.phases, b.skip_first),
-            tuple(run.generator_cpu_per_request(b.phases, b.skip_first) for run in baselines),
-            b.machine_speed,
-        ),
+        run_noise=b.run_noise,
     )
 
 

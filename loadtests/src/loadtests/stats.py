@@ -19,21 +19,13 @@ bare p-value:
      variance is estimated from them (the variance of their log percentiles beyond what their
      own bootstraps explain, pooled over the metrics by :func:`compare_runs`: a few runs
      tell the machine's noise far better over several endpoints than over one) and added to
-     both sides. With one baseline run it cannot be measured, which the reason says; the
-     threshold is then the only guard against it.
+     both sides. With one baseline run it cannot be measured: it is then taken from A/A
+     pairs measured before, if given (``run_noise``, fitted by ``bookify bench verdict``),
+     and otherwise the threshold is the only guard against it; the method says which.
 
    The interval is normal on the log ratio: ``log(c / b) +- z * sqrt(se_c^2 + tau^2 +
    (mean se_b^2 + tau^2) / m)`` for ``m`` baseline runs, bootstrap standard errors ``se``
    and run-to-run variance ``tau^2``.
-
-3. **Was the machine as fast?** On a shared machine a whole run can be slower because the
-   machine was: every endpoint at once, tails most. The load generator measures that without
-   touching the code under test: the same requests cost it the same CPU on an equally fast
-   machine, so its CPU seconds per request, candidate over baseline, is the machine's
-   slowdown ``k``. A percentile moves with it as about ``k ** beta`` (``beta`` per percentile,
-   fitted on A/A pairs by ``bookify bench verdict``); :class:`MachineSpeed` divides that out
-   before the two questions above are asked. Without the generator's CPU on both sides
-   nothing is adjusted, and the method says so.
 
 Verdicts: REGRESSION when the change is material and slower and the interval lies above 1;
 IMPROVEMENT likewise faster and below 1; EQUIVALENT when not material; INCONCLUSIVE when
@@ -287,37 +279,14 @@ class Diagnostics:
     mannwhitney_pvalue: float
 
 
-@dataclass(frozen=True)
-class MachineSpeed:
-    """The load generator's CPU seconds per request in the candidate and in each baseline
-    run (None where not measured), and ``exponents``: how strongly percentile p follows the
-    machine's speed (``beta``; a percentile not listed takes its nearest neighbour's)."""
-
-    candidate: float | None
-    baseline: tuple[float | None, ...]
-    exponents: Mapping[float, float]
-
-    def factors(self, p: float) -> tuple[float, tuple[float, ...]] | None:
-        """How much slower than the baseline runs' (geometric) mean machine the candidate's
-        and each baseline run's machine made percentile ``p``; None when a side was not
-        measured or ``p`` does not follow the machine."""
-        if not self.exponents or not self.baseline:
-            return None
-        beta = self.exponents[min(self.exponents, key=lambda q: abs(q - p))]
-        speeds = [self.candidate, *self.baseline]
-        if beta == 0 or any(s is None or not s > 0 for s in speeds):
-            return None
-        base = [float(s) for s in self.baseline if s is not None]
-        reference = float(np.exp(np.mean(np.log(base))))
-        candidate = float(self.candidate or 0.0)
-        return (candidate / reference) ** beta, tuple((s / reference) ** beta for s in base)
-
-
 METHOD_ONE_RUN = (
     "block bootstrap over time windows (run-to-run variance not measured: 1 baseline run)"
 )
 METHOD_RUNS = "block bootstrap over time windows + run-to-run variance of {m} baseline runs"
-METHOD_MACHINE = "; machine speed divided out (load generator CPU per request)"
+METHOD_PRIOR = (
+    "block bootstrap over time windows + run-to-run variance of earlier A/A pairs "
+    "([baseline.run_noise]; 1 baseline run)"
+)
 
 
 @dataclass(frozen=True)
@@ -345,9 +314,6 @@ class Comparison:
     baseline_windows: int
     candidate_windows: int
     diagnostics: Diagnostics | None
-    # The candidate's percentile was divided by this for its machine (>1: slower); None when
-    # not adjusted. ``candidate_value`` and ``ratio`` are after the division.
-    machine_factor: float | None = None
 
     @property
     def delta_ms(self) -> float:
@@ -427,15 +393,16 @@ def compare_percentile(
     min_samples_factor: float = 10.0,
     with_diagnostics: bool = True,
     run_variance: float | None = None,
-    machine: tuple[float, Sequence[float]] | None = None,
+    run_noise: float | None = None,
 ) -> Comparison:
     """Compare percentile ``percentile`` (e.g. 95) of ``candidate`` against ``baseline``:
     one run, or several runs of the same code whose spread the verdict then uses.
 
     ``run_variance``: the variance of a run's log percentile from run to run, when known
     better than these baseline runs alone tell (:func:`compare_runs` pools it over the
-    metrics); by default, theirs. ``machine``: the factors their machines slowed the
-    candidate and each baseline run by (:meth:`MachineSpeed.factors`), divided out."""
+    metrics); by default, theirs. ``run_noise``: the standard deviation of a run's log
+    percentile from run to run (beyond its windows), known from A/A pairs; used with one
+    baseline run, whose own spread cannot be measured."""
     if not 0.0 < percentile < 100.0:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     runs = _runs(baseline)
@@ -444,12 +411,11 @@ def compare_percentile(
     limit = threshold or threshold_for(percentile)
     rng = np.random.default_rng(seed)
     pooled = Windowed.merge(runs)
-    cand_factor, run_factors = machine if machine is not None else (1.0, [1.0] * len(runs))
-    run_values = np.array([run.percentile(percentile) for run in runs]) / np.array(run_factors)
+    run_values = np.array([run.percentile(percentile) for run in runs])
     m = len(runs)
     positive = bool(np.all(run_values > 0))
     base_value = float(np.exp(np.mean(np.log(run_values)))) if positive else math.nan
-    cand_value = candidate.percentile(percentile) / cand_factor
+    cand_value = candidate.percentile(percentile)
     ratio = cand_value / base_value if base_value > 0 else math.nan
     if m > 1 and positive:
         var_runs = (
@@ -459,6 +425,7 @@ def compare_percentile(
         spread = math.exp(2.0 * math.sqrt(var_runs * (1.0 + 1.0 / m))) - 1.0
     else:
         var_runs, spread = 0.0, math.nan
+    prior = m == 1 and bool(run_noise)
     relative = max(limit.relative, spread) if m > 1 and positive else limit.relative
     effective = Threshold(relative, limit.ms)
     diag = diagnostics(candidate, pooled, seed=seed) if with_diagnostics else None
@@ -479,14 +446,14 @@ def compare_percentile(
             threshold_ms=effective.ms,
             baseline_runs=m,
             run_spread=spread,
-            method=(METHOD_ONE_RUN if m == 1 else METHOD_RUNS.format(m=m))
-            + (METHOD_MACHINE if machine is not None else ""),
+            method=(
+                METHOD_RUNS.format(m=m) if m > 1 else METHOD_PRIOR if prior else METHOD_ONE_RUN
+            ),
             baseline_samples=pooled.total,
             candidate_samples=candidate.total,
             baseline_windows=pooled.n_windows,
             candidate_windows=candidate.n_windows,
             diagnostics=diag,
-            machine_factor=cand_factor if machine is not None else None,
         )
 
     needed = min_samples_for(percentile, min_samples_factor)
@@ -514,8 +481,9 @@ def compare_percentile(
         [window_bootstrap_se(run, percentile, resamples=resamples, rng=rng) for run in runs]
     )
     within_b = float(np.mean(se_b**2))
-    # Run-to-run variance: what the baseline runs differ by beyond their own bootstraps.
-    tau2 = max(0.0, var_runs - within_b)
+    # Run-to-run variance: what the baseline runs differ by beyond their own bootstraps, or
+    # with one run, what A/A pairs did.
+    tau2 = float(run_noise or 0.0) ** 2 if prior else max(0.0, var_runs - within_b)
     se = math.sqrt(se_c**2 + tau2 + (within_b + tau2) / m)
     z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
     log_ratio = math.log(ratio)
@@ -534,8 +502,6 @@ def compare_percentile(
     }[verdict]
     if m > 1 and relative > limit.relative:
         reason += f" (threshold raised to the baseline runs' spread {spread:.0%})"
-    if machine is not None and abs(math.log(cand_factor)) >= 0.005:
-        reason += f" (after dividing x{cand_factor:.2f} for the candidate's machine)"
     return result(verdict, reason, low, high)
 
 
@@ -550,21 +516,20 @@ def compare_runs(
     resamples: int = 2000,
     seed: int = 0,
     min_windows: int = 5,
-    machine: MachineSpeed | None = None,
+    run_noise: Mapping[float, float] | None = None,
 ) -> list[Comparison]:
     """Every (metric, percentile) present in either run; a metric missing on one side is
     INCONCLUSIVE rather than silently skipped. ``baseline`` is one run's metrics or several
     runs'. ``resolution_ms`` raises a metric's threshold in ms to what its measurement can
-    resolve; such a coarse metric is not adjusted for ``machine``, whose exponents were
-    fitted on request latencies. ``confidence`` is for the whole set (Bonferroni over the
-    comparisons)."""
+    resolve; such a coarse metric takes no ``run_noise`` (per percentile, the nearest
+    listed; fitted on request latencies). ``confidence`` is for the whole set (Bonferroni
+    over the comparisons)."""
     resolution = resolution_ms or {}
     runs = [baseline] if isinstance(baseline, Mapping) else list(baseline)
     empty = Windowed((), ())
     names = sorted(set(candidate).union(*runs))
     each = 1.0 - (1.0 - confidence) / max(1, len(names) * len(percentiles))
     fine = [name for name in names if name not in resolution]
-    factors = {p: machine.factors(p) if machine is not None else None for p in percentiles}
     return [
         compare_percentile(
             candidate.get(name, empty),
@@ -576,30 +541,27 @@ def compare_runs(
             resamples=resamples,
             seed=seed,
             min_windows=min_windows,
-            run_variance=(
-                None if name in resolution else pooled_run_variance(runs, fine, p, factors[p])
-            ),
-            machine=None if name in resolution else factors[p],
+            run_variance=None if name in resolution else pooled_run_variance(runs, fine, p),
+            run_noise=None if name in resolution or not run_noise else _nearest(run_noise, p),
         )
         for name in names
         for p in percentiles
     ]
 
 
+def _nearest(by_percentile: Mapping[float, float], p: float) -> float:
+    return by_percentile[min(by_percentile, key=lambda q: abs(q - p))]
+
+
 def pooled_run_variance(
-    runs: Sequence[Mapping[str, Windowed]],
-    names: Sequence[str],
-    p: float,
-    machine: tuple[float, Sequence[float]] | None = None,
+    runs: Sequence[Mapping[str, Windowed]], names: Sequence[str], p: float
 ) -> float | None:
     """The run-to-run variance of log percentile ``p``, pooled over the metrics ``names``
     that every run measured well enough: the machine's noise slows every endpoint, and a
-    handful of runs tells it far better over several metrics than over one. ``machine``:
-    each run's factor divided out first (what is left is the noise the machine's speed
-    does not explain). None with fewer than two runs or no such metric."""
+    handful of runs tells it far better over several metrics than over one. None with fewer
+    than two runs or no such metric."""
     if len(runs) < 2:
         return None
-    run_factors = np.array(machine[1]) if machine is not None else np.ones(len(runs))
     needed = min_samples_for(p)
     variances = []
     for name in names:
@@ -607,5 +569,5 @@ def pooled_run_variance(
         if len(values) == len(runs) and all(
             run[name].total >= needed and value > 0 for run, value in zip(runs, values, strict=True)
         ):
-            variances.append(float(np.var(np.log(np.array(values) / run_factors), ddof=1)))
+            variances.append(float(np.var(np.log(values), ddof=1)))
     return float(np.mean(variances)) if variances else None

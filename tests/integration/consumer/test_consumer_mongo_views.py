@@ -23,10 +23,8 @@ C, R, X = BookingStatus.CONFIRMED, BookingStatus.REJECTED, BookingStatus.CANCELL
 
 
 @pytest.fixture
-async def repo(mongo_db: AsyncDatabase[dict[str, Any]]) -> MongoViewRepository:
-    views = MongoViewRepository(mongo_db)
-    await views.ensure_indexes()
-    return views
+def repo(mongo_db: AsyncDatabase[dict[str, Any]]) -> MongoViewRepository:
+    return MongoViewRepository(mongo_db)
 
 
 async def test_documents_have_the_documented_shapes(
@@ -173,17 +171,6 @@ async def test_an_event_is_marked_processed_once(repo: MongoViewRepository) -> N
     assert not await repo.mark_processed("e-1", "t", LATER)
 
     assert await repo.is_processed("e-1")
-
-
-async def test_indexes_are_created_once_and_creating_them_again_is_harmless(
-    repo: MongoViewRepository, mongo_db: AsyncDatabase[dict[str, Any]]
-) -> None:
-    await repo.ensure_indexes()
-
-    bookings = await mongo_db[BOOKINGS].index_information()
-    notifications = await mongo_db["notifications"].index_information()
-    assert bookings["principal"]["key"] == [("principal", 1)]
-    assert notifications["principal_created_at"]["key"] == [("principal", 1), ("created_at", 1)]
 
 
 async def test_ping_answers_when_the_server_does(repo: MongoViewRepository) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -256,6 +257,18 @@ async def test_seats_are_sent_now_then_coalesced_to_the_latest(
         assert (latest.id, latest.data["available"]) == ("6", 4)
         fakes.feed.emit(confirmed(uuid4(), resource_id, version=7))
         assert (await s.next()).id == "7"
+
+
+async def test_an_open_stream_runs_no_task_beyond_the_requests_own(
+    running: Running, fakes: Fakes, resource_id: UUID
+) -> None:
+    # The request's task and StreamingResponse's disconnect listener; fastapi.sse's path
+    # would add its producer and keep-alive tasks (4; routes/push.py says why not).
+    async with running() as app:
+        before = len(asyncio.all_tasks())
+        async with stream(app, f"/v1/resources/{resource_id}/events", bearer()) as s:
+            await s.next()
+            assert len(asyncio.all_tasks()) - before == 2
 
 
 async def test_an_idle_stream_sends_heartbeat_comments(

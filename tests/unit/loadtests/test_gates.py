@@ -77,7 +77,7 @@ def test_the_shipped_default_config_parses() -> None:
     assert config.e2e == LatencySlo(2000, 5000, None)
     assert config.baseline.percentiles == (50.0, 95.0, 99.0)
     assert config.baseline.thresholds == DEFAULT_THRESHOLDS
-    assert config.baseline.machine_speed == {50.0: 2.3, 95.0: 3.6, 99.0: 3.6}
+    assert config.baseline.run_noise == {}, "no prior by default"
 
 
 def test_baseline_thresholds_are_set_per_percentile() -> None:
@@ -96,16 +96,15 @@ def test_baseline_thresholds_are_set_per_percentile() -> None:
         SloConfig.from_mapping({"baseline": {"tolerance": 0.1}})
 
 
-def test_the_machine_speed_exponents_are_read_per_percentile() -> None:
-    config = SloConfig.from_mapping({"baseline": {"machine_speed": {"p50": 2, "p99.9": 0}}})
-    assert config.baseline.machine_speed == {50.0: 2.0, 99.9: 0.0}
-    assert SloConfig.from_mapping({}).baseline.machine_speed == {}, "not adjusted by default"
+def test_the_run_noise_is_read_per_percentile() -> None:
+    config = SloConfig.from_mapping({"baseline": {"run_noise": {"p50": 0.09, "p99.9": 0}}})
+    assert config.baseline.run_noise == {50.0: 0.09, 99.9: 0.0}
     with pytest.raises(SloConfigError, match="percentile like p95"):
-        SloConfig.from_mapping({"baseline": {"machine_speed": {"median": 2}}})
-    with pytest.raises(SloConfigError, match="exponent >= 0"):
-        SloConfig.from_mapping({"baseline": {"machine_speed": {"p50": -1}}})
+        SloConfig.from_mapping({"baseline": {"run_noise": {"median": 0.1}}})
+    with pytest.raises(SloConfigError, match=r"\[baseline.run_noise\] p95: give a sd >= 0"):
+        SloConfig.from_mapping({"baseline": {"run_noise": {"p95": "wide"}}})
     with pytest.raises(SloConfigError, match="must be a table"):
-        SloConfig.from_mapping({"baseline": {"machine_speed": 2}})
+        SloConfig.from_mapping({"baseline": {"run_noise": 0.1}})
 
 
 def test_unknown_keys_are_rejected_so_typos_cannot_pass(tmp_path: Path) -> None:

@@ -131,26 +131,6 @@ def test_cpu_between_ticks_is_split_across_the_windows_it_spans() -> None:
     assert [second.cpu_seconds, second.cpu_wall_seconds] == pytest.approx([1.0, 1.0])
 
 
-def test_the_generators_cpu_per_request_counts_the_selected_windows_only() -> None:
-    cpu = FakeCpu()
-    rec = make(cpu_clock=cpu)
-    rec.tick(T0)
-    for second in range(1, 16):
-        requests = 10 if second <= 5 else 20  # the first window is a warm-up
-        for k in range(requests):
-            rec.record("GET /a", T0 + second - 1 + k / requests, 0.01)
-        cpu.seconds += 0.2
-        rec.tick(T0 + second)
-    rec.stop(T0 + 15)
-    # windows 2 and 3: 2 s of CPU over 200 requests
-    assert rec.generator_cpu_per_request(skip_first=1) == pytest.approx(0.01)
-    assert make().generator_cpu_per_request() is None, "no windows, nothing measured"
-    unmeasured = make()
-    unmeasured.record("GET /a", T0 + 1, 0.01)
-    unmeasured.stop(T0 + 5)
-    assert unmeasured.generator_cpu_per_request() is None
-
-
 def test_cpu_is_measured_by_default() -> None:
     rec = Recorder(window_s=5.0, t0=T0, clock=lambda: T0)
     rec.tick(T0)

@@ -56,10 +56,10 @@ def bootstrap(
     async def connect(
         runtime: ConsumerRuntime, mongo: AsyncMongoClient[Document]
     ) -> AsyncIterator[ConsumerDeps]:
-        """Topics and indexes first; the lag sampler for as long as the process runs."""
+        """Topics first; the lag sampler for as long as the process runs. The views need no
+        index but ``_id``'s: every read is by ``_id`` (DESIGN §4)."""
         await ensure_topics(settings)
         views = MongoViewRepository(mongo[settings.views_db])
-        await views.ensure_indexes()
         sampler = LagSampler(
             runtime.metrics.consumer_lag, settings.group, lambda: subscriber.consumer
         )

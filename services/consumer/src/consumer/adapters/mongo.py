@@ -28,7 +28,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from cachetools import LRUCache
-from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
@@ -72,14 +71,6 @@ class MongoViewRepository:
         # Each principal's newest list entry as this process last wrote or read it: may be
         # behind (another consumer appended), never ahead; a miss costs a retry, not a read.
         self._newest: LRUCache[str, int] = LRUCache(PRINCIPALS_REMEMBERED)
-
-    async def ensure_indexes(self) -> None:
-        """Idempotent. By principal: nothing queries these (the gateway reads views by ``_id``
-        only, a principal's bookings through ``BOOKING_LISTS``; nothing reads notifications)."""
-        await self._bookings.create_index([("principal", ASCENDING)], name="principal")
-        await self._notifications.create_index(
-            [("principal", ASCENDING), ("created_at", ASCENDING)], name="principal_created_at"
-        )
 
     def retained(self, seconds: float) -> list[Retained]:
         """The consumer's own records: the dedupe markers and the notifications."""

@@ -1,23 +1,31 @@
 """Server-sent events: a booking's status, all of a caller's bookings, a resource's seats.
 
-FastAPI's own SSE (``fastapi.sse``): each endpoint is a generator with
-``response_class=EventSourceResponse``, which sets ``Cache-Control: no-cache`` and
-``X-Accel-Buffering: no`` and documents the stream in OpenAPI. Everything that can refuse
-the request (auth, rate limit, 404, the stream limits, 204) runs in the ``open_*``
-dependency (gateway.deps), before the 200 is sent; its exit unsubscribes the stream.
+FastAPI's own SSE (``fastapi.sse``) gives the event model (``ServerSentEvent``) and its wire
+format (``format_sse_event``); each endpoint returns Starlette's ``StreamingResponse`` of its
+stream's encoded events (``text/event-stream``, ``Cache-Control: no-cache``,
+``X-Accel-Buffering: no``). Everything that can refuse the request (auth, rate limit, 404,
+the stream limits, 204) runs in the ``open_*`` dependency (gateway.deps), before the 200 is
+sent; its exit, after the response is over, unsubscribes the stream.
 
-What ``fastapi.sse`` lacks: its keep-alive interval is a fixed private constant (15 s), so
-the streams send their own heartbeat comments every ``push_heartbeat_seconds``
-(gateway.push); FastAPI's own ping then never fires while that setting is under 15 s.
+What ``fastapi.sse`` lacks: a lean stream. Its path (any route whose ``response_class`` is
+``EventSourceResponse``) runs a producer task and a keep-alive task per stream, joined by two
+memory streams that every event crosses, so that a generator which never yields still gets
+pinged; its keep-alive interval is a private constant (15 s). These streams pace their own
+heartbeats (``push_heartbeat_seconds``, gateway.push), so they skip that path: two tasks a
+stream (the request's, and Starlette's disconnect listener) instead of four, and an event
+goes from the hub's queue to the socket in one task (PERFORMANCE.md, "Push streams").
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent, format_sse_event
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
 
 from gateway import push
 from gateway.deps import (
@@ -38,6 +46,48 @@ NOTHING_NEW: dict[int | str, dict[str, Any]] = {
 }
 
 
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# What FastAPI documents for a generator's stream: an event's fields.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+STREAM_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The stream: one event per change, heartbeat comments between.",
+        "content": {"text/event-stream": {"itemSchema": EVENT_SCHEMA}},
+    }
+}
+
+
+def encode(event: ServerSentEvent) -> bytes:
+    """An event on the wire, its data as JSON (a model by its own serializer)."""
+    data = event.data
+    if isinstance(data, BaseModel):
+        data_str: str | None = data.model_dump_json()
+    else:
+        data_str = None if data is None else json.dumps(data)
+    return format_sse_event(
+        data_str=data_str, event=event.event, id=event.id, retry=event.retry, comment=event.comment
+    )
+
+
+async def _encoded(events: AsyncIterator[ServerSentEvent]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield encode(event)
+
+
+def event_stream(events: AsyncIterator[ServerSentEvent]) -> StreamingResponse:
+    return StreamingResponse(
+        _encoded(events), media_type="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
 def stream_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``problem_responses`` for a stream route: FastAPI would file a response model under
     the route's own media type (text/event-stream), so the Problem schema is given under
@@ -52,50 +102,45 @@ def stream_problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 @router.get(
     "/bookings/events",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
     summary="Changes to any of the caller's bookings, from now on (`booking` events)",
     description="Each `booking` event's data is a BookingUpdate; its id is "
     "`<booking id>:<status>`. Read the state before with GET /v1/bookings/{id}. Heartbeat "
     "comments keep an idle stream alive; a `reconnect` event ends the stream (too slow a "
     "reader, the server's maximum age, or a shutdown).",
-    responses=stream_problems(*REFUSALS),
+    responses=STREAM_OK | stream_problems(*REFUSALS),
 )
-async def caller_booking_events(
-    sub: SubscriptionDep, timing: TimingDep
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in push.principal_events(sub, timing):
-        yield event
+async def caller_booking_events(sub: SubscriptionDep, timing: TimingDep) -> StreamingResponse:
+    return event_stream(push.principal_events(sub, timing))
 
 
 @router.get(
     "/bookings/{booking_id}/events",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
     summary="A booking's status now, then each change, until it is final (`booking` events)",
     description="The first `booking` event is the booking as GET /v1/bookings/{id} shows it "
     "(`pending` until decided); each event's id is the status. The stream ends after "
     "`rejected` or `cancelled`; a `confirmed` booking's stays open for a cancellation "
     "until the server's maximum age (a `reconnect` event). Reconnect with Last-Event-ID: "
     "what the client has is not sent again, and a final status it has is a 204.",
-    responses=NOTHING_NEW | stream_problems(*REFUSALS, 404, 422),
+    responses=STREAM_OK | NOTHING_NEW | stream_problems(*REFUSALS, 404, 422),
 )
 async def booking_events(
     stream: BookingStreamDep,
     principal: Reader,
     deps: DepsDep,
     timing: TimingDep,
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in push.booking_events(deps, principal, stream, timing):
-        yield event
+) -> StreamingResponse:
+    return event_stream(push.booking_events(deps, principal, stream, timing))
 
 
 @router.get(
     "/resources/{resource_id}/events",
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
     summary="Seats left on a resource now, then as they change (`seats` events, coalesced)",
     description="Each `seats` event's data is a SeatsOut and its id the resource's version; "
     "updates are coalesced to at most one per `push_seats_interval_seconds` (0.25 s).",
-    responses=stream_problems(*REFUSALS, 404, 422),
+    responses=STREAM_OK | stream_problems(*REFUSALS, 404, 422),
 )
-async def seats_events(stream: SeatsStreamDep, timing: TimingDep) -> AsyncIterator[ServerSentEvent]:
-    async for event in push.seats_events(stream, timing):
-        yield event
+async def seats_events(stream: SeatsStreamDep, timing: TimingDep) -> StreamingResponse:
+    return event_stream(push.seats_events(stream, timing))
