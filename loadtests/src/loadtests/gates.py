@@ -165,10 +165,8 @@ def _thresholds(table: Mapping[str, Any]) -> dict[float, Threshold]:
     out = dict(DEFAULT_THRESHOLDS)
     for key, value in table.items():
         where = f"[baseline.thresholds] {key}"
-        if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
-            raise SloConfigError(f"{where}: name a percentile like p95")
+        percentile = _percentile(key, where)
         _only(value, {"relative", "ms"}, where)
-        percentile = float(key[1:])
         default = out.get(percentile, DEFAULT_THRESHOLDS[95.0])
         out[percentile] = Threshold(
             float(value.get("relative", default.relative)), float(value.get("ms", default.ms))
@@ -184,12 +182,18 @@ def _run_noise(table: Mapping[str, Any]) -> dict[float, float]:
     out = {}
     for key, value in table.items():
         where = f"[baseline.run_noise] {key}"
-        if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
-            raise SloConfigError(f"{where}: name a percentile like p95")
+        percentile = _percentile(key, where)
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise SloConfigError(f"{where}: give a sd >= 0 (0: none)")
-        out[float(key[1:])] = float(value)
+        out[percentile] = float(value)
     return out
+
+
+def _percentile(key: str, where: str) -> float:
+    """A table key naming a percentile: ``p95`` -> 95.0."""
+    if re.fullmatch(r"p\d+(\.\d+)?", key) is None:
+        raise SloConfigError(f"{where}: name a percentile like p95")
+    return float(key[1:])
 
 
 def _opt_float(value: Any) -> float | None:

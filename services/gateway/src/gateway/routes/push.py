@@ -47,7 +47,7 @@ NOTHING_NEW: dict[int | str, dict[str, Any]] = {
 
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-# What FastAPI documents for a generator's stream: an event's fields.
+# What FastAPI documents for a generator's stream (its own copy is private): an event's fields.
 EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
