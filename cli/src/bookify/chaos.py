@@ -91,12 +91,14 @@ class UpProcesses:
         await asyncio.to_thread(self._start_infra)
 
     def _start_infra(self) -> None:
-        """Start again whatever of the infrastructure is not running (on its own data),
-        detached: `up` stops it on exit as it stops what it started. A port the kernel has
-        not released yet is asked for again for a few seconds."""
+        """Start again whatever of the infrastructure is not running (on its own data, ports
+        and Kafka listener), detached: `up` stops it on exit as it stops what it started. A
+        port the kernel has not released yet is asked for again for a few seconds."""
+        # Read before the first attempt: a start forgets the record of a server that died.
+        infra = LocalInfra.as_recorded(self.run_dir, progress=lambda _: None)
         for attempt in range(10):
             try:
-                LocalInfra(self.run_dir, progress=lambda _: None).start()
+                infra.start()
                 return
             except InfraError:
                 if attempt == 9:

@@ -84,6 +84,9 @@ class Run:
         self.events.append({"i": self._i, "type": outcome, "f": f} | value)
         return self._i
 
+    def mark(self, name: str) -> None:
+        self.events.append({"type": "mark", "mark": name})
+
     def book(self, booking: str, decision: str = "confirmed", client: str = "k0") -> None:
         self.op("book", "ok", client, status=202, booking_id=booking)
         self.decide(booking, decision, client)
@@ -114,6 +117,7 @@ def broken(results: dict[str, Result]) -> set[str]:
 def healthy() -> Run:
     run = Run(capacity=2)
     run.book("b1")
+    run.mark("faults_ended")
     run.book("b2")
     run.book("b3", "rejected")
     run.cancel("b3")  # a cancel of a booking that ended rejected: nothing to do
@@ -128,6 +132,7 @@ def test_a_consistent_history_and_stores_hold_every_invariant() -> None:
     assert list(results) == list(INVARIANTS)
     assert broken(results) == set()
     assert results["cancels"].checked == 1  # b1 only: b3 was rejected
+    assert results["recovered"].checked == 3  # b2, b3 and the 503 after the mark
 
 
 def test_a_booking_still_pending_breaks_terminal() -> None:
@@ -193,3 +198,25 @@ def test_a_500_is_a_violation_a_503_is_not() -> None:
     results = run.verdict()
     assert broken(results) == {"no_5xx"}
     assert results["no_5xx"].first == "op 8 answered 500"
+
+
+def test_a_platform_that_accepts_no_booking_after_the_faults_breaks_recovered() -> None:
+    run = Run(capacity=2)
+    run.book("b1")
+    run.mark("faults_ended")
+    run.op("book", "fail", status=503, problem_outcome="not_accepted")
+    run.op("retry", "unknown", error="ReadTimeout")
+    results = run.verdict()
+    assert broken(results) == {"recovered"}
+    assert results["recovered"].first == (
+        "none of the 2 booking requests sent after the faults ended was accepted "
+        "(answers: {'503': 1, 'unknown': 1})"
+    )
+    run.op("retry", "ok", status=202, booking_id="b1")  # the same key, answered at last
+    assert broken(run.verdict()) == set()
+
+
+def test_a_history_that_never_reached_the_end_of_its_faults_breaks_recovered() -> None:
+    run = Run(capacity=2)
+    run.book("b1")
+    assert broken(run.verdict()) == {"recovered"}

@@ -1,12 +1,15 @@
-"""infra.json parsing: what `bookify infra down/status` trust to find our processes."""
+"""infra.json parsing: what `bookify infra down/status` trust to find our processes, and what
+starts a killed one again."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from bookify_platform.infra import StateFileError
+from bookify_platform.infra import LocalInfra, StateFileError
+from bookify_platform.infra.kafka import LISTENER_FILE, kafka_home
 from bookify_platform.infra.state import InfraState, ProcessRecord, StateFile
 
 KAFKA = ProcessRecord(
@@ -61,3 +64,20 @@ def test_corrupt_state_file_is_reported_with_its_path_not_trusted(tmp_path, text
 
     with pytest.raises(StateFileError, match=str(state_file.path)):
         state_file.load()
+
+
+def test_the_infra_as_recorded_is_the_recorded_servers_on_their_ports_and_listener(tmp_path):
+    """What `bookify chaos` starts a killed server again with: its default ports brought a
+    Kafka of port 19092 back on 9092, where no client looked for it."""
+    state_file = StateFile(tmp_path)
+    state_file.record("kafka", replace(KAFKA, ports={"kafka": 19092, "controller": 19093}))
+    state_file.record("redis", replace(MONGO, ports={"redis": 16379}))
+
+    infra = LocalInfra.as_recorded(tmp_path, progress=lambda _: None)
+    assert (infra.kafka.port, infra.kafka.controller_port) == (19092, 19093)
+    assert infra.kafka.secure is None
+    assert set(infra.status().services) == {"kafka", "redis"}  # none of the unrecorded
+
+    kafka_home(tmp_path).mkdir()
+    (kafka_home(tmp_path) / LISTENER_FILE).write_text("SASL_SSL\n")
+    assert LocalInfra.as_recorded(tmp_path, progress=lambda _: None).kafka.secure is not None

@@ -187,7 +187,7 @@ def up(
         from bookify_platform.secured import ADMIN_ENV, secure_platform
         from shared.settings import Topics
 
-        secure = SecureKafka.kept_in(run_dir / "kafka" / "users.json")
+        secure = SecureKafka.of_run_dir(run_dir)
         kafka_login = str(run_dir / ADMIN_ENV)
     infra = LocalInfra(run_dir, attached=True, kafka_secure=secure)
     reuse = infra.status().running

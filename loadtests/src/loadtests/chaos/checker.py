@@ -15,6 +15,9 @@ invariant 1, whose deadline the run sets.
 6. ``views``: the views equal the ledger (each booking's status, each resource's seats left).
 7. ``cancels``: every accepted cancel of a booking the ledger confirmed ends cancelled.
 8. ``no_5xx``: no answer in the 5xx range other than 503.
+9. ``recovered``: a booking asked for after the faults ended (the run's ``faults_ended``
+   mark) was accepted: the platform takes bookings again, which the others, all true of a
+   platform that answers only 503 from then on, cannot tell.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ INVARIANTS = (
     "views",
     "cancels",
     "no_5xx",
+    "recovered",
 )
+BOOKING_REQUESTS = frozenset({"book", "retry", "rebook"})
 
 
 @dataclass
@@ -100,7 +105,7 @@ def told(events: Iterable[Mapping[str, Any]]) -> Told:
         if isinstance(status, int) and status >= 500 and status != 503:
             out.server_errors.append((event["i"], status))
         f = event["f"]
-        if f in ("book", "retry", "rebook"):
+        if f in BOOKING_REQUESTS:
             if event["type"] == "ok":
                 out.accepted.setdefault(event["booking_id"], []).append(event["i"])
             elif event["type"] == "unknown":
@@ -178,7 +183,27 @@ def check(events: Sequence[Mapping[str, Any]], stores: Stores) -> list[Result]:
     errors.checked = sum(1 for e in events if e["type"] not in ("invoke", "mark"))
     for i, code in learnt.server_errors:
         errors.violated(f"op {i} answered {code}")
+
+    _check_recovered(events, results["recovered"])
     return list(results.values())
+
+
+def _check_recovered(events: Sequence[Mapping[str, Any]], result: Result) -> None:
+    ended = max((n for n, e in enumerate(events) if e.get("mark") == "faults_ended"), default=None)
+    if ended is None:
+        result.violated("the history has no faults_ended mark: the run never got that far")
+        return
+    after = {e["i"] for e in events[ended:] if e["type"] == "invoke" and e["f"] in BOOKING_REQUESTS}
+    answers: Counter[str] = Counter()
+    for event in events[ended:]:
+        if event["type"] not in ("invoke", "mark") and event["i"] in after:
+            answers[str(event.get("status", event["type"]))] += 1
+    result.checked = len(after)
+    if answers["202"] == 0:
+        result.violated(
+            f"none of the {len(after)} booking requests sent after the faults ended was "
+            f"accepted (answers: {dict(answers) or 'none'})"
+        )
 
 
 def _check_ledger(entries: Sequence[Mapping[str, Any]], result: Result) -> None:

@@ -255,6 +255,7 @@ async def run_nemesis(
             )
             await traffic
             await crowd.settle(within=plan.heal_within / 2)
+            await crowd.until_accepted(within=plan.heal_within)  # judged by `recovered`
             everything = await _terminal(
                 mongo,
                 target,

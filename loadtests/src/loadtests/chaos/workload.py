@@ -202,6 +202,22 @@ class Crowd:
             self.history.complete(i, f, "fail", status=reply.status, body=_text(reply))
         return reply
 
+    async def until_accepted(self, within: float) -> bool:
+        """Ask for one booking (a keyed client's, one key) until it is accepted or ``within``
+        seconds pass: whether the platform takes bookings again. Each attempt is an operation
+        of the history; nothing is sent again in the background."""
+        self.retry_until = time.monotonic()
+        client = next(c for c in self.clients if c.keyed)
+        body = {"resource_id": self.resources[0], "quantity": 1}
+        key, f = idempotency_key(), BOOK
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await self._book(client, body, key, f) == 202:
+                return True
+            f = RETRY
+            await asyncio.sleep(RETRY_EVERY)
+        return False
+
     async def settle(self, within: float) -> None:
         """Wait (at most ``within`` seconds) for the keyed retries still under way."""
         deadline = time.monotonic() + within

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 READY_LINE = r"Kafka Server started"
+LISTENER_FILE = "listener"  # the protocol the storage was formatted for
 JVM_OPTIONS = (
     "-Xms128m",
     "-Xmx512m",
@@ -159,6 +160,17 @@ num.io.threads=2
 """
 
 
+def kafka_home(run_dir: Path) -> Path:
+    """Where a run dir keeps its broker's files (and a secure broker's users)."""
+    return run_dir / "kafka"
+
+
+def formatted_protocol(run_dir: Path) -> str:
+    """The listener the broker data of ``run_dir`` was formatted for (PLAINTEXT if none said)."""
+    listener = kafka_home(run_dir) / LISTENER_FILE
+    return listener.read_text().strip() if listener.exists() else "PLAINTEXT"
+
+
 class LocalKafka:
     """One broker whose files live in <run dir>/kafka: server.properties, data/, kafka.log."""
 
@@ -178,7 +190,8 @@ class LocalKafka:
         self.root = root or paths.repo_root()
         self.secure = secure
         self.cache = cache or paths.cache_dir(self.root)
-        self.home = run_dir / "kafka"
+        self.run_dir = run_dir
+        self.home = kafka_home(run_dir)
         self.port = port
         self.controller_port = controller_port
         self.progress = progress
@@ -186,7 +199,7 @@ class LocalKafka:
         self.data_dir = self.home / "data"
         self.log_path = self.home / "kafka.log"
         self.tls_dir = self.home / "tls"
-        self.listener_file = self.home / "listener"  # the protocol the storage was formatted for
+        self.listener_file = self.home / LISTENER_FILE
         self._lib: Path | None = None
 
     @property
@@ -198,9 +211,7 @@ class LocalKafka:
         absence) were fixed when it was formatted."""
         if not (self.data_dir / "meta.properties").exists():
             return
-        formatted = (
-            self.listener_file.read_text().strip() if self.listener_file.exists() else "PLAINTEXT"
-        )
+        formatted = formatted_protocol(self.run_dir)
         if formatted != self.protocol:
             raise StartupError(
                 f"the Kafka data in {self.data_dir} is a {formatted} broker's, not a "

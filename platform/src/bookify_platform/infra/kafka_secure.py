@@ -41,6 +41,13 @@ class SecureKafka:
     )
 
     @classmethod
+    def of_run_dir(cls, run_dir: Path) -> SecureKafka:
+        """The users of the secure broker whose files ``run_dir`` keeps (see :meth:`kept_in`)."""
+        from bookify_platform.infra.kafka import kafka_home
+
+        return cls.kept_in(kafka_home(run_dir) / "users.json")
+
+    @classmethod
     def kept_in(cls, path: Path) -> SecureKafka:
         """The users stored in ``path`` (0600), made and stored there on first use: a broker
         formatted with them keeps them for as long as its data directory lives."""

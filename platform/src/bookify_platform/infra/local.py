@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, Self
 from bookify_platform.infra import paths
 from bookify_platform.infra.errors import StartupError
 from bookify_platform.infra.ferretdb import LocalFerretDB
-from bookify_platform.infra.kafka import LocalKafka
+from bookify_platform.infra.kafka import LocalKafka, formatted_protocol
 from bookify_platform.infra.process import ensure_port_free, is_ours, terminate
 from bookify_platform.infra.redis import LocalRedis
 from bookify_platform.infra.state import ProcessRecord, StateFile
@@ -143,6 +143,42 @@ class LocalInfra:
         if "redis" in services:
             self._servers.append(LocalRedis(self.run_dir, port=redis_port))
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def as_recorded(
+        cls,
+        run_dir: Path,
+        *,
+        attached: bool = False,
+        progress: Callable[[str], None] = print_progress,
+    ) -> LocalInfra:
+        """The servers ``run_dir``'s state file records, each on the ports it was started on,
+        Kafka on the listener its data was formatted for: what brings a server killed
+        meanwhile back as it was (``bookify chaos``), where the defaults would start it on
+        other ports than its clients know."""
+        run_dir = run_dir.resolve()
+        records = StateFile(run_dir).load().processes
+
+        def port(server: str, name: str, default: int) -> int:
+            record = records.get(server)
+            return default if record is None else record.ports.get(name, default)
+
+        secure = None
+        if formatted_protocol(run_dir) == "SASL_SSL":
+            from bookify_platform.infra.kafka_secure import SecureKafka
+
+            secure = SecureKafka.of_run_dir(run_dir)
+        return cls(
+            run_dir,
+            kafka_port=port("kafka", "kafka", DEFAULT_KAFKA_PORT),
+            controller_port=port("kafka", "controller", DEFAULT_CONTROLLER_PORT),
+            mongo_port=port("mongo", "mongo", DEFAULT_MONGO_PORT),
+            redis_port=port("redis", "redis", DEFAULT_REDIS_PORT),
+            services=[name for name in ALL_SERVICES if name in records],
+            attached=attached,
+            kafka_secure=secure,
+            progress=progress,
+        )
 
     @property
     def kafka(self) -> LocalKafka:
