@@ -39,6 +39,7 @@ CONTRACT_METRICS: frozenset[str] = frozenset(
         "bookify_push_streams_opened_total",
         "bookify_push_streams_refused_total",
         "bookify_push_streams_dropped_total",
+        *_histogram("bookify_push_feed_lag_seconds"),
         # booking
         "bookify_bookings_total",
         # consumer

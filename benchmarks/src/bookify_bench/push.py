@@ -98,6 +98,10 @@ class DeliveryFigures:
     # Each service's CPU per wall second while the bookings were offered: near 1, that
     # process's own CPU set the pace; their sum near 2, the machine's.
     cores: dict[str, float] = field(default_factory=dict)
+    # How much of it came before the gateway's own streams: Kafka timestamp -> its feed handing
+    # the event over (bounds of bookify_push_feed_lag_seconds' buckets; None: none counted).
+    feed_p50_s: float | None = None
+    feed_p99_s: float | None = None
     # The read side meanwhile (it keeps the principals' lists too): seconds after the last
     # booking until the views had every decision (None: not within a minute), and its
     # accepted -> visible p99 (the upper bound of bookify_booking_e2e_seconds' bucket).
@@ -352,6 +356,8 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
                 await asyncio.wait_for(all_decided.wait(), timeout=60)
             await asyncio.sleep(2)  # the last decisions reach the streams
             seen = await holder.stop()
+            async with HttpClient(gateway.url) as scrape:
+                feed_lag = await histogram_buckets(scrape, "bookify_push_feed_lag_seconds")
             views_behind, views_p99 = await _views_caught_up(
                 platform["consumer"].url,
                 len(accepted) + 1,
@@ -380,6 +386,8 @@ async def _delivery(config: PushBenchConfig, figures: PushFigures, progress: Pro
         p99_ms=percentile(latencies, 0.99),
         max_ms=latencies[-1] if latencies else None,
         cores=cores,
+        feed_p50_s=bucket_bound(feed_lag, 0.5),
+        feed_p99_s=bucket_bound(feed_lag, 0.99),
         views_behind_s=views_behind,
         views_p99_s=views_p99,
         other_statuses={k: n for k, n in offered.statuses.items() if k != 202},
@@ -394,23 +402,34 @@ async def _views_caught_up(
     deadline = time.monotonic() + within
     async with HttpClient(consumer_url) as client:
         while True:
-            buckets: list[tuple[float, float]] = []
-            for family in text_string_to_metric_families(
-                (await client.get("/metrics")).body.decode()
-            ):
-                if family.name == "bookify_booking_e2e_seconds":
-                    buckets = [
-                        (float(s.labels["le"]), s.value)
-                        for s in family.samples
-                        if s.name.endswith("_bucket")
-                    ]
-            count = buckets[-1][1] if buckets else 0.0
-            if count >= events:
-                p99 = next(le for le, n in sorted(buckets) if n >= 0.99 * count)
-                return time.monotonic() - since, p99
+            buckets = await histogram_buckets(client, "bookify_booking_e2e_seconds")
+            if _count(buckets) >= events:
+                return time.monotonic() - since, bucket_bound(buckets, 0.99)
             if time.monotonic() > deadline:
                 return None, None
             await asyncio.sleep(0.2)
+
+
+async def histogram_buckets(client: HttpClient, name: str) -> list[tuple[float, float]]:
+    """The cumulative buckets (upper bound, count) of the histogram ``name`` at /metrics."""
+    for family in text_string_to_metric_families((await client.get("/metrics")).body.decode()):
+        if family.name == name:
+            return sorted(
+                (float(s.labels["le"]), s.value)
+                for s in family.samples
+                if s.name.endswith("_bucket")
+            )
+    return []
+
+
+def _count(buckets: Sequence[tuple[float, float]]) -> float:
+    return buckets[-1][1] if buckets else 0.0
+
+
+def bucket_bound(buckets: Sequence[tuple[float, float]], share: float) -> float | None:
+    """The upper bound of the bucket that holds the ``share`` quantile (None: no samples)."""
+    count = _count(buckets)
+    return next((le for le, n in buckets if n >= share * count), None) if count else None
 
 
 def percentile(ordered: Sequence[float], share: float) -> float | None:
@@ -455,6 +474,12 @@ def push_report(f: PushFigures) -> str:
             f"{d.decided:,}, read from a stream {d.delivered:,}",
             f"  Kafka timestamp -> client read: p50 {_ms(d.p50_ms)} ms, p99 {_ms(d.p99_ms)} ms "
             f"({ratio} x the {DELIVERY_AIM_MS:g} ms aim), max {_ms(d.max_ms)} ms",
+            "  of which Kafka timestamp -> the gateway's feed: "
+            + (
+                "none counted"
+                if d.feed_p50_s is None or d.feed_p99_s is None
+                else f"p50 <= {1000 * d.feed_p50_s:g} ms, p99 <= {1000 * d.feed_p99_s:g} ms"
+            ),
             "  cores busy meanwhile: "
             + ", ".join(f"{name} {busy:.2f}" for name, busy in d.cores.items()),
             "  views: "

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from gateway.adapters.feed import KafkaEventFeed
 from gateway.config import GatewaySettings
@@ -51,9 +51,18 @@ async def send(
     )
 
 
-def feed_of(settings: GatewaySettings, replay_seconds: float) -> KafkaEventFeed:
+def feed_of(
+    settings: GatewaySettings, replay_seconds: float, lag: Histogram | None = None
+) -> KafkaEventFeed:
     broker = make_broker(settings, registry=CollectorRegistry())
-    return KafkaEventFeed(broker, topic=settings.topics.events, replay_seconds=replay_seconds)
+    return KafkaEventFeed(
+        broker, topic=settings.topics.events, replay_seconds=replay_seconds, lag=lag
+    )
+
+
+def lag_histogram() -> tuple[Histogram, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return Histogram("lag_seconds", "lag", buckets=(0.1, 60.0), registry=registry), registry
 
 
 async def test_each_event_reaches_the_feed_from_every_partition(
@@ -61,7 +70,8 @@ async def test_each_event_reaches_the_feed_from_every_partition(
 ) -> None:
     topic = gateway_settings.topics.events
     received: asyncio.Queue[Event] = asyncio.Queue()
-    feed = feed_of(gateway_settings, replay_seconds=0)
+    lag, registry = lag_histogram()
+    feed = feed_of(gateway_settings, replay_seconds=0, lag=lag)
     await feed.start(received.put_nowait)
     try:
         async with asyncio.timeout(WAIT):
@@ -79,6 +89,9 @@ async def test_each_event_reaches_the_feed_from_every_partition(
     finally:
         await feed.close()
     assert {e.event_id for e in got} == {e.event_id for e in [*events, last]}
+    # Each event's lag, none for what was not an event; all within the fail-safe's wait.
+    assert registry.get_sample_value("lag_seconds_count") == len(events) + 1
+    assert registry.get_sample_value("lag_seconds_bucket", {"le": "60.0"}) == len(events) + 1
 
 
 async def test_a_feed_started_later_replays_the_recent_past_and_not_before(
@@ -90,7 +103,8 @@ async def test_a_feed_started_later_replays_the_recent_past_and_not_before(
     await send(producer, topic, old, timestamp_ms=ten_minutes_ago)
     await send(producer, topic, recent)
     received: asyncio.Queue[Event] = asyncio.Queue()
-    feed = feed_of(gateway_settings, replay_seconds=120)
+    lag, registry = lag_histogram()
+    feed = feed_of(gateway_settings, replay_seconds=120, lag=lag)
     await feed.start(received.put_nowait)
     try:
         got = []
@@ -101,3 +115,4 @@ async def test_a_feed_started_later_replays_the_recent_past_and_not_before(
     finally:
         await feed.close()
     assert [e.event_id for e in got] == [recent.event_id, after.event_id]
+    assert registry.get_sample_value("lag_seconds_count") == 1  # the live one, not the replayed

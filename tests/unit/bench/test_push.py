@@ -9,6 +9,7 @@ from bookify_bench.push import (
     DeliveryFigures,
     HeldLevel,
     PushFigures,
+    bucket_bound,
     percentile,
     push_report,
     read_bookings,
@@ -47,8 +48,9 @@ async def test_a_stream_records_each_booking_once_across_chunk_boundaries() -> N
 def test_figures_are_given_as_ratios_of_the_aims() -> None:
     held = HeldLevel(streams=1000, refused=0, rss_mib=160, kib_per_stream=75, idle_cores=0.02)
     delivery = DeliveryFigures(
-        5000, 400, 20, 8000, 8000, 8000, 20.0, 150.0, 300.0, {"gateway": 0.8, "booking": 0.5}
-    )
+        5000, 400, 20, 8000, 8000, 8000, 20.0, 150.0, 300.0, {"gateway": 0.8, "booking": 0.5},
+        feed_p50_s=0.01, feed_p99_s=0.1,
+    )  # fmt: skip
     figures = PushFigures(110, 15, 30, [held], delivery)
 
     assert held.memory_ratio == 1.5
@@ -57,5 +59,16 @@ def test_figures_are_given_as_ratios_of_the_aims() -> None:
     text = push_report(figures)
     assert "1.50 x the 100 ms aim" in text
     assert "cores busy meanwhile: gateway 0.80, booking 0.50" in text
+    assert "the gateway's feed: p50 <= 10 ms, p99 <= 100 ms" in text
     assert percentile([float(n) for n in range(1, 101)], 0.99) == 100.0
     assert percentile([], 0.99) is None
+
+
+def test_a_quantile_of_a_histogram_is_the_bound_of_the_bucket_that_holds_it() -> None:
+    buckets = [(0.01, 50.0), (0.1, 98.0), (1.0, 100.0), (float("inf"), 100.0)]
+
+    assert bucket_bound(buckets, 0.5) == 0.01
+    assert bucket_bound(buckets, 0.9) == 0.1
+    assert bucket_bound(buckets, 0.99) == 1.0
+    assert bucket_bound([(0.01, 0.0), (float("inf"), 0.0)], 0.99) is None
+    assert bucket_bound([], 0.5) is None

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.bootstrap import build_hub
+from gateway.hub import HubMetrics
 from gateway.ports import AcceptedKind, AcceptedRecord
 from shared.events import BookingCancelled, BookingConfirmed, BookingRejected, RejectionReason
 from shared.readmodel import BookingView
@@ -205,7 +206,8 @@ async def test_streams_past_the_principals_limit_are_429_and_past_the_process_li
     booking_id = accepted(fakes, resource_id)
     path = f"/v1/bookings/{booking_id}/events"
     fakes.hub = build_hub(
-        settings(push_max_streams=2, push_max_streams_per_principal=1), CollectorRegistry()
+        settings(push_max_streams=2, push_max_streams_per_principal=1),
+        HubMetrics(CollectorRegistry()),
     )
     async with running() as app, stream(app, path, bearer("alice")) as first:
         assert first.status == 200

@@ -101,13 +101,13 @@ def command_publisher(runtime: GatewayRuntime) -> KafkaCommandPublisher:
     )
 
 
-def build_hub(settings: GatewaySettings, registry: CollectorRegistry) -> Hub:
+def build_hub(settings: GatewaySettings, metrics: HubMetrics) -> Hub:
     return Hub(
         max_streams=settings.push_max_streams,
         max_streams_per_principal=settings.push_max_streams_per_principal,
         buffer_size=settings.push_buffer_size,
         recent_max=settings.push_recent_max,
-        metrics=HubMetrics(registry),
+        metrics=metrics,
     )
 
 
@@ -121,13 +121,15 @@ async def connect(
     accepted = MongoAcceptedStore(mongo[settings.db_name], group)
     idempotency = MongoIdempotencyStore(mongo[settings.db_name], group)
     retained = [store.retained(settings.retention_seconds) for store in (accepted, idempotency)]
-    hub = build_hub(settings, runtime.registry)
+    push_metrics = HubMetrics(runtime.registry)
+    hub = build_hub(settings, push_metrics)
     # A broker of its own (no subscriber, no metrics of its own): connecting it never
     # disturbs the publisher's.
     feed = KafkaEventFeed(
         make_broker(settings, registry=CollectorRegistry()),
         topic=settings.topics.events,
         replay_seconds=settings.push_replay_seconds,
+        lag=push_metrics.feed_lag,
     )
     try:
         if not await publisher.connect():

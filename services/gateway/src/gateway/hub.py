@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Final, TypeVar
 from uuid import UUID
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.events import (
     BookingCancelled,
@@ -34,6 +34,7 @@ from shared.events import (
     Event,
     ResourceCreated,
 )
+from shared.telemetry import LATENCY_BUCKETS
 
 # A booking's status only moves forward: pending -> confirmed -> cancelled, or -> rejected.
 STATUS_RANK: Final = {"pending": 0, "confirmed": 1, "rejected": 2, "cancelled": 2}
@@ -122,7 +123,8 @@ class StreamDroppedError(Exception):
 
 class HubMetrics:
     """The streams of this process by kind (``booking``, ``principal``, ``seats``: what a
-    stream follows): open now, opened, refused by a limit, dropped by the hub."""
+    stream follows): open now, opened, refused by a limit, dropped by the hub; and how late
+    the feed hands events to them."""
 
     KINDS: Final = ("booking", "principal", "seats")
 
@@ -143,6 +145,13 @@ class HubMetrics:
             "bookify_push_streams_dropped",
             "Push streams the hub ended: too_slow (its buffer filled), shutdown.",
             ["kind", "reason"],
+            registry=registry,
+        )
+        self.feed_lag = Histogram(
+            "bookify_push_feed_lag_seconds",
+            "From a live event's Kafka timestamp to this process's feed handing it to the "
+            "streams (what push adds before a stream's own write).",
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         for kind in self.KINDS:  # every series exists from the start, at 0

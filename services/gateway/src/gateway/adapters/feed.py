@@ -7,6 +7,9 @@ does (servers, client id, timeouts, security). It starts ``replay_seconds`` back
 end: a decision the consumer has not projected yet must reach the hub's memory of recent
 changes (gateway.hub), or a stream opened right after a restart would read ``pending`` from
 the view and wait for an event that went by before this process started.
+
+Each live event's lag (its Kafka timestamp to its hand-off) goes to ``lag``; the replayed
+ones are left out, as their age is the replay's, not the feed's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream.kafka import KafkaBroker
+from prometheus_client import Histogram
 
 from shared.events import EVENT_TYPES, Event, MalformedMessageError, decode
 from shared.logging import get_logger
@@ -34,10 +38,18 @@ FETCH_MAX_WAIT_MS = 25
 
 
 class KafkaEventFeed:
-    def __init__(self, broker: KafkaBroker, *, topic: str, replay_seconds: float) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        *,
+        topic: str,
+        replay_seconds: float,
+        lag: Histogram | None = None,
+    ) -> None:
         self._broker = broker  # its own: connecting it never touches the publisher's
         self._topic = topic
         self._replay_seconds = replay_seconds
+        self._lag = lag
         self._task: asyncio.Task[None] | None = None
         self.positioned = asyncio.Event()  # every partition assigned and sought
 
@@ -62,6 +74,7 @@ class KafkaEventFeed:
                 )
                 await consumer.start()
                 await self._position(consumer)
+                live_ms = time.time() * 1000  # records stamped before it are replayed
                 self.positioned.set()
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
@@ -69,6 +82,8 @@ class KafkaEventFeed:
                         for record in records:
                             if (event := _decoded(record)) is not None:
                                 deliver(event)
+                                if self._lag is not None and record.timestamp >= live_ms:
+                                    self._lag.observe(time.time() - record.timestamp / 1000)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker went away: start over once it is back
