@@ -122,29 +122,37 @@ async def accept(
     if idempotency_key is not None:
         key_id = idempotency_key_id(principal.sub, operation, idempotency_key)
         digest = request_hash(operation, payload)
-        existing = await deps.idempotency.reserve(
-            IdempotencyRecord(
-                key_id=key_id,
-                principal=principal.sub,
-                operation=operation,
-                request_hash=digest,
-                entity_id=ids.entity_id,
-                command_id=ids.command_id,
-                accepted_at=ids.accepted_at,
-                updated_at=ids.accepted_at,
-            )
-        )
-        if existing is not None:
-            if existing.request_hash != digest:
-                raise IdempotencyKeyReusedError(
-                    "this Idempotency-Key was already used with a different request body"
+        try:
+            existing = await deps.idempotency.reserve(
+                IdempotencyRecord(
+                    key_id=key_id,
+                    principal=principal.sub,
+                    operation=operation,
+                    request_hash=digest,
+                    entity_id=ids.entity_id,
+                    command_id=ids.command_id,
+                    accepted_at=ids.accepted_at,
+                    updated_at=ids.accepted_at,
                 )
-            # Same principal, key and body: the same ids, hence the same command and 202.
-            ids = Ids(existing.entity_id, existing.command_id, existing.accepted_at)
-            if (answered := await _original_answer(deps, existing, plan(ids))) is not None:
-                return answered
-            # The original failed or is stuck: take it over with *its* ids. Publishing the
-            # same command twice is harmless; downstream dedupes by command/booking id.
+            )
+            if existing is not None:
+                if existing.request_hash != digest:
+                    raise IdempotencyKeyReusedError(
+                        "this Idempotency-Key was already used with a different request body"
+                    )
+                # Same principal, key and body: the same ids, hence the same command and 202.
+                ids = Ids(existing.entity_id, existing.command_id, existing.accepted_at)
+                if (answered := await _original_answer(deps, existing, plan(ids))) is not None:
+                    return answered
+                # The original failed or is stuck: take it over with *its* ids. Publishing
+                # the same command twice is harmless; downstream dedupes by command/booking id.
+        except DependencyUnavailableError as exc:
+            # Without the key's record this try cannot know whether an earlier one of the
+            # key landed: "not accepted" could leave a client the booking of a first try it
+            # was told "unknown" of (found by bookify chaos, seed 509, MongoDB just back).
+            raise DependencyUnavailableError(
+                exc.dependency, exc.detail, outcome_unknown=True
+            ) from exc
 
     p = plan(ids)
     annotate_span(
