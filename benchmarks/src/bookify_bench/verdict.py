@@ -382,7 +382,7 @@ def verdict_report(figures: VerdictFigures) -> str:
         fit = ", ".join(f"p{p:g} {sd:g}" for p, sd in figures.run_noise_fit.items())
         lines.append(
             f"  run-to-run noise on the A/A pairs (sd of a run's log percentile): {fit} "
-            "([baseline.run_noise] in the SLO file; not used by these verdicts)"
+            "(what [baseline.run_noise] in the SLO file takes; these verdicts used the file's)"
         )
     lines.append(f"  run folders under {c.runs_root}")
     return "\n".join(lines)
