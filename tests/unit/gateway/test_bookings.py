@@ -353,16 +353,24 @@ async def test_mongo_failing_at_the_reservation_is_a_503_and_nothing_is_publishe
     assert body["outcome"] == "unknown"
 
 
+async def told_unknown_while_kafka_hangs(
+    client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID, key: str
+) -> None:
+    """A keyed booking handed to Kafka that never confirmed it: told 503 ``unknown``. The
+    publisher is left failing."""
+    fakes.publisher.fail = True
+    fakes.publisher.outcome_unknown = True
+    first = await book(client, resource_id, key=key)
+    assert assert_problem(first, 503, "service-unavailable")["outcome"] == "unknown"
+
+
 async def test_a_retry_whose_key_cannot_be_read_never_says_not_accepted(
     client: httpx.AsyncClient, fakes: Fakes, resource_id: UUID
 ) -> None:
     # Found by bookify chaos (seed 509): a keyed booking told "unknown" while Kafka was
     # down, retried with its key while MongoDB was coming back from a freeze, was told
     # "not_accepted"; the first try had landed, and its client never learnt of it.
-    fakes.publisher.fail = True
-    fakes.publisher.outcome_unknown = True
-    first = await book(client, resource_id, key="k-unread")
-    assert assert_problem(first, 503, "service-unavailable")["outcome"] == "unknown"
+    await told_unknown_while_kafka_hangs(client, fakes, resource_id, "k-unread")
 
     fakes.publisher.fail = False
     fakes.idempotency.fail = True
@@ -436,10 +444,7 @@ async def test_a_retry_of_a_key_whose_earlier_try_is_unknown_never_says_not_acce
     # Found by bookify chaos (seed 102): a keyed booking told "unknown", retried with its key
     # while Kafka refused at once, was told "not_accepted"; the first try landed, and its
     # client, told nothing was done, never learnt of the booking it got.
-    fakes.publisher.fail = True
-    fakes.publisher.outcome_unknown = True
-    first = await book(client, resource_id, key="k-retried")
-    assert assert_problem(first, 503, "service-unavailable")["outcome"] == "unknown"
+    await told_unknown_while_kafka_hangs(client, fakes, resource_id, "k-retried")
 
     fakes.publisher.outcome_unknown = False  # this time nothing reaches Kafka at all
     again = await book(client, resource_id, key="k-retried")
